@@ -1,0 +1,31 @@
+"""compresskit: shrink trained text-to-image generators for edge CPUs, and prove it with numbers.
+
+The flat public API is imported lazily, so ``import compresskit`` (and the CLI's start-up) stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_API = {
+    "CaptionedImages": "compresskit.data",
+    "load_dataset": "compresskit.data",
+    "build_emoji": "compresskit.data",
+    "build_shapes": "compresskit.data",
+    "TextEncoder": "compresskit.text",
+    "TokenFeatures": "compresskit.text",
+    "CompresskitError": "compresskit.errors",
+    "DataError": "compresskit.errors",
+    "CacheError": "compresskit.errors",
+    "TextError": "compresskit.errors",
+    "cache_root": "compresskit.cache",
+}
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'compresskit' has no attribute {name!r}")

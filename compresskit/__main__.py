@@ -1,0 +1,3 @@
+from compresskit.cli import main
+
+main()

@@ -1,0 +1,24 @@
+"""Typed errors. Library code raises these; the CLI turns each into one line and an exit code.
+
+Every message should say what is wrong *and* what to do about it, in one line.
+"""
+
+from __future__ import annotations
+
+
+class CompresskitError(Exception):
+    """Base class. ``exit_code`` is what the CLI exits with (2: bad input, 1: a failed run)."""
+
+    exit_code = 2
+
+
+class DataError(CompresskitError):
+    """A dataset name, option or source is wrong or missing."""
+
+
+class CacheError(CompresskitError):
+    """The cache folder cannot be created, written or read."""
+
+
+class TextError(CompresskitError):
+    """A caption is empty or not text, or the text encoder cannot be loaded."""
