@@ -1,0 +1,186 @@
+"""The ``compresskit`` command line: thin, parses options, calls the library, prints with rich.
+
+Library errors (``CompresskitError``) become one line on stderr and exit code 2 (bad input) or 1
+(a failed run); ``--json`` output goes to stdout alone, progress and messages to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__
+from .errors import CompresskitError, DataError
+
+app = typer.Typer(
+    help="Shrink trained text-to-image generators for edge CPUs, and prove it with numbers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"compresskit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True)] = None,
+) -> None:
+    """compresskit: prune, distil, quantise and export generators; benchmark and gate releases."""
+
+
+def _print_json(obj: object) -> None:
+    typer.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def _summary_table(title: str, summary: dict) -> Table:
+    table = Table(title=title, show_header=False)
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        table.add_row(key, str(value))
+    return table
+
+
+@app.command()
+def data(
+    name: Annotated[str, typer.Argument(help="Dataset: emoji or shapes.")],
+    size: Annotated[int, typer.Option(help="Image side in pixels (16, 32, 64, 128).")] = 32,
+    n: Annotated[Optional[int], typer.Option("--n", help="shapes: number of images [default 10000].")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="shapes: generator seed [default 0].")] = None,
+    max_objects: Annotated[Optional[int], typer.Option(help="shapes: most shapes per image [default 2].")] = None,
+    styles: Annotated[
+        Optional[str], typer.Option(help="emoji: comma-separated art styles [default: every installed one].")
+    ] = None,
+    skin_tones: Annotated[Optional[str], typer.Option(help="emoji: keep or drop skin-tone variants [keep].")] = None,
+    eval_fraction: Annotated[
+        Optional[float], typer.Option(help="emoji: share of captions with one style held out [0.2].")
+    ] = None,
+    rebuild: Annotated[bool, typer.Option(help="Rebuild even if the cache has it.")] = False,
+    grid: Annotated[Optional[Path], typer.Option(help="Also write a labelled PNG grid of samples here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+) -> None:
+    """Build (once, then cached) a captioned dataset and print its counts."""
+    from .data import load_dataset
+
+    options: dict = {"size": size, "rebuild": rebuild}
+    per_dataset = {
+        "shapes": {"n": n, "seed": seed, "max_objects": max_objects},
+        "emoji": {"styles": styles, "skin_tones": skin_tones, "eval_fraction": eval_fraction},
+    }
+    for dataset, opts in per_dataset.items():
+        for key, value in opts.items():
+            if value is None:
+                continue
+            if dataset != name:
+                raise DataError(f"--{key.replace('_', '-')} applies to the {dataset} dataset only; drop it")
+            options[key] = value.split(",") if key == "styles" else value
+
+    with Progress(
+        TextColumn("[bold]building {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err, transient=True, disable=as_json or not err.is_terminal,
+    ) as bar:
+        task = bar.add_task(name, total=None)
+        if name == "emoji":
+            options["progress"] = lambda done, total: bar.update(task, completed=done, total=total)
+        dataset = load_dataset(name, **options)
+    summary = dataset.summary()
+    if grid is not None:
+        from .grid import save_grid
+
+        pick = _preview_indices(dataset.captions, 32)
+        labels = [f"{dataset.captions[i]} ({dataset.styles[i]}, {dataset.splits[i]})" for i in pick]
+        summary["grid"] = str(save_grid(grid, dataset.images[pick], labels, label_lines=3))
+    if as_json:
+        _print_json(summary)
+    else:
+        out.print(_summary_table(f"{name} dataset", summary))
+
+
+def _preview_indices(captions: list[str], count: int) -> list[int]:
+    """Every image of a spread of captions, so a grid shows the styles side by side."""
+    by_caption: dict[str, list[int]] = {}
+    for i, caption in enumerate(captions):
+        by_caption.setdefault(caption, []).append(i)
+    names = list(by_caption)
+    step = max(1, len(names) // count)
+    picked: list[int] = []
+    for caption in names[::step]:
+        picked.extend(by_caption[caption])
+        if len(picked) >= count:
+            break
+    return picked[:count]
+
+
+@app.command()
+def encode(
+    captions: Annotated[list[str], typer.Argument(help="One or more captions.")],
+    tokens: Annotated[bool, typer.Option(help="Also report token-level feature shapes.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results (with vectors) as JSON.")] = False,
+) -> None:
+    """Embed captions with the pretrained MiniLM encoder (cached on disk)."""
+    from .text import TextEncoder, check_captions
+
+    check_captions(captions)  # fail before loading the model
+    started = time.perf_counter()
+    encoder = TextEncoder()
+    loaded = time.perf_counter()
+    vectors = encoder.encode(captions)
+    result = {
+        "model": encoder.model_id,
+        "dim": int(vectors.shape[1]),
+        "load_seconds": round(loaded - started, 3),
+        "encode_seconds": round(time.perf_counter() - loaded, 3),
+        "cache": dict(encoder.stats),
+        "cosine": (vectors @ vectors.T).round(decimals=4).tolist(),
+    }
+    if tokens:
+        feats = encoder.encode_tokens(captions)
+        result["token_counts"] = feats.mask.sum(1).tolist()
+    if as_json:
+        result["vectors"] = vectors.tolist()
+        _print_json(result)
+        return
+    table = Table(title=f"cosine similarity, {result['dim']}-d MiniLM sentence vectors")
+    table.add_column("caption")
+    for i in range(len(captions)):
+        table.add_column(f"cos #{i}", justify="right")
+    for i, caption in enumerate(captions):
+        table.add_row(f"#{i} {caption}", *[f"{c:.3f}" for c in result["cosine"][i]])
+    out.print(table)
+    out.print(f"model {result['model']}; load {result['load_seconds']} s, encode {result['encode_seconds']} s, cache {result['cache']}")
+
+
+def main() -> None:
+    """Console-script entry point: one line and an exit code for every compresskit error."""
+    try:
+        code = app(standalone_mode=False)
+    except CompresskitError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise SystemExit(exc.exit_code) from None
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        err.print("aborted")
+        raise SystemExit(130) from None
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        raise
+    raise SystemExit(code if isinstance(code, int) else 0)

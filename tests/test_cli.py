@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import json
+
+from tests.helpers import run_cli
+
+
+def _one_error_line(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_version():
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.startswith("compresskit ")
+
+
+def test_shapes_json_summary(fresh_cache, tmp_path):
+    grid = tmp_path / "grid.png"
+    result = run_cli("data", "shapes", "--n", "40", "--size", "32", "--json", "--grid", str(grid))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert {k: summary[k] for k in ("images", "train", "eval", "size")} == {
+        "images": 40, "train": 36, "eval": 4, "size": 32}
+    assert summary["cache_path"].startswith(str(fresh_cache))
+    assert summary["built"] is True
+    assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = json.loads(run_cli("data", "shapes", "--n", "40", "--json").stdout)
+    assert again["built"] is False and again["cache_path"] == summary["cache_path"]
+
+
+def test_emoji_json_has_the_documented_keys():
+    result = run_cli("data", "emoji", "--size", "32", "--styles", "twemoji,openmoji", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    for key in ("images", "captions", "styles", "train", "eval", "size", "cache_path"):
+        assert key in summary
+    assert summary["images"] == summary["train"] + summary["eval"] > 7000
+
+
+def test_unknown_dataset_is_one_line_exit_2():
+    result = run_cli("data", "emojj")
+    assert result.returncode == 2
+    assert "unknown dataset 'emojj' (did you mean 'emoji'?)" in _one_error_line(result)
+
+
+def test_option_for_the_other_dataset_is_refused():
+    result = run_cli("data", "shapes", "--styles", "twemoji")
+    assert result.returncode == 2
+    assert "--styles applies to the emoji dataset only" in _one_error_line(result)
+
+
+def test_unwritable_cache_is_one_line_exit_2(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run_cli("data", "shapes", "--n", "5", env={"COMPRESSKIT_CACHE": str(blocker / "cache")})
+    assert result.returncode == 2
+    assert "set COMPRESSKIT_CACHE to a writable folder" in _one_error_line(result)
+
+
+def test_unknown_style_is_one_line_exit_2():
+    result = run_cli("data", "emoji", "--styles", "twemoji,emojionee")
+    assert result.returncode == 2
+    assert "unknown emoji style 'emojionee'" in _one_error_line(result)
+
+
+def test_empty_caption_is_one_line_exit_2():
+    result = run_cli("encode", "red apple", "")
+    assert result.returncode == 2
+    assert "caption 1 is empty" in _one_error_line(result)
+
+
+def test_encode_json(fresh_cache):
+    result = run_cli("encode", "red apple", "green apple", "rocket", "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["dim"] == 384 and len(out["vectors"]) == 3
+    cosine = out["cosine"]
+    assert cosine[0][1] > cosine[0][2]
