@@ -18,6 +18,7 @@ import importlib.metadata
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -66,18 +67,7 @@ class TextEncoder:
     dim = EMBED_DIM
 
     def __init__(self, *, cache: bool = True, batch_size: int = 64):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from transformers import AutoModel, AutoTokenizer, logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
         folder = model_dir()
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-            self.model = AutoModel.from_pretrained(str(folder), local_files_only=True).eval()
-        except OSError as exc:
-            raise TextError(f"cannot load {MODEL_NAME} from {folder} ({exc}); reinstall {PACKAGE}") from None
         weights = folder / "model.safetensors"
         size = weights.stat().st_size if weights.exists() else 0
         self.model_id = f"{MODEL_NAME}/{PACKAGE}=={importlib.metadata.version(PACKAGE)}/{size}/max{MAX_TOKENS}"
@@ -85,12 +75,29 @@ class TextEncoder:
         self.cache = EmbeddingCache(cache_root() / "embeddings.sqlite") if cache else None
         self.stats = {"hits": 0, "computed": 0}
 
+    @cached_property
+    def _loaded(self):
+        """(tokenizer, model), loaded on first use: a fully cached call never pays the ~3 s load."""
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from transformers import AutoModel, AutoTokenizer
+        from transformers import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        folder = model_dir()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            model = AutoModel.from_pretrained(str(folder), local_files_only=True).eval()
+        except OSError as exc:
+            raise TextError(f"cannot load {MODEL_NAME} from {folder} ({exc}); reinstall {PACKAGE}") from None
+        return tokenizer, model
+
     @torch.inference_mode()
     def _forward(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = self.tokenizer(
-            captions, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
-        )
-        hidden = self.model(**batch).last_hidden_state.float()
+        tokenizer, model = self._loaded
+        batch = tokenizer(captions, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+        hidden = model(**batch).last_hidden_state.float()
         return hidden, batch["attention_mask"].bool()
 
     def _cached(self, kind: str, captions: list[str], compute) -> list[np.ndarray]:
