@@ -22,3 +22,17 @@ class CacheError(CompresskitError):
 
 class TextError(CompresskitError):
     """A caption is empty or not text, or the text encoder cannot be loaded."""
+
+
+class ModelError(CompresskitError):
+    """A model name, checkpoint folder or architecture config is wrong, missing or corrupt."""
+
+
+class ConfigError(CompresskitError):
+    """A YAML config (training, recipe) has an unknown key, a bad value, or cannot be read."""
+
+
+class TrainingDiverged(CompresskitError):
+    """Training produced non-finite or exploding losses; the last good checkpoint is kept."""
+
+    exit_code = 1

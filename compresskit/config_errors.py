@@ -1,0 +1,37 @@
+"""One-line messages for pydantic validation errors: which key, what is wrong, the nearest valid key."""
+
+from __future__ import annotations
+
+import difflib
+
+from pydantic import BaseModel, ValidationError
+
+
+def _fields_at(model: type[BaseModel], path: tuple) -> list[str]:
+    """Field names of the (nested) model that ``path`` points into, for did-you-mean hints."""
+    for part in path:
+        if not isinstance(part, str) or part not in model.model_fields:
+            return list(model.model_fields)
+        annotation = model.model_fields[part].annotation
+        inner = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)]
+        nested = [a for a in inner if issubclass(a, BaseModel)]
+        if not nested:
+            return list(model.model_fields)
+        model = nested[0]
+    return list(model.model_fields)
+
+
+def validation_message(exc: ValidationError, model: type[BaseModel], source: str) -> str:
+    """``source: key.path: problem`` for the first error, with a hint for unknown keys."""
+    first = exc.errors()[0]
+    loc = tuple(first["loc"])
+    where = ".".join(str(p) for p in loc) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        valid = _fields_at(model, loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
+        message = f"{source}: unknown key {where!r}; {hint}"
+    else:
+        message = f"{source}: {where}: {first['msg']}"
+    more = len(exc.errors()) - 1
+    return message + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")

@@ -1,0 +1,227 @@
+"""The GAN training loop, top to bottom: data -> models -> (D step, G step, EMA) x steps -> checkpoints.
+
+Deterministic on CPU: model init from ``seed``; the batch order and the noise of step ``s`` are derived
+from ``(seed, s)`` alone, so a resumed run draws exactly what an uninterrupted one would have.
+
+Run folder:
+    config.yaml                     the resolved training config
+    checkpoints/step-0000500/       config.json + model.safetensors (EMA generator, usable as --model)
+                                    + train_state.safetensors/.json (G, D, optimizers, step)
+    samples/step-0000500.png        EMA samples: sample_captions x sample_seeds
+    log.jsonl                       one line per log interval
+    final/                          the EMA generator after the last step
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch.nn import functional as F
+
+from ..cache import atomic_dir
+from ..data import load_dataset
+from ..errors import ConfigError, TrainingDiverged
+from ..grid import save_grid
+from ..models import DFDiscriminator, DFGenerator, count_params, save_generator
+from ..models.io import write_generator
+from ..text import TextEncoder
+from .config import TrainConfig
+from .state import load_train_state, save_train_state
+
+CHECKPOINTS = "checkpoints"
+SAMPLE_SEED = 12345
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out_dir: Path
+    final_dir: Path
+    steps: int
+    resumed_from: int
+    seconds: float
+    images_per_second: float
+
+
+def _step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def _batch_indices(seed: int, step: int, n: int, batch: int) -> torch.Tensor:
+    """Batch ``step`` of an epoch-wise shuffle (drop-last) that depends only on (seed, step)."""
+    per_epoch = max(1, n // batch)
+    epoch, i = divmod(step, per_epoch)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
+    return order[i * batch : (i + 1) * batch]
+
+
+def to_images(tensor: torch.Tensor) -> np.ndarray:
+    """[-1, 1] float NCHW -> uint8 NHWC."""
+    return ((tensor.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+def latest_checkpoint(out_dir: Path) -> Path | None:
+    folders = sorted((out_dir / CHECKPOINTS).glob("step-*")) if (out_dir / CHECKPOINTS).is_dir() else []
+    return folders[-1] if folders else None
+
+
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for p_ema, p in zip(ema.parameters(), model.parameters()):
+            p_ema.lerp_(p, 1.0 - decay)
+
+
+def _ma_gp(D: DFDiscriminator, real: torch.Tensor, text: torch.Tensor, power: float, autocast) -> torch.Tensor:
+    """Matching-aware gradient penalty on real images with their own captions (DF-GAN)."""
+    real = real.detach().requires_grad_(True)
+    text = text.detach().requires_grad_(True)
+    with autocast():
+        out = D.judge_pair(D.features(real), text)
+    grad_img, grad_txt = torch.autograd.grad(out.sum(), (real, text), create_graph=True)
+    grad = torch.cat([grad_img.flatten(1), grad_txt.flatten(1)], dim=1).float()
+    return grad.norm(2, dim=1).pow(power).mean()
+
+
+def train(
+    config: TrainConfig,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    on_log: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    out_dir = Path(out_dir)
+    existing = latest_checkpoint(out_dir)
+    if existing is not None and not resume:
+        raise ConfigError(f"{out_dir} already holds checkpoints; pass --resume to continue or choose a new --out")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+
+    # data: images in [-1, 1] and their caption vectors, precomputed once (cached on disk)
+    dataset = load_dataset(config.data.name, **config.data.build_options()).split("train")
+    images = torch.from_numpy(dataset.images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    images = images.contiguous(memory_format=memory_format)
+    encoder = TextEncoder()
+    unique = sorted(set(dataset.captions))
+    unique_vecs = encoder.encode(unique)
+    position = {caption: i for i, caption in enumerate(unique)}
+    text_vecs = unique_vecs[torch.tensor([position[c] for c in dataset.captions])]
+    sample_text = encoder.encode(config.sample_captions).repeat_interleave(config.sample_seeds, 0)
+    sample_z = torch.randn(len(sample_text), config.generator.z_dim, generator=torch.Generator().manual_seed(SAMPLE_SEED))
+
+    G = DFGenerator(config.generator).to(memory_format=memory_format)
+    D = DFDiscriminator(config.generator.image_size, config.discriminator.ndf, config.generator.text_dim)
+    D = D.to(memory_format=memory_format)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    opt_g = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=config.betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=config.betas)
+    modules = {"G": G, "D": D, "G_ema": G_ema}
+    optimizers = {"opt_g": opt_g, "opt_d": opt_d}
+
+    start_step = 0
+    if resume and existing is not None:
+        saved = TrainConfig.model_validate(yaml.safe_load((out_dir / "config.yaml").read_text("utf-8")))
+        changed = config.compatible_with(saved)
+        if changed:
+            raise ConfigError(
+                f"cannot resume {out_dir}: {', '.join(changed)} differ from the run's config.yaml; "
+                "restore them or start a new --out"
+            )
+        start_step = load_train_state(existing, modules=modules, optimizers=optimizers)["step"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+
+    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16)  # noqa: E731
+    meta = {"train_config": config.name, "params": count_params(G), "discriminator_params": count_params(D)}
+    last_good = existing
+    window_start, window_images, total_images, started = time.perf_counter(), 0, 0, time.perf_counter()
+    log_path = out_dir / "log.jsonl"
+
+    def checkpoint(step: int) -> Path:
+        folder = out_dir / CHECKPOINTS / f"step-{step:07d}"
+        with atomic_dir(folder, replace=True) as tmp:
+            write_generator(tmp, G_ema, {**meta, "step": step})
+            save_train_state(tmp, modules=modules, optimizers=optimizers, meta={"step": step})
+        for old in sorted((out_dir / CHECKPOINTS).glob("step-*"))[: -config.keep_checkpoints]:
+            shutil.rmtree(old)
+        return folder
+
+    def samples(step: int) -> None:
+        with torch.no_grad(), autocast():
+            fake = G_ema(sample_z, sample_text)
+        labels = [c for c in config.sample_captions for _ in range(config.sample_seeds)]
+        save_grid(out_dir / "samples" / f"step-{step:07d}.png", to_images(fake), labels,
+                  columns=config.sample_seeds * 2, tile_px=64)
+
+    losses = {}
+    for step in range(start_step, config.steps):
+        noise = _step_generator(config.seed, step)
+        idx = _batch_indices(config.seed, step, len(images), config.batch_size)
+        real, text = images[idx], text_vecs[idx]
+        z = torch.randn(len(idx), config.generator.z_dim, generator=noise)
+
+        # discriminator: real/matching vs fake and real/mismatched captions (hinge), plus lazy MA-GP
+        with autocast():
+            fake = G(z, text)
+            feats_real = D.features(real)
+            d_real = D.judge_pair(feats_real, text)
+            d_mismatch = D.judge_pair(feats_real, text.roll(1, 0))
+            d_fake = D.judge_pair(D.features(fake.detach()), text)
+        loss_d = F.relu(1 - d_real).mean() + 0.5 * (F.relu(1 + d_fake).mean() + F.relu(1 + d_mismatch).mean())
+        loss_d = loss_d.float()
+        gp = None
+        if step % config.gp_every == 0:
+            gp = _ma_gp(D, real, text, config.gp_power, autocast)
+            loss_d = loss_d + config.gp_weight * config.gp_every * gp
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+
+        # generator: fool D on matching captions
+        with autocast():
+            loss_g = -D.judge_pair(D.features(fake), text).mean().float()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        _ema_update(G_ema, G, min(config.ema_decay, (1 + step) / (10 + step)))
+
+        losses = {"loss_d": loss_d.item(), "loss_g": loss_g.item(), **({"gp": gp.item()} if gp is not None else {})}
+        bad = {k: v for k, v in losses.items() if not math.isfinite(v) or abs(v) > config.max_loss}
+        if bad:
+            where = f"the last good checkpoint ({last_good}) is kept" if last_good else "no checkpoint was written yet"
+            name, value = next(iter(bad.items()))
+            raise TrainingDiverged(
+                f"training diverged at step {step}: {name} = {value:.4g}; {where}; "
+                "lower lr_d / lr_g or raise gp_weight, then --resume"
+            )
+        window_images += len(idx)
+        total_images += len(idx)
+        done = step + 1
+        if done % config.log_every == 0 or done == config.steps:
+            now = time.perf_counter()
+            record = {"step": done, "images_per_s": round(window_images / (now - window_start), 2), **losses}
+            with log_path.open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            if on_log:
+                on_log({**record, "total_steps": config.steps})
+            window_start, window_images = now, 0
+        if done % config.sample_every == 0 or done == config.steps:
+            samples(done)
+        if done % config.checkpoint_every == 0 or done == config.steps:
+            last_good = checkpoint(done)
+
+    seconds = time.perf_counter() - started
+    final_meta = {**meta, "step": config.steps}
+    final_dir = save_generator(out_dir / "final", G_ema, final_meta)
+    return TrainResult(out_dir, final_dir, config.steps, start_step, seconds,
+                       total_images / seconds if seconds > 0 else 0.0)

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from compresskit.errors import ModelError
+from compresskit.models import (
+    DFDiscriminator, GeneratorConfig, count_params, create_generator, io_spec, load_generator, save_generator,
+)
+
+
+@pytest.mark.parametrize("ngf", [4, 8, 16])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_generator_forward_shapes(ngf, batch):
+    torch.manual_seed(0)
+    g = create_generator("dfgan", ngf=ngf, text_hidden=16, fuse_hidden=8).eval()
+    out = g(torch.randn(batch, 100), torch.randn(batch, 384))
+    assert out.shape == (batch, 3, 32, 32)
+    assert out.abs().max() <= 1.0
+
+
+def test_default_widths_follow_dfgan():
+    config = GeneratorConfig(ngf=64)
+    assert config.channels == [512, 256, 128, 64] and config.hidden == [256, 128, 64]
+    assert GeneratorConfig(ngf=8, image_size=64).channels == [64, 64, 32, 16, 8]
+    assert 5_000_000 < count_params(create_generator(ngf=64)) < 6_000_000
+
+
+def test_pruned_widths_build_and_run_from_config_alone(tmp_path):
+    pruned = create_generator(ngf=8, channels=[40, 24, 12, 6], hidden=[20, 10, 5], text_hidden=16, fuse_hidden=8)
+    assert pruned.stem.out_features == 40 * 16
+    assert pruned(torch.randn(2, 100), torch.randn(2, 384)).shape == (2, 3, 32, 32)
+    reloaded = load_generator(save_generator(tmp_path / "pruned", pruned))
+    assert reloaded.config.channels == [40, 24, 12, 6]
+
+
+def test_checkpoint_round_trip_is_bit_exact(tmp_path):
+    torch.manual_seed(1)
+    g = create_generator(ngf=8, text_hidden=16, fuse_hidden=8)
+    h = load_generator(save_generator(tmp_path / "g", g, {"note": "x"}))
+    assert h.meta == {"note": "x"}
+    for (name, a), (_, b) in zip(g.state_dict().items(), h.state_dict().items()):
+        assert torch.equal(a, b), name
+    z, t = torch.randn(2, 100), torch.randn(2, 384)
+    assert torch.equal(g.eval()(z, t), h(z, t))
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"channels": [8, 4]}, "needs 4 channels and 3 hidden"),
+    ({"image_size": 48}, "power of two"),
+    ({"channels": [8, 4, 0, 2]}, ">= 1"),
+])
+def test_bad_architecture_configs(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GeneratorConfig(**kwargs)
+
+
+def test_unknown_generator_name_suggests():
+    with pytest.raises(ModelError, match="unknown generator 'dfgna' \\(did you mean 'dfgan'\\?\\)"):
+        create_generator("dfgna")
+
+
+def test_io_spec_names_inputs_with_dynamic_batch():
+    spec = io_spec(create_generator(ngf=4))
+    assert list(spec["inputs"]) == ["z", "text"]
+    assert spec["inputs"]["z"]["shape"] == ["batch", 100]
+    assert spec["outputs"]["image"]["shape"] == ["batch", 3, 32, 32]
+
+
+def test_discriminator_judges_pairs():
+    d = DFDiscriminator(32, ndf=8)
+    feats = d.features(torch.randn(5, 3, 32, 32))
+    assert feats.shape == (5, 64, 4, 4)
+    assert d.judge_pair(feats, torch.randn(5, 384)).shape == (5,)
+
+
+class TestBadCheckpoints:
+    @pytest.fixture
+    def folder(self, tmp_path):
+        return save_generator(tmp_path / "g", create_generator(ngf=4, text_hidden=8, fuse_hidden=4))
+
+    def test_missing_folder(self, tmp_path):
+        with pytest.raises(ModelError, match="not a shipped model"):
+            load_generator(tmp_path / "nope")
+
+    def test_missing_weights(self, folder):
+        (folder / "model.safetensors").unlink()
+        with pytest.raises(ModelError, match="has no model.safetensors"):
+            load_generator(folder)
+
+    def test_truncated_weights(self, folder):
+        data = (folder / "model.safetensors").read_bytes()
+        (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+        with pytest.raises(ModelError, match="corrupt or truncated"):
+            load_generator(folder)
+
+    def test_unknown_config_key(self, folder):
+        config = json.loads((folder / "config.json").read_text())
+        config["generator"]["ngff"] = 3
+        (folder / "config.json").write_text(json.dumps(config))
+        with pytest.raises(ModelError, match="unknown key 'ngff'; did you mean 'ngf'"):
+            load_generator(folder)
+
+    def test_weights_that_do_not_match_the_config(self, folder):
+        config = json.loads((folder / "config.json").read_text())
+        config["generator"]["channels"] = [64, 32, 16, 8]
+        (folder / "config.json").write_text(json.dumps(config))
+        with pytest.raises(ModelError, match="does not match its config.json"):
+            load_generator(folder)
+
+    def test_not_json(self, folder):
+        (folder / "config.json").write_text("{oops")
+        with pytest.raises(ModelError, match="not valid JSON"):
+            load_generator(folder)
