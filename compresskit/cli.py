@@ -224,6 +224,37 @@ def generate(
         err.print(f"wrote {output}: {len(captions)} caption(s) x {n} at {summary['image_size']} px ({seconds:.2f} s)")
 
 
+@app.command()
+def info(
+    model: Annotated[str, typer.Argument(help="Shipped model name or checkpoint folder.")] = "emoji32-base",
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON on stdout.")] = False,
+) -> None:
+    """Params, MACs per image, widths and training metadata of a generator."""
+    from .models import load_generator, resolve_model_dir
+    from .models.stats import generator_stats
+
+    folder = resolve_model_dir(model)
+    generator = load_generator(folder)
+    summary = {"model": str(folder), **generator_stats(generator), "meta": generator.meta}
+    if as_json:
+        _print_json(summary)
+    else:
+        out.print(_summary_table(f"generator {model}", summary))
+
+
+@app.command()
+def card(
+    run_dir: Annotated[Path, typer.Argument(help="A training run folder (compresskit train --out).")],
+    out: Annotated[Path, typer.Option(help="Model folder to write (config, weights, samples, card).")],
+    checkpoint: Annotated[Optional[int], typer.Option(help="Step of a checkpoint [default: final/].")] = None,
+) -> None:
+    """Package a training run as a model folder with a measured MODEL_CARD.md and sample grid."""
+    from .models.card import write_card
+
+    folder = write_card(run_dir, out, checkpoint=checkpoint)
+    err.print(f"wrote {folder} (config.json, model.safetensors, samples.png, MODEL_CARD.md)")
+
+
 def main() -> None:
     """Console-script entry point: one line and an exit code for every compresskit error."""
     try:

@@ -209,7 +209,9 @@ def train(
         done = step + 1
         if done % config.log_every == 0 or done == config.steps:
             now = time.perf_counter()
-            record = {"step": done, "images_per_s": round(window_images / (now - window_start), 2), **losses}
+            seconds = now - window_start
+            record = {"step": done, "seconds": round(seconds, 3), "images_per_s": round(window_images / seconds, 2),
+                      **losses}
             with log_path.open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
             if on_log:

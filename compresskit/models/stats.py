@@ -1,0 +1,28 @@
+"""Size and cost of a generator: parameters, MACs per image (from PyTorch's own FLOP counter)."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def macs_per_image(generator: torch.nn.Module) -> int:
+    """Multiply-accumulates of one forward pass at batch 1 (matmuls and convolutions; FLOPs / 2)."""
+    c = generator.config
+    z, text = torch.zeros(1, c.z_dim), torch.zeros(1, c.text_dim)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        generator(z, text)
+    return counter.get_total_flops() // 2
+
+
+def generator_stats(generator: torch.nn.Module) -> dict:
+    params = sum(p.numel() for p in generator.parameters())
+    return {
+        "params": params,
+        "macs_per_image": macs_per_image(generator),
+        "weights_mb_fp32": round(params * 4 / 2**20, 2),
+        "image_size": generator.config.image_size,
+        "channels": generator.config.channels,
+        "hidden": generator.config.hidden,
+    }

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from compresskit.models import load_generator
+from compresskit.models.card import training_figures, write_card
+from compresskit.train import load_train_config, train
+
+TINY = Path(__file__).resolve().parents[2] / "recipes" / "train" / "emoji32-tiny.yaml"
+
+
+def test_card_packages_a_run_with_measured_figures(tmp_path):
+    run = train(load_train_config(TINY), tmp_path / "run")
+    folder = write_card(tmp_path / "run", tmp_path / "model")
+    assert sorted(p.name for p in folder.iterdir()) == ["MODEL_CARD.md", "config.json", "model.safetensors", "samples.png"]
+    generator = load_generator(folder)
+    assert generator.meta["step"] == 6 and generator.meta["name"] == "model"
+    card = (folder / "MODEL_CARD.md").read_text()
+    params = sum(p.numel() for p in generator.parameters())
+    assert f"| parameters | {params:,} " in card
+    assert "| steps | 6 at batch 16 (96 images seen) |" in card
+    figures = training_figures(tmp_path / "run", 6)
+    assert 0 < figures["wall_seconds"] <= run.seconds + 1
+    with Image.open(folder / "samples.png") as grid:
+        assert grid.size[0] == 8 * (64 + 8)  # 8 samples per caption
+
+
+def test_card_from_a_checkpoint_counts_only_its_steps(tmp_path):
+    train(load_train_config(TINY), tmp_path / "run")
+    folder = write_card(tmp_path / "run", tmp_path / "model", checkpoint=3)
+    assert "| steps | 3 at batch 16" in (folder / "MODEL_CARD.md").read_text()
