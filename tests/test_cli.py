@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.helpers import run_cli
 
 
@@ -40,16 +42,18 @@ def test_emoji_json_has_the_documented_keys():
     assert summary["images"] == summary["train"] + summary["eval"] > 7000
 
 
-def test_unknown_dataset_is_one_line_exit_2():
-    result = run_cli("data", "emojj")
+@pytest.mark.parametrize(("args", "message"), [
+    (["data", "emojj"], "unknown dataset 'emojj' (did you mean 'emoji'?)"),
+    (["data", "shapes", "--styles", "twemoji"], "--styles applies to the emoji dataset only"),
+    (["data", "emoji", "--styles", "twemoji,emojionee"], "unknown emoji style 'emojionee'"),
+    (["data", "shapes", "--n", "0"], "--n must be between 1 and"),
+    (["encode", "red apple", ""], "caption 1 is empty"),
+    (["train", "missing.yaml"], "cannot read missing.yaml"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    result = run_cli(*args)
     assert result.returncode == 2
-    assert "unknown dataset 'emojj' (did you mean 'emoji'?)" in _one_error_line(result)
-
-
-def test_option_for_the_other_dataset_is_refused():
-    result = run_cli("data", "shapes", "--styles", "twemoji")
-    assert result.returncode == 2
-    assert "--styles applies to the emoji dataset only" in _one_error_line(result)
+    assert message in _one_error_line(result)
 
 
 def test_unwritable_cache_is_one_line_exit_2(tmp_path):
@@ -58,18 +62,6 @@ def test_unwritable_cache_is_one_line_exit_2(tmp_path):
     result = run_cli("data", "shapes", "--n", "5", env={"COMPRESSKIT_CACHE": str(blocker / "cache")})
     assert result.returncode == 2
     assert "set COMPRESSKIT_CACHE to a writable folder" in _one_error_line(result)
-
-
-def test_unknown_style_is_one_line_exit_2():
-    result = run_cli("data", "emoji", "--styles", "twemoji,emojionee")
-    assert result.returncode == 2
-    assert "unknown emoji style 'emojionee'" in _one_error_line(result)
-
-
-def test_empty_caption_is_one_line_exit_2():
-    result = run_cli("encode", "red apple", "")
-    assert result.returncode == 2
-    assert "caption 1 is empty" in _one_error_line(result)
 
 
 def test_encode_json(fresh_cache):
