@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -89,6 +90,11 @@ def _ma_gp(D: DFDiscriminator, real: torch.Tensor, text: torch.Tensor, power: fl
     grad_img, grad_txt = torch.autograd.grad(out.sum(), (real, text), create_graph=True)
     grad = torch.cat([grad_img.flatten(1), grad_txt.flatten(1)], dim=1).float()
     return grad.norm(2, dim=1).pow(power).mean()
+
+
+def _stop(reason: str, last_good: Path | None) -> NoReturn:
+    where = f"the last good checkpoint ({last_good}) is kept" if last_good else "no checkpoint was written yet"
+    raise TrainingDiverged(f"{reason}; {where}; lower lr_d / lr_g or raise gp_weight, then --resume")
 
 
 def train(
@@ -198,20 +204,19 @@ def train(
         losses = {"loss_d": loss_d.item(), "loss_g": loss_g.item(), **({"gp": gp.item()} if gp is not None else {})}
         bad = {k: v for k, v in losses.items() if not math.isfinite(v) or abs(v) > config.max_loss}
         if bad:
-            where = f"the last good checkpoint ({last_good}) is kept" if last_good else "no checkpoint was written yet"
             name, value = next(iter(bad.items()))
-            raise TrainingDiverged(
-                f"training diverged at step {step}: {name} = {value:.4g}; {where}; "
-                "lower lr_d / lr_g or raise gp_weight, then --resume"
-            )
+            _stop(f"training diverged at step {step}: {name} = {value:.4g}", last_good)
         window_images += len(idx)
         total_images += len(idx)
         done = step + 1
         if done % config.log_every == 0 or done == config.steps:
             now = time.perf_counter()
             seconds = now - window_start
+            saturated = (fake.detach().float().abs() > 0.995).float().mean().item()
             record = {"step": done, "seconds": round(seconds, 3), "images_per_s": round(window_images / seconds, 2),
-                      **losses}
+                      **losses, "saturated": round(saturated, 4)}
+            if saturated > config.max_saturated:
+                _stop(f"generator collapsed at step {done}: {saturated:.1%} of output pixels sit at +-1", last_good)
             with log_path.open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
             if on_log:

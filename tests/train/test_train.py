@@ -107,3 +107,14 @@ def test_kill_9_loses_at_most_one_checkpoint_interval(tmp_path):
     straight = train(load_train_config(path), tmp_path / "straight")
     a, b = weights(straight.final_dir), weights(out / "final")
     assert all(torch.equal(a[k], b[k]) for k in a), "the killed-and-resumed run must equal an uninterrupted one"
+
+
+def test_collapse_guard_stops_a_saturated_generator(tmp_path, monkeypatch):
+    from compresskit.models import dfgan
+
+    def saturated(self, z, text):  # every pixel at +1, still attached to a parameter so backward runs
+        return (self.to_rgb.weight.sum() * 0 + 1).expand(len(z), 3, 32, 32)
+
+    monkeypatch.setattr(dfgan.DFGenerator, "forward", saturated)
+    with pytest.raises(TrainingDiverged, match="generator collapsed at step 2: 100.0% of output pixels sit at"):
+        train(tiny(), tmp_path / "run")

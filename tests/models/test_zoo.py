@@ -1,0 +1,47 @@
+"""Every shipped model (compresskit/zoo/*) is tested the day it is added (timm-style parametrisation)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from compresskit.models import load_generator, resolve_model_dir
+from compresskit.models.io import ZOO_DIR, zoo_names
+from compresskit.models.stats import generator_stats
+
+SHIPPED = zoo_names()
+
+
+def test_the_zoo_ships_the_base_teachers():
+    assert "emoji32-base" in SHIPPED
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_loads_by_name_and_its_card_matches(name):
+    folder = resolve_model_dir(name)
+    assert folder == ZOO_DIR / name
+    generator = load_generator(name)
+    card = (folder / "MODEL_CARD.md").read_text()
+    stats = generator_stats(generator)
+    assert f"| parameters | {stats['params']:,} " in card
+    assert f"| MACs per image | {stats['macs_per_image']:,} " in card
+    assert (folder / "samples.png").stat().st_size > 10_000
+    size = sum(p.stat().st_size for p in folder.iterdir())
+    assert size < 30 * 2**20, "keep shipped checkpoints compact"
+    assert json.loads((folder / "config.json").read_text())["meta"]["name"] == name
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_output_depends_on_the_caption(name):
+    generator = load_generator(name)
+    from compresskit.text import TextEncoder
+
+    z = torch.randn(4, generator.config.z_dim, generator=torch.Generator().manual_seed(0))
+    text = TextEncoder().encode(["red apple", "sun"])
+    with torch.no_grad():
+        a = generator(z, text[:1].expand(4, -1))
+        b = generator(z, text[1:].expand(4, -1))
+    assert torch.isfinite(a).all()
+    assert (a - b).abs().mean() > 0.05, "different captions must give different images"
