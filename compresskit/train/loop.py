@@ -212,11 +212,12 @@ def train(
         if done % config.log_every == 0 or done == config.steps:
             now = time.perf_counter()
             seconds = now - window_start
-            saturated = (fake.detach().float().abs() > 0.995).float().mean().item()
+            spread = fake.detach().float().std(dim=0).mean().item()  # how much the batch's samples differ
             record = {"step": done, "seconds": round(seconds, 3), "images_per_s": round(window_images / seconds, 2),
-                      **losses, "saturated": round(saturated, 4)}
-            if saturated > config.max_saturated:
-                _stop(f"generator collapsed at step {done}: {saturated:.1%} of output pixels sit at +-1", last_good)
+                      **losses, "sample_spread": round(spread, 5)}
+            if spread < config.min_sample_spread:
+                _stop(f"generator collapsed at step {done}: all samples are the same image "
+                      f"(spread {spread:.2g} < min_sample_spread {config.min_sample_spread})", last_good)
             with log_path.open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
             if on_log:

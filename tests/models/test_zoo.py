@@ -14,8 +14,11 @@ from compresskit.models.stats import generator_stats
 SHIPPED = zoo_names()
 
 
-def test_the_zoo_ships_the_base_teachers():
-    assert "emoji32-base" in SHIPPED
+def test_every_zoo_folder_is_complete():
+    for folder in ZOO_DIR.iterdir() if ZOO_DIR.is_dir() else []:
+        if folder.is_dir() and not folder.name.startswith((".", "_")):
+            files = {p.name for p in folder.iterdir()}
+            assert {"config.json", "model.safetensors", "MODEL_CARD.md", "samples.png"} <= files, folder
 
 
 @pytest.mark.parametrize("name", SHIPPED)
