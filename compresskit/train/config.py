@@ -61,7 +61,7 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(500, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
     max_loss: float = 1e4  # divergence guard: |loss| above this (or non-finite) stops training
-    min_sample_spread: float = Field(1e-3, ge=0)  # collapse guard: mean per-pixel std across a batch
+    min_sample_spread: float = Field(1e-5, ge=0)  # collapse guard: mean per-pixel std across a batch
     sample_captions: list[str] = ["red apple", "cat face", "sun", "flag: Japan"]
     sample_seeds: int = Field(4, ge=1)
 
