@@ -152,6 +152,9 @@ def train(
     last_good = existing
     window_start, window_images, total_images, started = time.perf_counter(), 0, 0, time.perf_counter()
     log_path = out_dir / "log.jsonl"
+    if log_path.exists():  # drop records of steps redone after a resume, so the log times each step once
+        kept = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= start_step]
+        log_path.write_text("".join(line + "\n" for line in kept))
 
     def checkpoint(step: int) -> Path:
         folder = out_dir / CHECKPOINTS / f"step-{step:07d}"
@@ -169,7 +172,6 @@ def train(
         save_grid(out_dir / "samples" / f"step-{step:07d}.png", to_images(fake), labels,
                   columns=config.sample_seeds * 2, tile_px=64)
 
-    losses = {}
     for step in range(start_step, config.steps):
         noise = _step_generator(config.seed, step)
         idx = _batch_indices(config.seed, step, len(images), config.batch_size)

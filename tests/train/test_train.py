@@ -104,6 +104,8 @@ def test_kill_9_loses_at_most_one_checkpoint_interval(tmp_path):
     resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"steps {killed_at}->40" in resumed.stderr.replace("\n", " ")
+    logged = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert logged == list(range(4, 41, 4)), "steps redone after the kill are logged once"
     straight = train(load_train_config(path), tmp_path / "straight")
     a, b = weights(straight.final_dir), weights(out / "final")
     assert all(torch.equal(a[k], b[k]) for k in a), "the killed-and-resumed run must equal an uninterrupted one"
