@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .grid import to_images
 from .models import load_generator
 from .text import TextEncoder, check_captions
 
@@ -28,8 +29,6 @@ def generate(
     encoder: TextEncoder | None = None,
 ) -> Generated:
     """``n`` images per caption; sample ``j`` of every caption uses the same noise vector."""
-    from .train.loop import to_images
-
     captions = check_captions(captions)
     generator = load_generator(model) if not isinstance(model, torch.nn.Module) else model.eval()
     text = (encoder or TextEncoder()).encode(captions)

@@ -12,6 +12,11 @@ from PIL import Image, ImageDraw, ImageFont
 from .cache import atomic_file
 
 
+def to_images(tensor) -> np.ndarray:
+    """Generator output, float NCHW in [-1, 1] (a torch tensor) -> uint8 NHWC."""
+    return ((tensor.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+
+
 def labelled_grid(
     images: np.ndarray,
     labels: Sequence[str],

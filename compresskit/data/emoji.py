@@ -29,9 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ..cache import atomic_dir, cache_root, stable_hash
+from ..cache import cache_root, stable_hash
 from ..errors import DataError
-from .emoji_sources import PYPI_STYLES, STYLES, sequence_key
+from .emoji_sources import STYLES, sequence_key
 from .store import INFO_FILE, CaptionedImages, load_cached, store_built
 
 BUILDER_VERSION = 1
@@ -147,9 +147,6 @@ def build_emoji(
     if not 0.0 <= eval_fraction < 1.0:
         raise DataError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
     chosen = resolve_styles(styles)
-    missing_pypi = [s for s in PYPI_STYLES if s in chosen and not STYLES[s].available()]
-    if missing_pypi:  # pragma: no cover - only on a broken install
-        raise DataError(f"missing {missing_pypi}; reinstall compresskit")
     options = {"size": size, "skin_tones": skin_tones, "eval_fraction": eval_fraction, "limit": limit}
     sources = {name: STYLES[name].version() for name in chosen}
     sources["emoji"] = importlib.metadata.version("emoji")

@@ -164,4 +164,3 @@ STYLES = {
         lambda: _debian_version("ruby-gemojione"),
     ),
 }
-PYPI_STYLES = ("twemoji", "openmoji")

@@ -59,7 +59,7 @@ def shapes_controllability(generator: torch.nn.Module, data: dict, n: int = 1000
     from ..metrics import attribute_accuracy
     from ..text import TextEncoder
     from ..train.config import DataConfig
-    from ..train.loop import to_images
+    from ..grid import to_images
 
     held_out = load_dataset("shapes", **DataConfig.model_validate(data).build_options()).split("eval")
     captions, labels = held_out.captions[:n], held_out.labels[:n]

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-import numpy as np
 import torch
 import yaml
 from torch.nn import functional as F
@@ -32,7 +31,7 @@ from torch.nn import functional as F
 from ..cache import atomic_dir
 from ..data import load_dataset
 from ..errors import ConfigError, TrainingDiverged
-from ..grid import save_grid
+from ..grid import save_grid, to_images
 from ..models import DFDiscriminator, DFGenerator, count_params, save_generator
 from ..models.io import write_generator
 from ..text import TextEncoder
@@ -63,11 +62,6 @@ def _batch_indices(seed: int, step: int, n: int, batch: int) -> torch.Tensor:
     epoch, i = divmod(step, per_epoch)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
     return order[i * batch : (i + 1) * batch]
-
-
-def to_images(tensor: torch.Tensor) -> np.ndarray:
-    """[-1, 1] float NCHW -> uint8 NHWC."""
-    return ((tensor.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
 
 
 def latest_checkpoint(out_dir: Path) -> Path | None:
