@@ -32,11 +32,10 @@ from PIL import Image
 from ..cache import cache_root, stable_hash
 from ..errors import DataError
 from .emoji_sources import STYLES, sequence_key
-from .store import INFO_FILE, CaptionedImages, load_cached, store_built
+from .store import INFO_FILE, CaptionedImages, check_image_size, load_cached, store_built
 
 BUILDER_VERSION = 1
 SKIN_TONE_MODES = ("keep", "drop")
-SIZES = (16, 32, 64, 128)
 _TONES = ("medium-light skin tone", "medium-dark skin tone", "light skin tone", "medium skin tone", "dark skin tone")
 _TONE_RE = re.compile(r"\b(" + "|".join(re.escape(t) for t in _TONES) + r")\b")
 _ALPHA_MIN = 8  # alpha below this is anti-aliasing haze, not content
@@ -142,8 +141,7 @@ def build_emoji(
     progress: Callable[[int, int], None] | None = None,
 ) -> CaptionedImages:
     """Build (or load from the cache) the emoji dataset. ``limit`` keeps the first N emoji (for tests)."""
-    if size not in SIZES:
-        raise DataError(f"unsupported --size {size}; use one of {', '.join(map(str, SIZES))}")
+    check_image_size(size)
     if not 0.0 <= eval_fraction < 1.0:
         raise DataError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
     chosen = resolve_styles(styles)

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 
 from ..cache import cache_root, stable_hash
 from ..errors import DataError
-from .store import INFO_FILE, CaptionedImages, load_cached, store_built
+from .store import INFO_FILE, CaptionedImages, check_image_size, load_cached, store_built
 
 BUILDER_VERSION = 1
 COLOURS = {
@@ -122,8 +122,7 @@ def build_shapes(
     """Build (or load from the cache) ``n`` shapes images of side ``size``."""
     if not 1 <= n <= MAX_N:
         raise DataError(f"--n must be between 1 and {MAX_N:,}, got {n}")
-    if size not in (16, 32, 64, 128):
-        raise DataError(f"unsupported --size {size}; use one of 16, 32, 64, 128")
+    check_image_size(size)
     if not 1 <= max_objects <= len(POSITIONS):
         raise DataError(f"max_objects must be between 1 and {len(POSITIONS)}, got {max_objects}")
     options = {"n": n, "size": size, "seed": seed, "max_objects": max_objects}

@@ -25,6 +25,7 @@ from ..cache import atomic_dir
 from ..errors import DataError
 
 SPLITS = ("train", "eval")
+IMAGE_SIZES = (16, 32, 64, 128)
 IMAGES_FILE = "images.npy"
 LABELS_FILE = "labels.npy"
 INDEX_FILE = "index.json"
@@ -116,6 +117,11 @@ class CaptionedImages:
             labels=labels,
             path=folder,
         )
+
+
+def check_image_size(size: int) -> None:
+    if size not in IMAGE_SIZES:
+        raise DataError(f"unsupported --size {size}; use one of {', '.join(map(str, IMAGE_SIZES))}")
 
 
 def load_cached(folder: Path) -> CaptionedImages:
