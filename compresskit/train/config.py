@@ -65,7 +65,7 @@ class TrainConfig(_Strict):
     sample_captions: list[str] = ["red apple", "cat face", "sun", "flag: Japan"]
     sample_seeds: int = Field(4, ge=1)
 
-    def compatible_with(self, other: TrainConfig) -> list[str]:
+    def resume_conflicts(self, other: TrainConfig) -> list[str]:
         """Keys whose change makes an old checkpoint unusable for resuming (architecture, data)."""
         keys = ("data", "generator", "discriminator", "batch_size", "seed")
         return [k for k in keys if getattr(self, k) != getattr(other, k)]

@@ -131,7 +131,7 @@ def train(
     start_step = 0
     if resume and existing is not None:
         saved = TrainConfig.model_validate(yaml.safe_load((out_dir / "config.yaml").read_text("utf-8")))
-        changed = config.compatible_with(saved)
+        changed = config.resume_conflicts(saved)
         if changed:
             raise ConfigError(
                 f"cannot resume {out_dir}: {', '.join(changed)} differ from the run's config.yaml; "
