@@ -180,7 +180,8 @@ def train(
         task = bar.add_task(f"train {cfg.name}", total=cfg.steps, stats="")
 
         def on_log(record: dict) -> None:
-            stats = f"{record['images_per_s']:.1f} img/s  D {record['loss_d']:.3f}  G {record['loss_g']:.3f}"
+            stats = (f"{record['images_per_s']:.1f} img/s  D {record['loss_d']:.3f}  "
+                     f"G {record['loss_g']:.3f}  mse {record['mse']:.3f}")
             bar.update(task, completed=record["step"], stats=stats)
 
         result = run_training(cfg, out, resume=resume, on_log=on_log)

@@ -1,9 +1,17 @@
 """DF-GAN-style text-conditioned generator and discriminator (Tao et al., CVPR 2022), sized for 32 px.
 
-Generator: noise ``z`` -> linear stem -> (upsample x2, fusion, 3x3 conv, fusion, 3x3 conv) blocks with a
-1x1 shortcut -> LeakyReLU -> 3x3 conv -> tanh. Every fusion block predicts a per-channel scale and shift
-from ``cond = [z, MLP(text)]`` (the pooled caption vector through a small learned MLP). No normalisation
-layers and no transposed convolutions: cheap on CPUs and friendly to INT8.
+Generator: ``cond = [z, MLP(LayerNorm(text))]`` -> linear stem -> (upsample x2, fusion, 3x3 conv, fusion,
+3x3 conv) blocks with a 1x1 shortcut -> LeakyReLU -> 3x3 conv -> RGB. Every fusion block predicts a
+per-channel scale and shift from ``cond``. No normalisation layers in the image path and no transposed
+convolutions: cheap on CPUs and friendly to INT8.
+
+Three departures from DF-GAN, each measured on a 400-600 step regression probe before the teachers were
+trained: the caption feeds the stem too (so "at the top left" can place content, which channel gains
+alone learn slowly); the caption MLP starts with LayerNorm (a unit 384-d MiniLM vector is ~30x weaker
+than z otherwise); and the RGB head is linear while training and clamped to [-1, 1] in eval mode, as in
+StyleGAN2, instead of tanh: on white-background data tanh saturates at +1 within ~50 steps and the
+gradient that would draw an object there vanishes (shapes regression loss stayed at the blank-canvas
+value until this change).
 
 Every width lives in ``GeneratorConfig`` (``channels``, ``hidden``), and ``forward`` reads shapes from
 the layers, so a pruned generator is rebuilt from its config alone.
@@ -108,10 +116,13 @@ class DFGenerator(nn.Module):
         super().__init__()
         self.config = config or GeneratorConfig(**kwargs)
         c = self.config
+        # LayerNorm first: a unit-length 384-d caption vector has components of ~0.05, which next to
+        # z ~ N(0, 1) would leave the caption a whisper in the condition
         self.text_mlp = nn.Sequential(
+            nn.LayerNorm(c.text_dim),
             nn.Linear(c.text_dim, c.text_hidden), nn.LeakyReLU(0.2), nn.Linear(c.text_hidden, c.text_hidden)
         )
-        self.stem = nn.Linear(c.z_dim, c.channels[0] * 16)
+        self.stem = nn.Linear(c.cond_dim, c.channels[0] * 16)
         self.blocks = nn.ModuleList(
             GBlock(c.cond_dim, c.fuse_hidden, c_in, hid, c_out)
             for c_in, hid, c_out in zip(c.channels[:-1], c.hidden, c.channels[1:])
@@ -120,11 +131,12 @@ class DFGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         cond = torch.cat([z, self.text_mlp(text)], dim=1)
-        x = self.stem(z)
+        x = self.stem(cond)  # the caption reaches the 4x4 layout too, not only the channel gains
         x = x.view(x.shape[0], self.stem.out_features // 16, 4, 4)  # channels from the layer, not a constant
         for block in self.blocks:
             x = block(x, cond)
-        return torch.tanh(self.to_rgb(F.leaky_relu(x, 0.2)))
+        rgb = self.to_rgb(F.leaky_relu(x, 0.2))
+        return rgb if self.training else rgb.clamp(-1.0, 1.0)
 
 
 class DBlock(nn.Module):

@@ -52,6 +52,7 @@ class TrainConfig(_Strict):
     gp_weight: float = 2.0  # matching-aware gradient penalty: weight * mean(||grad||^gp_power)
     gp_power: float = 6.0
     gp_every: int = Field(4, ge=1)  # lazy regularisation: every k steps, weight scaled by k
+    recon_weight: float = Field(0.0, ge=0)  # paired MSE between G(z, caption) and the caption's real image
     ema_decay: float = Field(0.999, ge=0, lt=1)
     threads: int | None = None  # torch intra-op threads; None = torch's default
     bf16: bool = True  # bfloat16 autocast (fast on CPUs with AMX / AVX512-BF16)

@@ -189,15 +189,20 @@ def train(
         loss_d.backward()
         opt_d.step()
 
-        # generator: fool D on matching captions
+        # generator: fool D on matching captions, plus an optional paired reconstruction term (each caption
+        # has one or two real images, so the pair anchors layout and colour early on). MSE, not pix2pix's L1:
+        # on sparse images (shapes: 92% white) L1's per-pixel median is a blank canvas, a dead end
         with autocast():
-            loss_g = -D.judge_pair(D.features(fake), text).mean().float()
+            loss_adv = -D.judge_pair(D.features(fake), text).mean().float()
+        loss_recon = F.mse_loss(fake.float(), real)
+        loss_g = loss_adv + config.recon_weight * loss_recon if config.recon_weight else loss_adv
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
         _ema_update(G_ema, G, min(config.ema_decay, (1 + step) / (10 + step)))
 
-        losses = {"loss_d": loss_d.item(), "loss_g": loss_g.item(), **({"gp": gp.item()} if gp is not None else {})}
+        losses = {"loss_d": loss_d.item(), "loss_g": loss_adv.item(), "mse": loss_recon.item(),
+                  **({"gp": gp.item()} if gp is not None else {})}
         bad = {k: v for k, v in losses.items() if not math.isfinite(v) or abs(v) > config.max_loss}
         if bad:
             name, value = next(iter(bad.items()))

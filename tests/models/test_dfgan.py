@@ -21,11 +21,29 @@ def test_generator_forward_shapes(ngf, batch):
     assert out.abs().max() <= 1.0
 
 
+def test_rgb_head_is_linear_in_training_and_clamped_in_eval():
+    g = create_generator("dfgan", ngf=4, text_hidden=16, fuse_hidden=8)
+    torch.nn.init.constant_(g.to_rgb.bias, 3.0)  # push every pixel far above the image range
+    z, text = torch.randn(2, 100), torch.randn(2, 384)
+    assert g.train()(z, text).min() > 1.5, "no saturating tanh while training"
+    assert torch.equal(g.eval()(z, text), torch.ones(2, 3, 32, 32))
+
+
+def test_caption_reaches_the_stem():
+    torch.manual_seed(0)
+    g = create_generator("dfgan", ngf=4, text_hidden=16, fuse_hidden=8).eval()
+    seen = []
+    g.stem.register_forward_hook(lambda module, args, out: seen.append(out))
+    z = torch.randn(1, 100)
+    g(z, torch.randn(1, 384)), g(z, torch.randn(1, 384))
+    assert not torch.allclose(seen[0], seen[1]), "same noise, different captions: the 4x4 layout must differ"
+
+
 def test_default_widths_follow_dfgan():
     config = GeneratorConfig(ngf=64)
     assert config.channels == [512, 256, 128, 64] and config.hidden == [256, 128, 64]
     assert GeneratorConfig(ngf=8, image_size=64).channels == [64, 64, 32, 16, 8]
-    assert 5_000_000 < count_params(create_generator(ngf=64)) < 6_000_000
+    assert 7_000_000 < count_params(create_generator(ngf=64)) < 8_000_000
 
 
 def test_pruned_widths_build_and_run_from_config_alone(tmp_path):

@@ -39,6 +39,6 @@ def test_halving_width_quarters_the_conv_cost():
 
 def test_stats_report_params_and_widths():
     stats = generator_stats(create_generator(ngf=64))
-    assert 5_000_000 < stats["params"] < 6_000_000
+    assert 7_000_000 < stats["params"] < 8_000_000
     assert stats["channels"] == [512, 256, 128, 64]
     assert abs(stats["weights_mb_fp32"] - stats["params"] * 4 / 2**20) < 0.01

@@ -41,6 +41,16 @@ def test_tiny_training_changes_weights_and_keeps_losses_finite(tmp_path):
     assert sorted(p.name for p in (tmp_path / "run" / "samples").iterdir()) == ["step-0000003.png", "step-0000006.png"]
 
 
+def test_recon_weight_pulls_samples_towards_their_captions_images(tmp_path):
+    def final_mse(recon_weight: float, run: str) -> float:
+        train(tiny(steps=24, log_every=4, lr_g=1e-3, recon_weight=recon_weight), tmp_path / run)
+        records = [json.loads(line) for line in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+        return sum(r["mse"] for r in records[-2:]) / 2
+
+    adversarial_only, with_recon = final_mse(0.0, "gan"), final_mse(20.0, "recon")
+    assert with_recon < 0.7 * adversarial_only
+
+
 def test_resume_continues_at_the_saved_step_with_the_same_stream(tmp_path):
     straight = train(tiny(), tmp_path / "straight")
     train(tiny(steps=3), tmp_path / "split")
