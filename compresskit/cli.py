@@ -243,6 +243,66 @@ def info(
         out.print(_summary_table(f"generator {model}", summary))
 
 
+@app.command("eval")
+def eval_command(
+    model: Annotated[Optional[str], typer.Option(help="Shipped model name or checkpoint folder.")] = None,
+    real: Annotated[bool, typer.Option("--real", help="Score the real eval split instead (the floor).")] = False,
+    teacher: Annotated[Optional[str], typer.Option(help="Teacher to compare with (PSNR, SSIM, perceptual).")] = None,
+    data: Annotated[Optional[str], typer.Option(help="emoji or shapes [default: the model's own dataset].")] = None,
+    n: Annotated[Optional[int], typer.Option("--n", help="Eval captions to use [default: all].")] = None,
+    seed: Annotated[int, typer.Option(help="Noise seed of the generated images.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON on stdout.")] = False,
+) -> None:
+    """Quality of a generator (or of the real eval split): KID, FID, attributes, fidelity to a teacher."""
+    from .metrics.evaluate import DEFAULT_DATA, eval_set, evaluate, generate_for, model_data
+    from .models import load_generator, resolve_model_dir
+
+    if real == (model is not None):
+        raise DataError("give exactly one of --model NAME_OR_DIR and --real")
+    if data is not None and data not in DEFAULT_DATA:
+        raise DataError(f"--data must be one of {', '.join(DEFAULT_DATA)}, got {data!r}")
+    generator = load_generator(resolve_model_dir(model)) if model else None
+    teacher_model = load_generator(resolve_model_dir(teacher)) if teacher else None
+    if teacher_model is not None and generator is None:
+        raise DataError("--teacher needs --model (the student to compare with it)")
+    data_config = DEFAULT_DATA[data] if data else model_data(generator) if generator else DEFAULT_DATA["emoji"]
+    started = time.perf_counter()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done)
+
+        evalset = eval_set(data_config, n)
+        if generator is None:
+            images = evalset.real_eval
+        else:
+            images = generate_for(generator, evalset.captions, seed=seed,
+                                  progress=lambda done: progress("generate", done, len(evalset.captions)))
+        teacher_images = None
+        if teacher_model is not None:
+            teacher_images = generate_for(teacher_model, evalset.captions, seed=seed,
+                                          progress=lambda done: progress("teacher", done, len(evalset.captions)))
+        metrics = evaluate(images, evalset, teacher_images=teacher_images, seed=seed, progress=progress)
+    result = {"model": model or "real eval split", "teacher": teacher, "data": evalset.data, "seed": seed,
+              "seconds": round(time.perf_counter() - started, 1), "metrics": metrics}
+    if as_json:
+        _print_json(result)
+        return
+    table = Table(title=f"quality of {result['model']} ({evalset.data['name']}, {len(images)} eval captions)")
+    for column in ("metric", "value", "n", "spread / detail"):
+        table.add_column(column)
+    for name, m in metrics.items():
+        detail = f"std {m['std']:.5f} over {m['subsets']} subsets of {m['subset_size']}" if "std" in m else ""
+        if "per_attribute" in m:
+            detail = ", ".join(f"{k} {v:.3f}" for k, v in m["per_attribute"].items())
+        table.add_row(name, f"{m['value']:.5g}", str(m["n"]), detail)
+    out.print(table)
+
+
 @app.command()
 def card(
     run_dir: Annotated[Path, typer.Argument(help="A training run folder (compresskit train --out).")],

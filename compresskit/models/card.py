@@ -94,7 +94,7 @@ def write_card(run_dir: Path, out_dir: Path, *, checkpoint: int | None = None, t
     captions = figures["config"]["sample_captions"]
     name = title or out_dir.name
     with atomic_dir(out_dir, replace=True) as tmp:
-        write_generator(tmp, generator, {**generator.meta, "name": name})
+        write_generator(tmp, generator, {**generator.meta, "data": figures["config"]["data"], "name": name})
         grid = generate(generator, captions, n=8, seed=0)
         flat = grid.images.reshape(-1, *grid.images.shape[2:])
         save_grid(tmp / SAMPLES_FILE, flat, [f"{c} #{j}" for c in captions for j in range(8)], columns=8, tile_px=64)
@@ -123,6 +123,14 @@ right; `image` needs every object right and nothing extra. Computed by `compress
 |---|---|---|
 {rows}
 """
+
+
+def _objective(cfg: dict) -> str:
+    text = (f"hinge loss with mismatched-caption negatives; matching-aware gradient penalty (weight "
+            f"{cfg['gp_weight']}, power {cfg['gp_power']}, every {cfg['gp_every']} steps); generator EMA {cfg['ema_decay']}")
+    if cfg.get("recon_weight"):
+        text += f"; plus {cfg['recon_weight']} x MSE to the caption's real image"
+    return text
 
 
 def _card_text(name: str, run_dir: Path, fig: dict, stats: dict, captions: list[str], control: dict | None) -> str:
@@ -162,6 +170,7 @@ Measured by `compresskit info {name} --json`.
 | steps | {fig['steps']:,} at batch {fig['batch_size']} ({fig['images_seen']:,} images seen) |
 | wall time | {fig['wall_seconds']:,} s ({hours:.2f} h) on {os.cpu_count()} CPU cores ({_cpu_name()}), {fig['threads']} threads, torch {torch.__version__} |
 | images/s | {fig['images_per_s_overall']} overall; {fig['images_per_s_median_window']} median over {cfg['log_every']}-step windows |
+| objective | {_objective(cfg)} |
 | precision | {"bf16 autocast" if cfg['bf16'] else "fp32"}, {"channels-last" if cfg['channels_last'] else "contiguous"} |
 
 Wall time and images/s are summed from the run's `log.jsonl` (each record times the steps since the

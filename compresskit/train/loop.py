@@ -142,7 +142,7 @@ def train(
     (out_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
 
     autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16)  # noqa: E731
-    meta = {"train_config": config.name, "params": count_params(G), "discriminator_params": count_params(D)}
+    meta = {"train_config": config.name, "data": config.data.model_dump(mode="json"), "params": count_params(G), "discriminator_params": count_params(D)}
     last_good = existing
     window_start, window_images, total_images, started = time.perf_counter(), 0, 0, time.perf_counter()
     log_path = out_dir / "log.jsonl"
