@@ -49,6 +49,10 @@ def test_emoji_json_has_the_documented_keys():
     (["data", "shapes", "--n", "0"], "--n must be between 1 and"),
     (["encode", "red apple", ""], "caption 1 is empty"),
     (["train", "missing.yaml"], "cannot read missing.yaml"),
+    (["eval"], "give exactly one of --model NAME_OR_DIR and --real"),
+    (["eval", "--real", "--model", "x"], "give exactly one of --model NAME_OR_DIR and --real"),
+    (["eval", "--real", "--data", "shapez"], "--data must be one of emoji, shapes, got 'shapez'"),
+    (["eval", "--real", "--data", "shapes", "--n", "5000"], "--n must be between 1 and 1000"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     result = run_cli(*args)

@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..grid import to_images
 from ..text import TextEncoder
 from .attributes import attribute_accuracy
-from .distribution import kid_fid, real_features
+from .distribution import MIN_SAMPLES, kid_fid, real_features
 from .features import extract_features
 from .fidelity import fidelity
 
@@ -86,20 +86,26 @@ def evaluate(
     *,
     teacher_images: np.ndarray | None = None,
     seed: int = 0,
+    distribution: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict:
-    """Quality metrics of ``images`` (image i made for ``evalset.captions[i]``), each with its sample count."""
+    """Quality metrics of ``images`` (image i made for ``evalset.captions[i]``), each with its sample count.
+
+    ``distribution=False`` skips KID/FID (for eval splits too small for them, e.g. tiny test datasets).
+    """
     step = (lambda name, total: (lambda done: progress(name, done, total))) if progress else (lambda *_: None)
-    reference = real_features(evalset.real_train, progress=step("real train features", len(evalset.real_train)))
-    generated = extract_features(images, progress=step("generated features", len(images)))
-    dist = kid_fid(reference, generated, seed=seed)
-    n = dist["n_fake"]
-    metrics = {
-        "kid": {"value": dist["kid"], "n": n, "std": dist["kid_std"], "subset_size": dist["kid_subset_size"],
-                "subsets": dist["kid_subsets"], "n_reference": dist["n_real"]},
-        "kid_std": {"value": dist["kid_std"], "n": n},
-        "fid": {"value": dist["fid"], "n": n, "n_reference": dist["n_real"]},
-    }
+    metrics = {}
+    if distribution:
+        reference = real_features(evalset.real_train, progress=step("real train features", len(evalset.real_train)))
+        generated = extract_features(images, progress=step("generated features", len(images)))
+        dist = kid_fid(reference, generated, seed=seed)
+        n = dist["n_fake"]
+        metrics = {
+            "kid": {"value": dist["kid"], "n": n, "std": dist["kid_std"], "subset_size": dist["kid_subset_size"],
+                    "subsets": dist["kid_subsets"], "n_reference": dist["n_real"]},
+            "kid_std": {"value": dist["kid_std"], "n": n},
+            "fid": {"value": dist["fid"], "n": n, "n_reference": dist["n_real"]},
+        }
     if evalset.labels is not None:
         accuracy = attribute_accuracy(images, evalset.labels)
         metrics["attr_accuracy"] = {"value": accuracy["object"], "n": len(images), "per_attribute": accuracy}

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from compresskit.data import load_dataset
+from compresskit.metrics.evaluate import EvalSet, eval_set, evaluate, generate_for, model_data
+from compresskit.models import create_generator
+from tests.helpers import run_cli
+
+
+@pytest.fixture(scope="module")
+def small_shapes() -> EvalSet:
+    dataset = load_dataset("shapes", n=600, size=32, seed=5)
+    held_out, train = dataset.split("eval"), dataset.split("train")
+    return EvalSet({"name": "shapes"}, list(held_out.captions), held_out.labels, held_out.images, train.images[:300])
+
+
+def test_real_eval_images_score_as_the_floor(small_shapes):
+    metrics = evaluate(small_shapes.real_eval, small_shapes)
+    assert metrics["attr_accuracy"]["value"] == 1.0
+    assert abs(metrics["kid"]["value"]) < 3 * metrics["kid"]["std"]
+    assert metrics["kid"]["n"] == 60 and metrics["kid"]["n_reference"] == 300
+
+
+def test_shuffled_captions_lose_attribute_accuracy_and_kid_still_scores_the_images(small_shapes):
+    shuffled = small_shapes.real_eval[np.random.default_rng(0).permutation(60)]
+    metrics = evaluate(shuffled, small_shapes)
+    assert metrics["attr_accuracy"]["value"] < 0.2
+    assert abs(metrics["kid"]["value"]) < 3 * metrics["kid"]["std"], "same images, same distribution"
+
+
+def test_teacher_fidelity_and_generation_are_paired_by_index(small_shapes):
+    torch.manual_seed(0)
+    generator = create_generator("dfgan", ngf=4, text_hidden=16, fuse_hidden=8)
+    images = generate_for(generator, small_shapes.captions, seed=3, batch_size=7)
+    again = generate_for(generator, small_shapes.captions, seed=3, batch_size=60)
+    # batching must not change which noise an image gets (float kernels may differ by a rounding step)
+    assert np.abs(images.astype(int) - again).max() <= 1
+    metrics = evaluate(images, small_shapes, teacher_images=images.copy(), distribution=False)
+    assert metrics["psnr_vs_teacher"]["value"] == 100.0 and "kid" not in metrics
+    other = evaluate(generate_for(generator, small_shapes.captions, seed=4), small_shapes,
+                     teacher_images=images, distribution=False)
+    assert other["psnr_vs_teacher"]["value"] < 60, "other noise, other images"
+
+
+def test_model_data_comes_from_the_generator_metadata():
+    generator = create_generator("dfgan", ngf=4)
+    generator.meta = {"data": {"name": "shapes", "n": 80}}
+    assert model_data(generator) == {"name": "shapes", "n": 80}
+    generator.meta = {"train_config": "shapes32-base"}
+    assert model_data(generator)["name"] == "shapes"
+
+
+@pytest.mark.slow
+def test_eval_real_json_is_the_floor():
+    """Headline sanity claim: the real eval split scores KID ~ 0 and perfect attributes (~1.5 min)."""
+    result = run_cli("eval", "--real", "--data", "shapes", "--json")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)["metrics"]
+    assert abs(metrics["kid"]["value"]) < 3 * metrics["kid"]["std"]
+    assert metrics["attr_accuracy"]["value"] == 1.0 and metrics["kid"]["n"] == 1000
