@@ -304,6 +304,27 @@ def eval_command(
 
 
 @app.command()
+def align(
+    out: Annotated[Path, typer.Option(help="Folder for the encoder (config, weights, card).")] = Path("runs/emoji32-align"),
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the emoji train split.")] = 40,
+    seed: Annotated[int, typer.Option(help="Seed of init, order and augmentation.")] = 0,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="First N emoji only (quick checks).")] = None,
+) -> None:
+    """Train the text-image alignment encoder (emoji32-align) and score it on real images."""
+    from .metrics.align_train import train_aligner
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=err) as bar:
+        task = bar.add_task("align", total=epochs, stats="")
+        figures = train_aligner(out, epochs=epochs, seed=seed, limit=limit,
+                                progress=lambda e, total, loss: bar.update(task, completed=e, stats=f"loss {loss:.3f}"))
+    real = figures["real_eval"]
+    err.print(f"wrote {out}: R-precision on the real eval split {real['r_precision']:.3f} "
+              f"(chance {figures['chance']:.2f}), shuffled captions "
+              f"{figures['real_eval_shuffled_captions']['r_precision']:.3f}; {figures['train_seconds']} s")
+
+
+@app.command()
 def card(
     run_dir: Annotated[Path, typer.Argument(help="A training run folder (compresskit train --out).")],
     out: Annotated[Path, typer.Option(help="Model folder to write (config, weights, samples, card).")],

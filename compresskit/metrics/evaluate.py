@@ -6,6 +6,7 @@ Protocol (fixed, so runs compare):
   ``seed``; image i uses caption i and noise row i, so a teacher and its student see identical inputs;
 * ``--real``: the real eval split stands in for the generated images (the floor a model can reach);
 * distribution: KID (mean, std over subsets) and FID vs the reference;
+* emoji: R-precision and caption similarity from the shipped alignment encoder ``emoji32-align``;
 * shapes: attribute accuracy of the generated images against their captions' labels;
 * ``teacher``: PSNR / SSIM / perceptual distance against the teacher's images for the same inputs.
 """
@@ -22,6 +23,7 @@ from ..data import load_dataset
 from ..errors import ConfigError
 from ..grid import to_images
 from ..text import TextEncoder
+from .alignment import R_CANDIDATES, alignment_scores, embed_images, load_aligner
 from .attributes import attribute_accuracy
 from .distribution import MIN_SAMPLES, kid_fid, real_features
 from .features import extract_features
@@ -40,6 +42,7 @@ class EvalSet:
     labels: np.ndarray | None
     real_eval: np.ndarray
     real_train: np.ndarray
+    train_captions: list[str]
 
 
 def eval_set(data: dict, n: int | None = None) -> EvalSet:
@@ -53,7 +56,7 @@ def eval_set(data: dict, n: int | None = None) -> EvalSet:
     n = n or len(held_out)
     labels = held_out.labels[:n] if held_out.labels is not None else None
     return EvalSet(config.model_dump(mode="json"), list(held_out.captions[:n]), labels,
-                   held_out.images[:n], train.images)
+                   held_out.images[:n], train.images, list(train.captions))
 
 
 def model_data(generator: torch.nn.Module) -> dict:
@@ -78,6 +81,20 @@ def generate_for(generator: torch.nn.Module, captions: list[str], *, seed: int, 
             if progress:
                 progress(min(start + batch_size, len(captions)))
     return np.concatenate(chunks)
+
+
+def _alignment(images: np.ndarray, evalset: EvalSet, seed: int) -> dict:
+    """R-precision and caption similarity from the shipped emoji32-align encoder."""
+    pool = sorted(set(evalset.train_captions) | set(evalset.captions))
+    if len(pool) <= R_CANDIDATES:
+        return {}  # too few distinct captions for 99 distractors (tiny test datasets)
+    position = {c: i for i, c in enumerate(pool)}
+    scores = alignment_scores(embed_images(load_aligner(), images),
+                              torch.tensor([position[c] for c in evalset.captions]),
+                              TextEncoder().encode(pool), seed=seed)
+    detail = {"n": scores["n"], "candidates": scores["candidates"], "chance": 1 / (scores["candidates"] + 1)}
+    return {"r_precision": {"value": scores["r_precision"], **detail},
+            "caption_similarity": {"value": scores["caption_similarity"], "n": scores["n"]}}
 
 
 def evaluate(
@@ -106,6 +123,8 @@ def evaluate(
             "kid_std": {"value": dist["kid_std"], "n": n},
             "fid": {"value": dist["fid"], "n": n, "n_reference": dist["n_real"]},
         }
+    if evalset.data["name"] == "emoji":
+        metrics.update(_alignment(images, evalset, seed))
     if evalset.labels is not None:
         accuracy = attribute_accuracy(images, evalset.labels)
         metrics["attr_accuracy"] = {"value": accuracy["object"], "n": len(images), "per_attribute": accuracy}

@@ -25,8 +25,15 @@ FORMAT = "compresskit.generator/1"
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
 
 
-def zoo_names() -> list[str]:
-    return sorted(p.name for p in ZOO_DIR.iterdir() if (p / CONFIG_FILE).is_file()) if ZOO_DIR.is_dir() else []
+def zoo_names(kind: str = FORMAT) -> list[str]:
+    """Shipped folders whose config.json has this format (generators by default; aligners are zoo members too)."""
+    def has_format(folder: Path) -> bool:
+        try:
+            return json.loads((folder / CONFIG_FILE).read_text("utf-8")).get("format") == kind
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    return sorted(p.name for p in ZOO_DIR.iterdir() if has_format(p)) if ZOO_DIR.is_dir() else []
 
 
 def resolve_model_dir(ref: str | Path) -> Path:
