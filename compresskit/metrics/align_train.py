@@ -42,6 +42,7 @@ def train_aligner(
     lr: float = 2e-3,
     seed: int = 0,
     limit: int | None = None,
+    bf16: bool = True,
     config: AlignerConfig | None = None,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> dict:
@@ -67,8 +68,9 @@ def train_aligner(
         total = 0.0
         for step in range(steps_per_epoch):
             idx = order[step * batch_size : (step + 1) * batch_size]
-            vecs = model(_shift(x[idx], rng))
-            loss = F.cross_entropy(model.log_scale.exp() * vecs @ text.T, y[idx])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                vecs = model(_shift(x[idx], rng))
+            loss = F.cross_entropy(model.log_scale.exp() * vecs.float() @ text.T, y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -89,7 +91,7 @@ def train_aligner(
             eval_vecs, eval_ids[torch.randperm(len(eval_ids), generator=torch.Generator().manual_seed(2))], text),
         "chance": 1 / (R_CANDIDATES + 1),
         "train_seconds": round(seconds, 1),
-        "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "bf16": bf16,
         "train_images": len(x), "captions": len(captions), "data": {**DATA, "limit": limit},
     }
     with atomic_dir(Path(out_dir), replace=True) as tmp:

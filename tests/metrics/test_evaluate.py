@@ -63,3 +63,20 @@ def test_eval_real_json_is_the_floor():
     metrics = json.loads(result.stdout)["metrics"]
     assert abs(metrics["kid"]["value"]) < 3 * metrics["kid"]["std"]
     assert metrics["attr_accuracy"]["value"] == 1.0 and metrics["kid"]["n"] == 1000
+
+
+@pytest.fixture(scope="module")
+def emoji_eval() -> EvalSet:
+    from compresskit.metrics.evaluate import DEFAULT_DATA
+
+    return eval_set(DEFAULT_DATA["emoji"])
+
+
+def test_alignment_scores_real_eval_art_high_and_shuffled_captions_near_chance(emoji_eval):
+    """The shipped emoji32-align: held-out real art finds its caption; shuffled captions do not."""
+    real = evaluate(emoji_eval.real_eval, emoji_eval, distribution=False)
+    shuffled = emoji_eval.real_eval[np.random.default_rng(0).permutation(len(emoji_eval.real_eval))]
+    mixed = evaluate(shuffled, emoji_eval, distribution=False)
+    assert real["r_precision"]["value"] >= 0.7 and real["r_precision"]["n"] == len(emoji_eval.captions)
+    assert mixed["r_precision"]["value"] < 0.05
+    assert real["caption_similarity"]["value"] > mixed["caption_similarity"]["value"] + 0.1
