@@ -23,7 +23,9 @@ def _fields_at(model: type[BaseModel], path: tuple) -> list[str]:
 
 def validation_message(exc: ValidationError, model: type[BaseModel], source: str) -> str:
     """``source: key.path: problem`` for the first error, with a hint for unknown keys."""
-    first = exc.errors()[0]
+    errors = exc.errors()
+    # an unknown key first: a misspelt key is usually also why a required one is "missing"
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(first["loc"])
     where = ".".join(str(p) for p in loc) or "(top level)"
     if first["type"] == "extra_forbidden":

@@ -32,6 +32,20 @@ class ConfigError(CompresskitError):
     """A YAML config (training, recipe) has an unknown key, a bad value, or cannot be read."""
 
 
+class RecipeError(ConfigError):
+    """A recipe is malformed: unknown pass or key, bad value, steps whose formats do not chain."""
+
+
+class ArtifactError(CompresskitError):
+    """An artifact folder is missing, incomplete, or fails its manifest's checksums."""
+
+
+class PassFailed(CompresskitError):
+    """A pass ran and failed (e.g. export parity above tolerance); its step leaves no artifact."""
+
+    exit_code = 1
+
+
 class TrainingDiverged(CompresskitError):
     """Training produced non-finite or exploding losses; the last good checkpoint is kept."""
 

@@ -1,0 +1,93 @@
+"""Artifacts: folders with a ``manifest.json`` that names what they are and checksums what they hold.
+
+    manifest.json = {"schema": "compresskit.artifact/1", "id", "parent_id", "format", "producer",
+                     "io", "meta", "files": {relative path: sha256}}
+
+``id`` is a hash chain: pass name + canonical config + parent id + versions (of compresskit and the
+libraries the pass uses), so the same recipe over the same input gives the same ids, and a config change
+changes the id of that step and of every step after it. Loading an artifact checks every file against the
+manifest before anything reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .cache import stable_hash
+from .errors import ArtifactError
+
+MANIFEST = "manifest.json"
+SCHEMA = "compresskit.artifact/1"
+FORMATS = ("torch", "onnx", "openvino")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    id: str
+    parent_id: str | None
+    format: str
+    producer: dict
+    io: dict
+    files: dict[str, str]
+    meta: dict = field(default_factory=dict)
+
+    def file(self, name: str) -> Path:
+        """Path of a payload file the manifest lists (checked when the artifact was loaded)."""
+        if name not in self.files:
+            raise ArtifactError(f"{self.path} has no {name} in its manifest; rebuild this step")
+        return self.path / name
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def artifact_id(pass_name: str, config: dict, parent_id: str | None, versions: dict) -> str:
+    return stable_hash({"pass": pass_name, "config": config, "parent": parent_id, "versions": versions}, length=16)
+
+
+def _payload_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def write_manifest(folder: Path, *, id: str, parent_id: str | None, format: str, producer: dict,
+                   io: dict, meta: dict | None = None) -> Artifact:
+    """Checksum every file in ``folder`` and write its manifest (call on the temporary folder)."""
+    if format not in FORMATS:
+        raise ArtifactError(f"unknown artifact format {format!r}; one of {', '.join(FORMATS)}")
+    files = {p.relative_to(folder).as_posix(): sha256_file(p) for p in _payload_files(folder)}
+    manifest = {"schema": SCHEMA, "id": id, "parent_id": parent_id, "format": format, "producer": producer,
+                "io": io, "meta": meta or {}, "files": files}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return Artifact(folder, id, parent_id, format, producer, io, files, meta or {})
+
+
+def load_artifact(folder: Path, *, verify: bool = True) -> Artifact:
+    """Read the manifest and (by default) check every listed file's sha256; ArtifactError names the file."""
+    folder = Path(folder)
+    try:
+        m = json.loads((folder / MANIFEST).read_text("utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{folder} has no {MANIFEST}: not a finished artifact") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{folder / MANIFEST} is unreadable ({exc}); delete the folder to rebuild it") from None
+    if not isinstance(m, dict) or m.get("schema") != SCHEMA:
+        raise ArtifactError(f"{folder / MANIFEST} is not a compresskit artifact manifest ({SCHEMA})")
+    artifact = Artifact(folder, m["id"], m.get("parent_id"), m["format"], m.get("producer", {}), m.get("io", {}),
+                        m.get("files", {}), m.get("meta", {}))
+    if verify:
+        for name, expected in artifact.files.items():
+            path = folder / name
+            if not path.is_file():
+                raise ArtifactError(f"{path} is missing; the artifact is incomplete, rebuild this step")
+            if sha256_file(path) != expected:
+                raise ArtifactError(f"{path} does not match its manifest checksum (corrupt or replaced); rebuild this step")
+    return artifact

@@ -1,0 +1,1 @@
+"""Compression passes, one per file; the registry (compresskit.registry) names them."""

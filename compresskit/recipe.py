@@ -1,0 +1,135 @@
+"""Recipes: YAML, validated in full before any compute.
+
+    name: smoke                      # optional; defaults to the file name
+    input: {model: emoji32-base}     # a shipped model name or a generator checkpoint folder
+    seed: 0
+    threads: 2
+    steps:                           # ordered; each item is {pass name: {its config}}
+      - sanitize: {}
+      - export_onnx: {opset: 17}
+
+Checked up front: YAML syntax, top-level keys, each step's pass name and every key of its config (with
+the nearest valid name), that each step accepts the format the previous one produces, and that the input
+model exists. Every problem is a RecipeError: one line naming the step and key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .config_errors import validation_message
+from .errors import ModelError, RecipeError
+from .passes.base import PassConfig
+from .registry import pass_class
+
+
+class InputSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str  # shipped model name or generator checkpoint folder
+
+
+class RecipeFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    about: str | None = None
+    input: InputSpec
+    seed: int = 0
+    threads: int | None = Field(None, ge=1)
+    steps: list[dict[str, dict | None]] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int
+    name: str  # the pass name
+    config: PassConfig
+
+    @property
+    def label(self) -> str:
+        return f"step {self.index + 1} ({self.name})"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    input: InputSpec
+    seed: int
+    threads: int | None
+    steps: list[Step]
+    source: str  # the file it came from
+
+    def resolved(self) -> dict:
+        """Canonical form (defaults filled in), as written into the run folder and hashed."""
+        return {"name": self.name, "input": self.input.model_dump(), "seed": self.seed, "threads": self.threads,
+                "steps": [{s.name: s.config.model_dump(mode="json")} for s in self.steps]}
+
+
+def _parse_step(index: int, item: dict, source: str) -> Step:
+    where = f"{source}: step {index + 1}"
+    if len(item) != 1:
+        raise RecipeError(f"{where}: each step is one mapping {{pass name: {{config}}}}, got keys {sorted(item)}")
+    [(name, options)] = item.items()
+    try:
+        cls = pass_class(name)
+    except RecipeError as exc:
+        raise RecipeError(f"{where}: {exc}") from None
+    try:
+        config = cls.Config.model_validate(options or {})
+    except ValidationError as exc:
+        raise RecipeError(validation_message(exc, cls.Config, f"{where} ({name})")) from None
+    return Step(index, name, config)
+
+
+def _check_chain(steps: list[Step], source: str) -> None:
+    current = "torch"
+    for step in steps:
+        cls = pass_class(step.name)
+        if current not in cls.accepts:
+            producers = ", ".join(sorted({n for n in _producers_of(cls.accepts)})) or "none"
+            raise RecipeError(f"{source}: {step.label} takes {'/'.join(cls.accepts)} but receives {current}; "
+                              f"put it after a step that produces {'/'.join(cls.accepts)} ({producers})")
+        current = cls.produces
+
+
+def _producers_of(formats: tuple[str, ...]) -> list[str]:
+    from .registry import PASSES
+
+    return [name for name in PASSES if pass_class(name).produces in formats]
+
+
+def parse_recipe(raw: object, source: str = "recipe") -> Recipe:
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{source}: a recipe is a mapping with input and steps, got {type(raw).__name__}")
+    try:
+        spec = RecipeFile.model_validate(raw)
+    except ValidationError as exc:
+        raise RecipeError(validation_message(exc, RecipeFile, source)) from None
+    steps = [_parse_step(i, item, source) for i, item in enumerate(spec.steps)]
+    _check_chain(steps, source)
+    try:
+        from .models import resolve_model_dir
+
+        resolve_model_dir(spec.input.model)
+    except ModelError as exc:
+        raise RecipeError(f"{source}: input.model: {exc}") from None
+    name = spec.name or Path(source).stem
+    return Recipe(name, spec.input, spec.seed, spec.threads, steps, source)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text("utf-8"))
+    except OSError as exc:
+        raise RecipeError(f"cannot read recipe {path}: {exc.strerror}; give the path of a recipe YAML") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path} is not UTF-8 text; a recipe is a YAML file") from None
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return parse_recipe(raw, str(path))

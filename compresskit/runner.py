@@ -1,0 +1,167 @@
+"""Run a recipe: input -> steps (each cache-aware) -> a run folder of artifacts and ``run.json``.
+
+    RUN_DIR/recipe.yaml                     the resolved recipe (defaults filled in)
+    RUN_DIR/artifacts/00-input-<id>/        the input generator, checksummed
+    RUN_DIR/artifacts/NN-<pass>-<id>/       one folder per step: payload + manifest.json
+    RUN_DIR/run.json                        per step: input/output ids, cached, seconds, status, meta
+
+A step whose artifact folder already exists and passes its checksums is reused, not rerun; a folder
+that fails them is deleted and rebuilt. Ids chain (pass + config + parent id + versions), so a config
+change reruns that step and everything after it, and nothing before it. Each step writes into a
+temporary folder that is renamed into place only when the pass and its manifest are complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import yaml
+
+from . import __version__
+from .artifact import Artifact, artifact_id, load_artifact, sha256_file, write_manifest
+from .cache import atomic_dir, atomic_file, stable_hash
+from .errors import ArtifactError, CompresskitError
+from .models import io_spec, load_generator, resolve_model_dir
+from .models.io import CONFIG_FILE, WEIGHTS_FILE
+from .passes.base import PassContext
+from .recipe import Recipe
+from .registry import pass_class
+
+ARTIFACTS = "artifacts"
+
+
+@dataclass
+class StepRecord:
+    step: int
+    name: str
+    input_id: str
+    output_id: str
+    path: str
+    cached: bool
+    seconds: float
+    status: str  # "done" | "cached" | "failed"
+    meta: dict = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    input: Artifact
+    steps: list[StepRecord]
+    final: Artifact
+
+
+def _versions(libraries: tuple[str, ...]) -> dict:
+    found = {"compresskit": __version__}
+    for lib in libraries:
+        try:
+            found[lib] = version(lib)
+        except PackageNotFoundError:
+            found[lib] = "not installed"
+    return found
+
+
+def input_artifact(model_ref: str, artifacts_dir: Path) -> Artifact:
+    """Copy the input generator into the run (checksummed), so the run folder is self-contained."""
+    source = resolve_model_dir(model_ref)
+    digest = stable_hash({name: sha256_file(source / name) for name in (CONFIG_FILE, WEIGHTS_FILE)})
+    folder = artifacts_dir / f"00-input-{digest}"
+    if folder.exists():
+        try:
+            return load_artifact(folder)
+        except ArtifactError:
+            shutil.rmtree(folder)
+    generator = load_generator(source)  # validates before copying
+    with atomic_dir(folder) as tmp:
+        for name in (CONFIG_FILE, WEIGHTS_FILE):
+            shutil.copy2(source / name, tmp / name)
+        write_manifest(tmp, id=digest, parent_id=None, format="torch",
+                       producer={"pass": "input", "source": str(model_ref)}, io=io_spec(generator),
+                       meta={"generator_meta": generator.meta})
+    return load_artifact(folder)
+
+
+def run(
+    recipe: Recipe,
+    run_dir: Path,
+    *,
+    on_event: Callable[[str, dict], None] | None = None,
+) -> RunResult:
+    """Execute every step (reusing intact finished ones) and write ``run.json``; raises on a failed step."""
+    emit = on_event or (lambda kind, info: None)
+    run_dir = Path(run_dir)
+    artifacts_dir = run_dir / ARTIFACTS
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_file(run_dir / "recipe.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(recipe.resolved(), sort_keys=False), encoding="utf-8")
+    if recipe.threads:
+        import torch
+
+        torch.set_num_threads(recipe.threads)
+
+    root = input_artifact(recipe.input.model, artifacts_dir)
+    ctx = PassContext(run_dir=run_dir, seed=recipe.seed, threads=recipe.threads, teacher=root,
+                      log=lambda message: emit("log", {"message": message}))
+    records: list[StepRecord] = []
+    current = root
+    try:
+        for step in recipe.steps:
+            cls = pass_class(step.name)
+            config = step.config.model_dump(mode="json")
+            output_id = artifact_id(step.name, config, current.id, {"pass": cls.version, **_versions(cls.libraries)})
+            folder = artifacts_dir / f"{step.index + 1:02d}-{step.name}-{output_id}"
+            emit("start", {"step": step.index + 1, "name": step.name, "id": output_id})
+            started = time.perf_counter()
+            produced = _reuse(folder, emit)
+            cached = produced is not None
+            if produced is None:
+                try:
+                    with atomic_dir(folder) as tmp:
+                        meta = cls(step.config).run(current, tmp, ctx)
+                        written = write_manifest(
+                            tmp, id=output_id, parent_id=current.id, format=cls.produces,
+                            producer={"pass": step.name, "config": config, "versions": _versions(cls.libraries)},
+                            io=current.io, meta=meta)
+                except CompresskitError as exc:
+                    records.append(StepRecord(step.index + 1, step.name, current.id, output_id, str(folder), False,
+                                              round(time.perf_counter() - started, 3), "failed", error=str(exc)))
+                    raise
+                produced = dataclasses.replace(written, path=folder)
+            records.append(StepRecord(step.index + 1, step.name, current.id, output_id, str(folder), cached,
+                                      round(time.perf_counter() - started, 3), "cached" if cached else "done",
+                                      produced.meta))
+            emit("done", dataclasses.asdict(records[-1]))
+            current = produced
+    finally:
+        _write_run_json(run_dir, recipe, root, records)
+    return RunResult(run_dir, root, records, current)
+
+
+def _reuse(folder: Path, emit) -> Artifact | None:
+    if not folder.exists():
+        return None
+    try:
+        return load_artifact(folder)
+    except ArtifactError as exc:
+        emit("log", {"message": f"rebuilding {folder.name}: {exc}"})
+        shutil.rmtree(folder)
+        return None
+
+
+def _write_run_json(run_dir: Path, recipe: Recipe, root: Artifact, records: list[StepRecord]) -> None:
+    failed = next((r for r in records if r.status == "failed"), None)
+    summary = {
+        "recipe": recipe.resolved(), "recipe_hash": stable_hash(recipe.resolved()), "input_id": root.id,
+        "status": "failed" if failed else "done", "failed_step": failed.step if failed else None,
+        "steps": [dataclasses.asdict(r) for r in records],
+    }
+    with atomic_file(run_dir / "run.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1, default=str) + "\n", encoding="utf-8")
