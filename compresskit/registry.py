@@ -10,6 +10,9 @@ from .errors import RecipeError
 PASSES: dict[str, str] = {
     "sanitize": "compresskit.passes.sanitize:Sanitize",
     "export_onnx": "compresskit.passes.export_onnx:ExportOnnx",
+    "export_openvino": "compresskit.passes.export_openvino:ExportOpenvino",
+    "quantize_nncf": "compresskit.passes.quantize_nncf:QuantizeNncf",
+    "quantize_ort": "compresskit.passes.quantize_ort:QuantizeOrt",
 }
 
 

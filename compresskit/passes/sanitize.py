@@ -48,4 +48,4 @@ class Sanitize(Pass):
         if bad:
             raise PassFailed(f"sanitize: {len(bad)} tensor(s) hold NaN/inf (first: {bad[0]}); use an earlier checkpoint")
         write_generator(out_dir, generator, generator.meta)
-        return {"folded_norms": folded}
+        return {"folded_norms": folded, "generator_meta": generator.meta}

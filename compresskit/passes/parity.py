@@ -1,0 +1,25 @@
+"""Parity between two runtimes on seeded inputs: the figure every export and quantisation pass reports."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..runtimes import Runtime
+
+
+def parity_inputs(io: dict, batch: int, seed: int) -> dict[str, np.ndarray]:
+    """Standard normal ``z`` and unit-norm caption-like ``text`` with the io spec's widths."""
+    rng = np.random.default_rng(seed)
+    z_dim, text_dim = io["inputs"]["z"]["shape"][1], io["inputs"]["text"]["shape"][1]
+    text = rng.standard_normal((batch, text_dim)).astype(np.float32)
+    return {"z": rng.standard_normal((batch, z_dim)).astype(np.float32),
+            "text": text / np.linalg.norm(text, axis=1, keepdims=True)}
+
+
+def max_abs_error(reference: Runtime, candidate: Runtime, io: dict, batches: list[int], seed: int) -> dict[int, float]:
+    """Max |reference - candidate| over the images of each batch size."""
+    errors = {}
+    for batch in batches:
+        inputs = parity_inputs(io, batch, seed + batch)
+        errors[batch] = float(np.abs(reference(inputs) - candidate(inputs)).max())
+    return errors

@@ -1,0 +1,102 @@
+"""``quantize_nncf``: INT8 post-training quantisation of an OpenVINO model with NNCF.
+
+Calibration: ``subset_size`` seeded (noise, train caption) pairs. ``mode: ptq`` runs ``nncf.quantize``;
+``mode: accuracy_control`` runs ``nncf.quantize_with_accuracy_control`` with the validation figure
+"similarity to the fp32 model" = 1 - mean |int8 - fp32| / 2 over ``validation_size`` other pairs (1.0 for
+the fp32 model itself), reverting the most harmful layers to fp32 until the drop is at most ``max_drop``.
+The artifact's meta reports the fraction of MACs that run in INT8 and the parity to the fp32 model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..artifact import Artifact
+from ..runtimes import OPENVINO_XML, openvino_runtime
+from .base import Pass, PassConfig, PassContext
+from .calibration import calibration_inputs
+from .parity import max_abs_error
+
+
+class IgnoredScopeConfig(PassConfig):
+    names: list[str] = []
+    patterns: list[str] = []
+    types: list[str] = []
+
+
+class QuantizeNncfConfig(PassConfig):
+    mode: Literal["ptq", "accuracy_control"] = "ptq"
+    subset_size: int = Field(300, ge=1, le=10_000)  # calibration pairs
+    preset: Literal["performance", "mixed"] = "performance"
+    fast_bias_correction: bool = True
+    ignored_scope: IgnoredScopeConfig = IgnoredScopeConfig()
+    max_drop: float = Field(0.005, gt=0, lt=1)  # accuracy_control: allowed drop of the similarity figure
+    validation_size: int = Field(64, ge=4, le=10_000)
+
+
+def _similarity(compiled, items: list[dict], reference: list[np.ndarray]) -> tuple[float, list[float]]:
+    per_item = [1.0 - float(np.abs(compiled(item)[0] - ref).mean()) / 2.0 for item, ref in zip(items, reference)]
+    return float(np.mean(per_item)), per_item
+
+
+def int8_fraction(model) -> dict:
+    """Share of Convolution/MatMul MACs (per image) whose activations pass a FakeQuantize (run in INT8)."""
+    total = quantized = 0
+    ops = {"int8": 0, "fp32": 0}
+    for node in model.get_ordered_ops():
+        if node.get_type_name() not in ("Convolution", "MatMul"):
+            continue
+        out_shape = [d.get_length() if d.is_static else 1 for d in node.get_output_partial_shape(0)][1:]
+        w_shape = [d.get_length() for d in node.input(1).get_partial_shape()]
+        per_output = int(np.prod(w_shape[1:])) if node.get_type_name() == "Convolution" else w_shape[-1]
+        macs = int(np.prod(out_shape)) * per_output
+        source = node.input_value(0).get_node()
+        is_int8 = source.get_type_name() == "FakeQuantize"
+        total += macs
+        quantized += macs if is_int8 else 0
+        ops["int8" if is_int8 else "fp32"] += 1
+    return {"int8_macs_fraction": quantized / total if total else 0.0, "int8_ops": ops["int8"], "fp32_ops": ops["fp32"]}
+
+
+class QuantizeNncf(Pass):
+    name = "quantize_nncf"
+    about = "INT8 PTQ of an OpenVINO model with nncf.quantize (or accuracy-controlled), INT8 share reported"
+    Config = QuantizeNncfConfig
+    accepts = ("openvino",)
+    produces = "openvino"
+    libraries = ("openvino", "nncf")
+
+    def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> dict:
+        import nncf
+        import openvino as ov
+
+        cfg = self.config
+        core = ov.Core()
+        model = core.read_model(str(src.file(OPENVINO_XML)))
+        calib = nncf.Dataset(calibration_inputs(src, cfg.subset_size, ctx.seed))
+        common = dict(preset=nncf.QuantizationPreset(cfg.preset), subset_size=cfg.subset_size,
+                      fast_bias_correction=cfg.fast_bias_correction,
+                      ignored_scope=nncf.IgnoredScope(**cfg.ignored_scope.model_dump(), validate=True))
+        figures = {}
+        if cfg.mode == "ptq":
+            quantized = nncf.quantize(model, calib, **common)
+        else:
+            items = calibration_inputs(src, cfg.validation_size, ctx.seed + 1)
+            fp32 = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            reference = [fp32(item)[0] for item in items]
+            quantized = nncf.quantize_with_accuracy_control(
+                model, calib, nncf.Dataset(items),
+                validation_fn=lambda compiled, data: _similarity(compiled, list(data), reference),
+                max_drop=cfg.max_drop, drop_type=nncf.DropType.ABSOLUTE, **common)
+            compiled = core.compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            figures["similarity_to_fp32"] = _similarity(compiled, items, reference)[0]
+        ov.save_model(quantized, str(out_dir / OPENVINO_XML), compress_to_fp16=False)
+        errors = max_abs_error(openvino_runtime(src.file(OPENVINO_XML)), openvino_runtime(out_dir / OPENVINO_XML),
+                               src.io, [4], ctx.seed)
+        return {**int8_fraction(quantized), **figures, "parity_max_abs_error_vs_fp32": errors[4],
+                "calibration_pairs": cfg.subset_size, "mode": cfg.mode, "preset": cfg.preset,
+                **{k: v for k, v in src.meta.items() if k.startswith("generator_")}}

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import onnx
+import pytest
+
+from compresskit.recipe import parse_recipe
+from compresskit.runner import run
+from tests.passes.conftest import recipe_dict
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_generator_dir, tmp_path_factory):
+    recipe = parse_recipe(recipe_dict(tiny_generator_dir, {"sanitize": {}}, {"export_onnx": {}},
+                                      {"export_openvino": {}}, {"quantize_nncf": {"subset_size": 16}}), "r.yaml")
+    return run(recipe, tmp_path_factory.mktemp("run") / "run")
+
+
+def test_exports_match_torch_within_tolerance(exported):
+    onnx_step, ov_step = exported.steps[1], exported.steps[2]
+    assert onnx_step.meta["parity_max_abs_error"] < 1e-4
+    assert ov_step.meta["parity_max_abs_error"] < 1e-4
+    model = onnx.load(onnx_step.path + "/model.onnx")
+    assert [i.name for i in model.graph.input] == ["z", "text"]
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert model.opset_import[0].version >= 17
+
+
+def test_nncf_int8_model_holds_fake_quantize_ops_on_most_compute(exported):
+    meta = exported.steps[3].meta
+    assert meta["int8_ops"] > 0 and meta["int8_macs_fraction"] > 0.8
+    xml = (exported.final.path / "model.xml").read_text()
+    assert xml.count('type="FakeQuantize"') >= meta["int8_ops"]
+    assert 0 < meta["parity_max_abs_error_vs_fp32"] < 0.5
+
+
+def test_ort_int8_model_has_qdq_nodes(tiny_generator_dir, tmp_path):
+    recipe = parse_recipe(recipe_dict(tiny_generator_dir, {"export_onnx": {}},
+                                      {"quantize_ort": {"subset_size": 8, "calibration": "percentile"}}), "r.yaml")
+    result = run(recipe, tmp_path / "run")
+    ops = {n.op_type for n in onnx.load(str(result.final.path / "model.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert result.steps[-1].meta["int8_ops_fraction"] > 0.8
+
+
+def test_accuracy_controlled_nncf_keeps_the_drop_within_max_drop(tiny_generator_dir, tmp_path):
+    steps = [{"export_onnx": {}}, {"export_openvino": {}},
+             {"quantize_nncf": {"mode": "accuracy_control", "subset_size": 16, "validation_size": 8, "max_drop": 0.01}}]
+    meta = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run").steps[-1].meta
+    assert meta["similarity_to_fp32"] >= 1.0 - 0.01
