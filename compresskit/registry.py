@@ -9,6 +9,7 @@ from .errors import RecipeError
 
 PASSES: dict[str, str] = {
     "sanitize": "compresskit.passes.sanitize:Sanitize",
+    "prune": "compresskit.passes.prune:Prune",
     "export_onnx": "compresskit.passes.export_onnx:ExportOnnx",
     "export_openvino": "compresskit.passes.export_openvino:ExportOpenvino",
     "quantize_nncf": "compresskit.passes.quantize_nncf:QuantizeNncf",
