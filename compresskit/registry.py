@@ -10,6 +10,7 @@ from .errors import RecipeError
 PASSES: dict[str, str] = {
     "sanitize": "compresskit.passes.sanitize:Sanitize",
     "prune": "compresskit.passes.prune:Prune",
+    "distill": "compresskit.passes.distill:Distill",
     "export_onnx": "compresskit.passes.export_onnx:ExportOnnx",
     "export_openvino": "compresskit.passes.export_openvino:ExportOpenvino",
     "quantize_nncf": "compresskit.passes.quantize_nncf:QuantizeNncf",

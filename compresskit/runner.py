@@ -4,6 +4,7 @@
     RUN_DIR/artifacts/00-input-<id>/        the input generator, checksummed
     RUN_DIR/artifacts/NN-<pass>-<id>/       one folder per step: payload + manifest.json
     RUN_DIR/run.json                        per step: input/output ids, cached, seconds, status, meta
+    RUN_DIR/scratch/NN-<pass>-<id>/         a running step's checkpoints (resume after a crash)
 
 A step whose artifact folder already exists and passes its checksums is reused, not rerun; a folder
 that fails them is deleted and rebuilt. Ids chain (pass + config + parent id + versions), so a config
@@ -109,7 +110,8 @@ def run(
 
     root = input_artifact(recipe.input.model, artifacts_dir)
     ctx = PassContext(run_dir=run_dir, seed=recipe.seed, threads=recipe.threads, teacher=root,
-                      log=lambda message: emit("log", {"message": message}))
+                      log=lambda message: emit("log", {"message": message}),
+                      progress=lambda done, total, stats: emit("progress", {"done": done, "total": total, **stats}))
     records: list[StepRecord] = []
     current = root
     try:
@@ -123,6 +125,7 @@ def run(
             produced = _reuse(folder, emit)
             cached = produced is not None
             if produced is None:
+                ctx.scratch = run_dir / "scratch" / folder.name
                 try:
                     with atomic_dir(folder) as tmp:
                         meta = cls(step.config).run(current, tmp, ctx)
@@ -135,6 +138,7 @@ def run(
                                               round(time.perf_counter() - started, 3), "failed", error=str(exc)))
                     raise
                 produced = dataclasses.replace(written, path=folder)
+                shutil.rmtree(ctx.scratch, ignore_errors=True)
             records.append(StepRecord(step.index + 1, step.name, current.id, output_id, str(folder), cached,
                                       round(time.perf_counter() - started, 3), "cached" if cached else "done",
                                       produced.meta))

@@ -39,6 +39,8 @@ class PassContext:
     teacher: Artifact | None = None
     captions: list[str] = field(default_factory=list)
     log: Callable[[str], None] = lambda message: None
+    progress: Callable[[int, int, dict], None] = lambda done, total, stats: None
+    scratch: Path | None = None  # per-step folder that survives a crash (checkpoints); removed on success
 
 
 class Pass(ABC):

@@ -15,7 +15,8 @@ from compresskit.runtimes import load_runtime
 from tests.passes.conftest import recipe_dict
 
 PREREQUISITES = {"torch": [], "onnx": [{"export_onnx": {}}], "openvino": [{"export_onnx": {}}, {"export_openvino": {}}]}
-FAST = {"quantize_nncf": {"subset_size": 8}, "quantize_ort": {"subset_size": 8}}
+FAST = {"quantize_nncf": {"subset_size": 8}, "quantize_ort": {"subset_size": 8},
+        "distill": {"steps": 4, "batch_size": 4, "captions": 16, "validation_size": 8, "validate_every": 2}}
 
 
 def steps_for(name: str) -> list[dict]:

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from compresskit.artifact import load_artifact
+from compresskit.passes.base import PassContext
+from compresskit.passes.distill import Distill, DistillConfig
+from compresskit.recipe import parse_recipe
+from compresskit.runner import input_artifact, run
+from tests.passes.conftest import recipe_dict
+
+FAST = {"steps": 40, "batch_size": 8, "validate_every": 10, "checkpoint_every": 10, "captions": 32,
+        "validation_size": 8, "patience": 10}
+
+
+def test_distillation_lowers_the_student_teacher_gap(tiny_generator_dir, tmp_path):
+    steps = [{"prune": {"ratio": 0.5, "round_to": None}},
+             {"distill": {**FAST, "losses": {"pixel": 1.0, "feature": 1.0, "adversarial": 0.1}}}]
+    result = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run")
+    meta = result.steps[-1].meta
+    assert meta["val_l1_best"] < 0.8 * meta["val_l1_start"]
+    assert meta["student_channels"] == [16, 8, 4, 2]
+    assert not (tmp_path / "run" / "scratch" / result.final.path.name).exists(), "scratch removed on success"
+
+
+def test_slim_student_has_the_width_multiplier(tiny_generator_dir, tmp_path):
+    steps = [{"distill": {**FAST, "steps": 10, "student": "slim", "width": 0.25}}]
+    meta = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run").steps[-1].meta
+    assert meta["student_channels"] == [8, 4, 2, 1]
+    assert meta["student_macs"] < 0.15 * meta["teacher_macs"]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_a_killed_distillation_resumes_and_ends_where_an_uninterrupted_one_does(tiny_generator_dir, tmp_path):
+    teacher = input_artifact(str(tiny_generator_dir), tmp_path / "artifacts")
+    config = DistillConfig(**FAST, student="slim")
+
+    def once(out, scratch, progress=lambda done, total, stats: None, log=lambda m: None):
+        out.mkdir(parents=True)
+        ctx = PassContext(run_dir=tmp_path, teacher=teacher, scratch=scratch, progress=progress, log=log)
+        Distill(config).run(teacher, out, ctx)
+        return load_file(str(out / "model.safetensors"))
+
+    straight = once(tmp_path / "straight", tmp_path / "s1")
+
+    def die_at_30(done, total, stats):
+        if done == 30:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        once(tmp_path / "killed", tmp_path / "s2", progress=die_at_30)
+    logs = []
+    resumed = once(tmp_path / "resumed", tmp_path / "s2", log=logs.append)
+    assert any("resuming at step 20" in m for m in logs)
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
