@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .config_errors import validation_message
 from .errors import ModelError, RecipeError
@@ -28,9 +28,25 @@ from .registry import pass_class
 
 
 class InputSpec(BaseModel):
+    """Either ``model`` (a shipped name or a compresskit generator folder) or a user factory."""
+
     model_config = ConfigDict(extra="forbid")
 
-    model: str  # shipped model name or generator checkpoint folder
+    model: str | None = None
+    factory: str | None = None  # "package.module:callable", imported because the recipe names it
+    kwargs: dict = {}
+    weights: str | None = None  # safetensors state dict of the factory's model
+    z_dim: int | None = Field(None, ge=1)
+    text_dim: int = Field(384, ge=1)
+    image_size: int = Field(32, ge=4)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InputSpec:
+        if (self.model is None) == (self.factory is None):
+            raise ValueError("give either model (a shipped name or folder) or factory + weights + z_dim")
+        if self.factory is not None and (self.weights is None or self.z_dim is None):
+            raise ValueError("a factory input also needs weights (a .safetensors file) and z_dim")
+        return self
 
 
 class RecipeFile(BaseModel):
@@ -103,6 +119,26 @@ def _producers_of(formats: tuple[str, ...]) -> list[str]:
     return [name for name in PASSES if pass_class(name).produces in formats]
 
 
+def _check_input(spec: InputSpec, source: str) -> None:
+    from .models import resolve_model_dir
+    from .models.user import FactorySpec, import_factory
+
+    try:
+        if spec.model is not None:
+            resolve_model_dir(spec.model)
+            return
+        FactorySpec(factory=spec.factory, kwargs=spec.kwargs, z_dim=spec.z_dim, text_dim=spec.text_dim,
+                    image_size=spec.image_size)
+        import_factory(spec.factory)
+    except ValidationError as exc:
+        raise RecipeError(f"{source}: input.factory: must look like package.module:callable "
+                          f"({exc.errors()[0]['msg']})") from None
+    except ModelError as exc:
+        raise RecipeError(f"{source}: input.{'model' if spec.model else 'factory'}: {exc}") from None
+    if not Path(spec.weights).is_file():
+        raise RecipeError(f"{source}: input.weights: no file {spec.weights}; give the model's .safetensors")
+
+
 def parse_recipe(raw: object, source: str = "recipe") -> Recipe:
     if not isinstance(raw, dict):
         raise RecipeError(f"{source}: a recipe is a mapping with input and steps, got {type(raw).__name__}")
@@ -112,12 +148,7 @@ def parse_recipe(raw: object, source: str = "recipe") -> Recipe:
         raise RecipeError(validation_message(exc, RecipeFile, source)) from None
     steps = [_parse_step(i, item, source) for i, item in enumerate(spec.steps)]
     _check_chain(steps, source)
-    try:
-        from .models import resolve_model_dir
-
-        resolve_model_dir(spec.input.model)
-    except ModelError as exc:
-        raise RecipeError(f"{source}: input.model: {exc}") from None
+    _check_input(spec.input, source)
     name = spec.name or Path(source).stem
     return Recipe(name, spec.input, spec.seed, spec.threads, steps, source)
 

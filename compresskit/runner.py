@@ -70,8 +70,14 @@ def _versions(libraries: tuple[str, ...]) -> dict:
     return found
 
 
-def input_artifact(model_ref: str, artifacts_dir: Path) -> Artifact:
-    """Copy the input generator into the run (checksummed), so the run folder is self-contained."""
+def input_artifact(model_ref, artifacts_dir: Path) -> Artifact:
+    """Copy the input generator into the run (checksummed), so the run folder is self-contained.
+
+    ``model_ref``: a shipped name or folder, or a recipe ``InputSpec`` (a folder or a user factory).
+    """
+    if getattr(model_ref, "factory", None):
+        return _factory_artifact(model_ref, artifacts_dir)
+    model_ref = getattr(model_ref, "model", model_ref)
     source = resolve_model_dir(model_ref)
     digest = stable_hash({name: sha256_file(source / name) for name in (CONFIG_FILE, WEIGHTS_FILE)})
     folder = artifacts_dir / f"00-input-{digest}"
@@ -87,6 +93,29 @@ def input_artifact(model_ref: str, artifacts_dir: Path) -> Artifact:
         write_manifest(tmp, id=digest, parent_id=None, format="torch",
                        producer={"pass": "input", "source": str(model_ref)}, io=io_spec(generator),
                        meta={"generator_meta": generator.meta})
+    return load_artifact(folder)
+
+
+def _factory_artifact(spec_in, artifacts_dir: Path) -> Artifact:
+    from .models.user import FactorySpec, build, load_weights_into, write_user_generator
+
+    spec = FactorySpec(factory=spec_in.factory, kwargs=spec_in.kwargs, z_dim=spec_in.z_dim,
+                       text_dim=spec_in.text_dim, image_size=spec_in.image_size)
+    weights = Path(spec_in.weights)
+    digest = stable_hash({"spec": spec.model_dump(), "weights": sha256_file(weights)})
+    folder = artifacts_dir / f"00-input-{digest}"
+    if folder.exists():
+        try:
+            return load_artifact(folder)
+        except ArtifactError:
+            shutil.rmtree(folder)
+    model = build(spec)
+    load_weights_into(model, weights)
+    with atomic_dir(folder) as tmp:
+        write_user_generator(tmp, model, spec, meta={"weights": str(weights)})
+        write_manifest(tmp, id=digest, parent_id=None, format="torch",
+                       producer={"pass": "input", "factory": spec.factory, "kwargs": spec.kwargs, "weights": str(weights)},
+                       io=io_spec(model), meta={"generator_meta": {}})
     return load_artifact(folder)
 
 
@@ -108,7 +137,7 @@ def run(
 
         torch.set_num_threads(recipe.threads)
 
-    root = input_artifact(recipe.input.model, artifacts_dir)
+    root = input_artifact(recipe.input, artifacts_dir)
     ctx = PassContext(run_dir=run_dir, seed=recipe.seed, threads=recipe.threads, teacher=root,
                       log=lambda message: emit("log", {"message": message}),
                       progress=lambda done, total, stats: emit("progress", {"done": done, "total": total, **stats}))

@@ -97,3 +97,23 @@ def load_generator(ref: str | Path) -> DFGenerator:
         raise ModelError(f"{folder / WEIGHTS_FILE} holds NaN or infinite weights; use an earlier checkpoint")
     generator.meta = config.get("meta", {})
     return generator.eval()
+
+
+def load_torch_generator(folder: str | Path):
+    """A compresskit generator folder (config.json) or a user factory folder (factory.json)."""
+    from .user import FACTORY_FILE, load_user_generator
+
+    if (Path(folder) / FACTORY_FILE).is_file():
+        return load_user_generator(Path(folder))
+    return load_generator(folder)
+
+
+def write_torch_generator(folder: Path, model, meta: dict | None = None, *, pruning_history: list | None = None) -> None:
+    """Write ``model`` in the form it was loaded from (compresskit config or user factory spec)."""
+    from .user import UserConfig, write_user_generator
+
+    if isinstance(getattr(model, "config", None), UserConfig):
+        history = pruning_history if pruning_history is not None else getattr(model, "pruning_history", [])
+        write_user_generator(folder, model, model.config.spec, pruning_history=history, meta=meta)
+    else:
+        write_generator(folder, model, meta)

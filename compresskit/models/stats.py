@@ -11,8 +11,14 @@ def macs_per_image(generator: torch.nn.Module) -> int:
     c = generator.config
     z, text = torch.zeros(1, c.z_dim), torch.zeros(1, c.text_dim)
     counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        generator(z, text)
+    flags = [p.requires_grad for p in generator.parameters()]
+    generator.requires_grad_(False)  # the counter's module tracker trips over leaf parameters used as inputs
+    try:
+        with counter, torch.no_grad():
+            generator(z, text)
+    finally:
+        for p, flag in zip(generator.parameters(), flags):
+            p.requires_grad_(flag)
     return counter.get_total_flops() // 2
 
 

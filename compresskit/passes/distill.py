@@ -34,7 +34,7 @@ from ..artifact import Artifact
 from ..cache import atomic_dir
 from ..models import DFDiscriminator, count_params
 from ..models.dfgan import DFGenerator, GeneratorConfig
-from ..models.io import load_generator, write_generator
+from ..models.io import load_torch_generator, write_torch_generator
 from ..models.stats import macs_per_image
 from ..train.state import load_train_state, save_train_state
 from .base import Pass, PassConfig, PassContext
@@ -103,9 +103,9 @@ class Distill(Pass):
         if ctx.threads:
             torch.set_num_threads(ctx.threads)
         torch.manual_seed(ctx.seed)
-        teacher = load_generator(ctx.teacher.path).eval().requires_grad_(False)
+        teacher = load_torch_generator(ctx.teacher.path).eval().requires_grad_(False)
         if cfg.student == "input":
-            student = load_generator(src.path)
+            student = load_torch_generator(src.path)
         else:
             student = DFGenerator(slim_config(teacher.config, cfg.width))
         student.train()
@@ -207,7 +207,7 @@ class Distill(Pass):
         student.load_state_dict(best_state)
         student.eval()
         meta = {**student.meta} if hasattr(student, "meta") else {**teacher.meta}
-        write_generator(out_dir, student, meta)
+        write_torch_generator(out_dir, student, meta)
         (out_dir / "distill_history.json").write_text(json.dumps(history, indent=1) + "\n")
         return {"val_l1_start": history[0]["val_l1"], "val_l1_best": best["l1"], "best_step": best["step"],
                 "steps_run": history[-1]["step"], "seconds_this_session": round(seconds, 1),

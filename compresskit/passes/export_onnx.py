@@ -15,7 +15,7 @@ from pydantic import Field
 
 from ..artifact import Artifact
 from ..errors import PassFailed
-from ..models.io import load_generator
+from ..models.io import load_torch_generator
 from ..runtimes import ONNX_FILE, onnx_runtime, torch_runtime
 from .base import Pass, PassConfig, PassContext
 from .parity import max_abs_error, parity_inputs
@@ -39,7 +39,7 @@ class ExportOnnx(Pass):
         import onnx
 
         cfg = self.config
-        generator = load_generator(src.path).eval()
+        generator = load_torch_generator(src.path).eval()
         example = parity_inputs(src.io, 2, ctx.seed)
         path = out_dir / ONNX_FILE
         with warnings.catch_warnings():  # the TorchScript exporter announces its successor; ours is pinned

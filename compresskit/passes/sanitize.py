@@ -13,7 +13,7 @@ from torch import nn
 
 from ..artifact import Artifact
 from ..errors import PassFailed
-from ..models.io import load_generator, write_generator
+from ..models.io import load_torch_generator, write_torch_generator
 from .base import Pass, PassConfig, PassContext
 
 
@@ -42,10 +42,10 @@ class Sanitize(Pass):
     produces = "torch"
 
     def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> dict:
-        generator = load_generator(src.path).eval()
+        generator = load_torch_generator(src.path).eval()
         folded = fold_weight_norms(generator)
         bad = [n for n, t in generator.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
         if bad:
             raise PassFailed(f"sanitize: {len(bad)} tensor(s) hold NaN/inf (first: {bad[0]}); use an earlier checkpoint")
-        write_generator(out_dir, generator, generator.meta)
+        write_torch_generator(out_dir, generator, generator.meta)
         return {"folded_norms": folded, "generator_meta": generator.meta}

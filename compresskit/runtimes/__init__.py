@@ -37,11 +37,11 @@ class Runtime:
 def torch_runtime(folder: Path, threads: int | None = None) -> Runtime:
     import torch
 
-    from ..models.io import load_generator
+    from ..models.io import load_torch_generator
 
     if threads:
         torch.set_num_threads(threads)
-    generator = load_generator(folder).eval()
+    generator = load_torch_generator(folder).eval()
 
     def call(inputs: dict[str, np.ndarray]) -> np.ndarray:
         with torch.inference_mode():
