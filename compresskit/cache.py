@@ -43,6 +43,22 @@ def stable_hash(obj: object, length: int = 16) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:length]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _normal_permissions(path: Path) -> None:
+    """mkdtemp/mkstemp create 0700/0600 entries; give the finished ones the usual umask-based modes."""
+    mask = _umask()
+    if path.is_dir():
+        for child in [path, *path.rglob("*")]:
+            child.chmod((0o777 if child.is_dir() else 0o666) & ~mask)
+    else:
+        path.chmod(0o666 & ~mask)
+
+
 @contextmanager
 def atomic_dir(final: Path, *, replace: bool = False) -> Iterator[Path]:
     """Yield a temporary folder next to ``final``; rename it to ``final`` only if the block succeeds.
@@ -58,6 +74,7 @@ def atomic_dir(final: Path, *, replace: bool = False) -> Iterator[Path]:
         ) from None
     try:
         yield tmp
+        _normal_permissions(tmp)
         if final.exists() and replace:
             shutil.rmtree(final)
         if final.exists():
@@ -79,6 +96,7 @@ def atomic_file(final: Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        _normal_permissions(tmp)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)

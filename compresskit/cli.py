@@ -6,7 +6,9 @@ Library errors (``CompresskitError``) become one line on stderr and exit code 2 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -265,7 +267,8 @@ def run_recipe(
         elif kind == "log":
             err.print(f"  {info['message']}")
 
-    result = run(parsed, folder, on_event=on_event)
+    with contextlib.redirect_stdout(sys.stderr):  # libraries' own progress output (NNCF) stays off stdout
+        result = run(parsed, folder, on_event=on_event)
     if as_json:
         typer.echo((folder / "run.json").read_text("utf-8"))
     else:

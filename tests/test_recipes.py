@@ -1,0 +1,35 @@
+"""The shipped recipes: each validates, says what it is for, and the smoke recipe runs every pass."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from compresskit.recipe import load_recipe
+from compresskit.registry import PASSES
+from tests.helpers import run_cli
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+
+
+def test_the_documented_recipes_ship():
+    assert {p.stem for p in RECIPES} >= {"smoke", "int8-openvino", "int8-ort", "prune50-distill",
+                                         "edge-openvino-int8", "shapes-edge-openvino-int8"}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_recipe_validates_and_starts_with_what_it_is_for(path):
+    assert path.read_text().startswith("# "), "a recipe starts with a comment saying what it is for"
+    recipe = load_recipe(path)
+    assert recipe.name == path.stem and recipe.steps
+
+
+def test_smoke_recipe_runs_every_pass_from_the_cli(tmp_path):
+    recipe = load_recipe(RECIPES[[p.stem for p in RECIPES].index("smoke")])
+    assert {s.name for s in recipe.steps} | {"quantize_ort"} >= set(PASSES) - {"quantize_ort"}
+    result = run_cli("run", "recipes/smoke.yaml", "--out", str(tmp_path / "smoke"), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "done" and [s["status"] for s in summary["steps"]] == ["done"] * len(recipe.steps)
