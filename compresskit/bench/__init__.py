@@ -1,0 +1,1 @@
+"""Speed-versus-quality measurement of artifacts: timing, probes, reports, plots, gates."""
