@@ -67,6 +67,12 @@ def save_aligner(folder: Path, encoder: ImageEncoder, meta: dict) -> None:
     (folder / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def aligner_installed(ref: str = "emoji32-align") -> bool:
+    from ..models.io import ZOO_DIR
+
+    return (ZOO_DIR / ref / "config.json").is_file()
+
+
 def load_aligner(ref: str | Path = "emoji32-align") -> ImageEncoder:
     from ..models.io import ZOO_DIR
 

@@ -23,7 +23,7 @@ from ..data import load_dataset
 from ..errors import ConfigError
 from ..grid import to_images
 from ..text import TextEncoder
-from .alignment import R_CANDIDATES, alignment_scores, embed_images, load_aligner
+from .alignment import R_CANDIDATES, aligner_installed, alignment_scores, embed_images, load_aligner
 from .attributes import attribute_accuracy
 from .distribution import MIN_SAMPLES, kid_fid, real_features
 from .features import extract_features
@@ -86,8 +86,8 @@ def generate_for(generator: torch.nn.Module, captions: list[str], *, seed: int, 
 def _alignment(images: np.ndarray, evalset: EvalSet, seed: int) -> dict:
     """R-precision and caption similarity from the shipped emoji32-align encoder."""
     pool = sorted(set(evalset.train_captions) | set(evalset.captions))
-    if len(pool) <= R_CANDIDATES:
-        return {}  # too few distinct captions for 99 distractors (tiny test datasets)
+    if len(pool) <= R_CANDIDATES or not aligner_installed():
+        return {}  # too few distinct captions for 99 distractors (tiny test data), or no encoder shipped
     position = {c: i for i, c in enumerate(pool)}
     scores = alignment_scores(embed_images(load_aligner(), images),
                               torch.tensor([position[c] for c in evalset.captions]),

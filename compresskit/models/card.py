@@ -110,6 +110,13 @@ def _quality_section(name: str, q: dict) -> str:
                  f"| FID | {model['fid']['value']:.2f} | {real['fid']['value']:.2f} |"]
     else:
         rows.append(f"| KID, FID | not measured: {q['n']} eval captions, fewer than the {MIN_SAMPLES} they need | |")
+    if "r_precision" in model:
+        rows += [f"| R-precision (99 distractors, chance 0.01) | {model['r_precision']['value']:.3f} | "
+                 f"{real['r_precision']['value']:.3f} |",
+                 f"| caption similarity | {model['caption_similarity']['value']:.3f} | "
+                 f"{real['caption_similarity']['value']:.3f} |"]
+    elif q["data"]["name"] == "emoji":
+        rows.append("| R-precision | not measured: the alignment encoder emoji32-align is not installed | |")
     if "attr_accuracy" in model:
         for key, value in model["attr_accuracy"]["per_attribute"].items():
             rows.append(f"| attribute accuracy: {key} | {value:.3f} | {real['attr_accuracy']['per_attribute'][key]:.3f} |")

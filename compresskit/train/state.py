@@ -64,4 +64,16 @@ def load_train_state(folder: Path, *, modules: dict[str, torch.nn.Module],
         module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, strict=True)
     for name, optimizer in optimizers.items():
         optimizer.load_state_dict(_unflatten_optimizer(name, tensors, meta["param_groups"][name]))
+        _match_memory_format(optimizer)
     return meta
+
+
+def _match_memory_format(optimizer: torch.optim.Optimizer) -> None:
+    """Give per-parameter state the layout of its parameter (safetensors loads everything contiguous;
+    Adam mixing contiguous moments with channels-last gradients ran ~1.5x slower after a resume)."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == param.shape:
+                    state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
