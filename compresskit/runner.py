@@ -81,11 +81,9 @@ def input_artifact(model_ref, artifacts_dir: Path) -> Artifact:
     source = resolve_model_dir(model_ref)
     digest = stable_hash({name: sha256_file(source / name) for name in (CONFIG_FILE, WEIGHTS_FILE)})
     folder = artifacts_dir / f"00-input-{digest}"
-    if folder.exists():
-        try:
-            return load_artifact(folder)
-        except ArtifactError:
-            shutil.rmtree(folder)
+    existing = _reuse(folder, lambda kind, info: None)
+    if existing is not None:
+        return existing
     generator = load_generator(source)  # validates before copying
     with atomic_dir(folder) as tmp:
         for name in (CONFIG_FILE, WEIGHTS_FILE):
@@ -104,11 +102,9 @@ def _factory_artifact(spec_in, artifacts_dir: Path) -> Artifact:
     weights = Path(spec_in.weights)
     digest = stable_hash({"spec": spec.model_dump(), "weights": sha256_file(weights)})
     folder = artifacts_dir / f"00-input-{digest}"
-    if folder.exists():
-        try:
-            return load_artifact(folder)
-        except ArtifactError:
-            shutil.rmtree(folder)
+    existing = _reuse(folder, lambda kind, info: None)
+    if existing is not None:
+        return existing
     model = build(spec)
     load_weights_into(model, weights)
     with atomic_dir(folder) as tmp:

@@ -27,7 +27,8 @@ def main(folder: str, threads: str) -> None:
     runtime(inputs)
     first_ms = (time.perf_counter() - started) * 1000.0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"first_inference_ms": first_ms, "peak_rss_mb": peak, "baseline_rss_mb": baseline}))
+    # the subprocess protocol: one JSON line on stdout, read by bench.speed.probe
+    sys.stdout.write(json.dumps({"first_inference_ms": first_ms, "peak_rss_mb": peak, "baseline_rss_mb": baseline}) + "\n")
 
 
 if __name__ == "__main__":
