@@ -43,6 +43,11 @@ class PassContext:
     scratch: Path | None = None  # per-step folder that survives a crash (checkpoints); removed on success
 
 
+def generator_meta(src: Artifact) -> dict:
+    """The ``generator_*`` entries of an artifact's meta, carried to the artifacts made from it."""
+    return {k: v for k, v in src.meta.items() if k.startswith("generator_")}
+
+
 class Pass(ABC):
     name: ClassVar[str]
     about: ClassVar[str]

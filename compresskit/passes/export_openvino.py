@@ -14,7 +14,7 @@ from pydantic import Field
 from ..artifact import Artifact
 from ..errors import PassFailed
 from ..runtimes import ONNX_FILE, OPENVINO_XML, onnx_runtime, openvino_runtime
-from .base import Pass, PassConfig, PassContext
+from .base import Pass, PassConfig, PassContext, generator_meta
 from .parity import max_abs_error
 
 
@@ -45,4 +45,4 @@ class ExportOpenvino(Pass):
         if worst > tolerance:
             raise PassFailed(f"export_openvino: max abs error vs ONNX {worst:.3g} > tolerance {tolerance:g}")
         return {"parity_max_abs_error": worst, "parity_by_batch": errors, "parity_reference": "onnxruntime fp32",
-                "compress_to_fp16": cfg.compress_to_fp16, **{k: v for k, v in src.meta.items() if k.startswith("generator_")}}
+                "compress_to_fp16": cfg.compress_to_fp16, **generator_meta(src)}

@@ -164,10 +164,8 @@ def reshaped_linears(model: torch.nn.Module, example: tuple) -> list[str]:
 
 
 def _learned_constants(model: torch.nn.Module) -> list[tuple[torch.nn.Parameter, int]]:
-    """Parameters used directly as feature maps, (1, C, H, W): their channel axis is dim 1, not the last."""
-    owned = {id(p) for m in model.modules() if not isinstance(m, type(model)) for p in m.parameters(recurse=False)}
-    return [(p, 1) for n, p in model.named_parameters() if "." not in n and p.dim() == 4 and p.shape[0] == 1
-            and id(p) not in owned]
+    """Top-level (1, C, H, W) parameters used as feature maps: their channel axis is dim 1, not the last."""
+    return [(p, 1) for n, p in model.named_parameters() if "." not in n and p.dim() == 4 and p.shape[0] == 1]
 
 
 def _widths(model: torch.nn.Module) -> dict[str, int]:

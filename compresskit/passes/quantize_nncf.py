@@ -17,7 +17,7 @@ from pydantic import Field
 
 from ..artifact import Artifact
 from ..runtimes import OPENVINO_XML, openvino_runtime
-from .base import Pass, PassConfig, PassContext
+from .base import Pass, PassConfig, PassContext, generator_meta
 from .calibration import calibration_inputs
 from .parity import max_abs_error
 
@@ -99,4 +99,4 @@ class QuantizeNncf(Pass):
                                src.io, [4], ctx.seed)
         return {**int8_fraction(quantized), **figures, "parity_max_abs_error_vs_fp32": errors[4],
                 "calibration_pairs": cfg.subset_size, "mode": cfg.mode, "preset": cfg.preset,
-                **{k: v for k, v in src.meta.items() if k.startswith("generator_")}}
+                **generator_meta(src)}

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from ..artifact import Artifact
 from ..runtimes import ONNX_FILE, onnx_runtime
-from .base import Pass, PassConfig, PassContext
+from .base import Pass, PassConfig, PassContext, generator_meta
 from .calibration import calibration_inputs
 from .parity import max_abs_error
 
@@ -77,4 +77,4 @@ class QuantizeOrt(Pass):
         errors = max_abs_error(onnx_runtime(src.file(ONNX_FILE)), onnx_runtime(out_dir / ONNX_FILE), src.io, [4], ctx.seed)
         return {**quantized_share(out_dir / ONNX_FILE, cfg.op_types), "parity_max_abs_error_vs_fp32": errors[4],
                 "calibration_pairs": cfg.subset_size, "calibration": cfg.calibration, "per_channel": cfg.per_channel,
-                **{k: v for k, v in src.meta.items() if k.startswith("generator_")}}
+                **generator_meta(src)}
