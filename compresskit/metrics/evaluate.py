@@ -25,7 +25,7 @@ from ..grid import to_images
 from ..text import TextEncoder
 from .alignment import R_CANDIDATES, aligner_installed, alignment_scores, embed_images, load_aligner
 from .attributes import attribute_accuracy
-from .distribution import MIN_SAMPLES, kid_fid, real_features
+from .distribution import kid_fid, real_features
 from .features import extract_features
 from .fidelity import fidelity
 
