@@ -6,9 +6,7 @@ Library errors (``CompresskitError``) become one line on stderr and exit code 2 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -245,41 +243,6 @@ def info(
         out.print(_summary_table(f"generator {model}", summary))
 
 
-@app.command("run")
-def run_recipe(
-    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder [default: runs/<recipe name>].")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print run.json on stdout.")] = False,
-) -> None:
-    """Take a generator through a recipe's passes; finished steps are reused, not rerun."""
-    from .recipe import load_recipe
-    from .runner import run
-
-    parsed = load_recipe(recipe)
-    folder = out_dir or Path("runs") / parsed.name
-
-    def on_event(kind: str, info: dict) -> None:
-        if kind == "start":
-            err.print(f"[bold]step {info['step']}[/] {info['name']} ({info['id']}) ...")
-        elif kind == "done":
-            how = "reused" if info["cached"] else f"{info['seconds']:.1f} s"
-            err.print(f"  {info['name']}: {how} -> {info['path']}")
-        elif kind == "log":
-            err.print(f"  {info['message']}")
-
-    with contextlib.redirect_stdout(sys.stderr):  # libraries' own progress output (NNCF) stays off stdout
-        result = run(parsed, folder, on_event=on_event)
-    if as_json:
-        typer.echo((folder / "run.json").read_text("utf-8"))
-    else:
-        table = Table(title=f"run {parsed.name}: {folder}")
-        for column in ("step", "pass", "status", "seconds", "artifact"):
-            table.add_column(column)
-        for r in result.steps:
-            table.add_row(str(r.step), r.name, r.status, f"{r.seconds:.1f}", Path(r.path).name)
-        out.print(table)
-
-
 @app.command()
 def passes(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """List the registered compression passes with a one-line description."""
@@ -389,6 +352,11 @@ def card(
 
     folder = write_card(run_dir, out, checkpoint=checkpoint)
     err.print(f"wrote {folder} (config.json, model.safetensors, samples.png, MODEL_CARD.md)")
+
+
+from .cli_measure import register  # noqa: E402  (run, bench, gate, compare live there)
+
+register(app)
 
 
 def main() -> None:

@@ -50,3 +50,9 @@ class TrainingDiverged(CompresskitError):
     """Training produced non-finite or exploding losses; the last good checkpoint is kept."""
 
     exit_code = 1
+
+
+class GateFailed(CompresskitError):
+    """At least one release gate failed (the printed gate table says which)."""
+
+    exit_code = 1

@@ -15,12 +15,15 @@ model exists. Every problem is a RecipeError: one line naming the step and key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import difflib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .bench.gate import GateSpec
+from .bench.settings import BenchSettings
 from .config_errors import validation_message
 from .errors import ModelError, RecipeError
 from .passes.base import PassConfig
@@ -58,6 +61,8 @@ class RecipeFile(BaseModel):
     seed: int = 0
     threads: int | None = Field(None, ge=1)
     steps: list[dict[str, dict | None]] = Field(min_length=1)
+    bench: BenchSettings = BenchSettings()
+    gates: list[GateSpec] = []
 
 
 @dataclass(frozen=True)
@@ -79,11 +84,14 @@ class Recipe:
     threads: int | None
     steps: list[Step]
     source: str  # the file it came from
+    bench: BenchSettings = field(default_factory=BenchSettings)
+    gates: list[GateSpec] = field(default_factory=list)
 
     def resolved(self) -> dict:
         """Canonical form (defaults filled in), as written into the run folder and hashed."""
         return {"name": self.name, "input": self.input.model_dump(), "seed": self.seed, "threads": self.threads,
-                "steps": [{s.name: s.config.model_dump(mode="json")} for s in self.steps]}
+                "steps": [{s.name: s.config.model_dump(mode="json")} for s in self.steps],
+                "bench": self.bench.model_dump(mode="json"), "gates": [g.model_dump() for g in self.gates]}
 
 
 def _parse_step(index: int, item: dict, source: str) -> Step:
@@ -139,6 +147,19 @@ def _check_input(spec: InputSpec, source: str) -> None:
         raise RecipeError(f"{source}: input.weights: no file {spec.weights}; give the model's .safetensors")
 
 
+def _check_candidates(spec: RecipeFile, steps: list[Step], source: str) -> None:
+    """Names in ``bench.candidates`` and in gates must be steps of this recipe (or final / baseline)."""
+    from .bench.names import step_names
+
+    names = step_names([s.name for s in steps])
+    for where, name in [("bench.candidates", c) for c in spec.bench.candidates or []] + \
+                       [(f"gates.{i}.candidate", g.candidate) for i, g in enumerate(spec.gates)]:
+        if name not in names and name not in ("final", "baseline"):
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"steps are {', '.join(names)}, or final / baseline"
+            raise RecipeError(f"{source}: {where}: no step named {name!r}; {hint}")
+
+
 def parse_recipe(raw: object, source: str = "recipe") -> Recipe:
     if not isinstance(raw, dict):
         raise RecipeError(f"{source}: a recipe is a mapping with input and steps, got {type(raw).__name__}")
@@ -149,8 +170,9 @@ def parse_recipe(raw: object, source: str = "recipe") -> Recipe:
     steps = [_parse_step(i, item, source) for i, item in enumerate(spec.steps)]
     _check_chain(steps, source)
     _check_input(spec.input, source)
+    _check_candidates(spec, steps, source)
     name = spec.name or Path(source).stem
-    return Recipe(name, spec.input, spec.seed, spec.threads, steps, source)
+    return Recipe(name, spec.input, spec.seed, spec.threads, steps, source, spec.bench, spec.gates)
 
 
 def load_recipe(path: str | Path) -> Recipe:

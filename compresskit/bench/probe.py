@@ -1,8 +1,12 @@
 """``python -m compresskit.bench.probe ARTIFACT_DIR THREADS``: one fresh process, one artifact.
 
 Prints {"first_inference_ms", "peak_rss_mb", "baseline_rss_mb"}: the time from before loading the
-runtime to the end of the first batch-1 call, and the process's peak resident memory (Linux ru_maxrss)
-after it; ``baseline_rss_mb`` is the peak before loading, i.e. what Python + imports cost.
+runtime (importing its library included) to the end of the first batch-1 call, and the process's peak
+resident memory after it; ``baseline_rss_mb`` is the peak before loading, i.e. what Python + imports cost.
+
+Peak memory is VmHWM from /proc/self/status: the high-water mark of this process's own address space.
+``ru_maxrss`` is not used on Linux because it carries the parent's peak across fork + exec, so a probe
+started from a big process (a test session) would report the parent's memory.
 """
 
 from __future__ import annotations
@@ -14,6 +18,16 @@ import time
 from pathlib import Path
 
 
+def peak_rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux; other systems differ
+
+
 def main(folder: str, threads: str) -> None:
     from ..artifact import load_artifact
     from ..passes.parity import parity_inputs
@@ -21,12 +35,12 @@ def main(folder: str, threads: str) -> None:
 
     artifact = load_artifact(Path(folder))
     inputs = parity_inputs(artifact.io, 1, 0)
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    baseline = peak_rss_mb()
     started = time.perf_counter()
     runtime = load_runtime(artifact, int(threads) or None)
     runtime(inputs)
     first_ms = (time.perf_counter() - started) * 1000.0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     # the subprocess protocol: one JSON line on stdout, read by bench.speed.probe
     sys.stdout.write(json.dumps({"first_inference_ms": first_ms, "peak_rss_mb": peak, "baseline_rss_mb": baseline}) + "\n")
 

@@ -61,11 +61,14 @@ def eval_set(data: dict, n: int | None = None) -> EvalSet:
 
 def model_data(generator: torch.nn.Module) -> dict:
     """The dataset a generator was trained on, from its metadata (emoji when it does not say)."""
-    data = generator.meta.get("data")
-    if data:
-        return data
-    name = "shapes" if "shapes" in str(generator.meta.get("train_config", "")) else "emoji"
-    return DEFAULT_DATA[name]
+    return data_from_meta(getattr(generator, "meta", {}))
+
+
+def data_from_meta(meta: dict) -> dict:
+    """The dataset named by a generator's metadata (``data``, else guessed from ``train_config``; emoji)."""
+    if meta.get("data"):
+        return meta["data"]
+    return DEFAULT_DATA["shapes" if "shapes" in str(meta.get("train_config", "")) else "emoji"]
 
 
 def generate_for(generator: torch.nn.Module, captions: list[str], *, seed: int, batch_size: int = 128,

@@ -9,11 +9,9 @@ from ..artifact import Artifact
 
 def model_captions(artifact: Artifact, n: int, seed: int) -> list[str]:
     """``n`` captions (with repeats if the split is smaller) from the train split the generator learnt."""
-    from ..metrics.evaluate import DEFAULT_DATA, eval_set
+    from ..metrics.evaluate import data_from_meta, eval_set
 
-    meta = artifact.meta.get("generator_meta", {})
-    data = meta.get("data") or DEFAULT_DATA["shapes" if "shapes" in str(meta.get("train_config", "")) else "emoji"]
-    captions = sorted(set(eval_set(data).train_captions))
+    captions = sorted(set(eval_set(data_from_meta(artifact.meta.get("generator_meta", {}))).train_captions))
     order = np.random.default_rng(seed).permutation(len(captions))
     return [captions[order[i % len(order)]] for i in range(n)]
 

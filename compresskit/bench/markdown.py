@@ -1,0 +1,98 @@
+"""Plain-text renderings of a report: the Markdown file, and the rows the CLI and ``compare`` print."""
+
+from __future__ import annotations
+
+import math
+
+SPEED_COLUMNS = [  # (metric, header, format)
+    ("latency_ms_p50", "p50 ms", "{:.2f}"), ("latency_ms_p90", "p90 ms", "{:.2f}"), ("latency_ms_p99", "p99 ms", "{:.2f}"),
+    ("speedup_vs_baseline", "speedup", "{:.2f}x"), ("throughput_ips", "img/s", "{:.0f}"),
+    ("e2e_latency_ms_p50", "e2e p50 ms", "{:.2f}"), ("first_inference_ms", "first ms", "{:.0f}"),
+    ("peak_rss_mb", "RSS MiB", "{:.0f}"), ("size_mb", "size MiB", "{:.2f}"), ("params", "params", "{:,.0f}"),
+    ("macs", "MMACs", "{:.1f}"),
+]
+QUALITY_COLUMNS = [
+    ("kid", "KID", "{:.4f}"), ("fid", "FID", "{:.1f}"), ("r_precision", "R-prec", "{:.3f}"),
+    ("caption_similarity", "cap sim", "{:.3f}"), ("attr_accuracy", "attr acc", "{:.3f}"),
+    ("psnr_vs_teacher", "PSNR dB", "{:.2f}"), ("ssim_vs_teacher", "SSIM", "{:.3f}"),
+    ("perceptual_vs_teacher", "perc", "{:.4f}"),
+]
+COLUMNS = SPEED_COLUMNS + QUALITY_COLUMNS
+
+
+def cell(metrics: dict, name: str, fmt: str) -> str:
+    record = metrics.get(name)
+    if not isinstance(record, dict) or not isinstance(record.get("value"), (int, float)):
+        return "-"
+    value = record["value"]
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if name == "macs":
+        value = value / 1e6
+    return fmt.format(value)
+
+
+def table_rows(candidates: list[dict], label=lambda c: c["name"], columns=COLUMNS) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows for the columns any candidate has."""
+    present = [(m, h, f) for m, h, f in columns if any(m in c.get("metrics", {}) for c in candidates)]
+    headers = ["candidate", "backend"] + [h for _, h, _ in present]
+    rows = [[label(c), c["backend"]] + [cell(c.get("metrics", {}), m, f) for m, _, f in present] for c in candidates]
+    return headers, rows
+
+
+def gate_rows(gates: list[dict]) -> tuple[list[str], list[list[str]]]:
+    headers = ["gate", "candidate", "goal", "observed", "threshold", "baseline", "result"]
+    rows = []
+    for g in gates:
+        fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
+        op = ">=" if g["direction"] == "higher" else "<="
+        threads = f" @{g['threads']}t" if g.get("threads") else ""
+        result = "PASS" if g["passed"] else f"FAIL ({g['reason']})" if g["reason"] else "FAIL"
+        rows.append([g["metric"] + threads, g["candidate"], f"{g['goal']} {g['value']:g}", fmt(g["observed"]),
+                     f"{op} {fmt(g['threshold'])}", fmt(g["baseline"]), result])
+    return headers, rows
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def report_markdown(report: dict) -> str:
+    recipe = report.get("recipe", {})
+    env = report.get("environment", {})
+    lines = [f"# compresskit report: {recipe.get('name', '?')}", ""]
+    if report.get("status") == "failed":
+        lines += [f"**Run failed at step {report.get('failed_step')}**: {report.get('error')}", ""]
+    else:
+        s = report["settings"]["speed"]
+        q = report["settings"]["quality"]
+        lines += [
+            f"Machine: {env.get('cpu')} ({env.get('cores')} cores); headline figures at "
+            f"{report['headline_threads']} thread(s). Latency: batch 1, {s['warmup']} warm-up calls, "
+            f"{s['rounds']} rounds x {s['per_round']} calls, every candidate interleaved with the baseline. "
+            f"Throughput at batch {max(s['batch_sizes'])}. Quality: {report['quality_n']} "
+            f"{report['data']['name']} eval captions, noise seed {q['seed']}, one image each, from the deployed "
+            f"artifact's own runtime.", "",
+        ]
+        headers, rows = table_rows(report["candidates"])
+        lines += ["## Candidates", "", _md_table(headers, rows), ""]
+        for threads in report["settings"]["speed"]["threads"]:
+            sub = [{**c, "metrics": c["by_threads"].get(str(threads), {})} for c in report["candidates"]]
+            h, r = table_rows(sub)
+            lines += [f"### Speed at {threads} thread(s)", "", _md_table(h, r), ""]
+        front = ", ".join(report["pareto"]["front"]) or "(no candidate has both latency and KID)"
+        lines += ["## Pareto front (latency p50 vs KID)", "", f"On the front: {front}.", "",
+                  "![pareto](pareto.png)", "", "## Samples (same captions and noise in every row)", "",
+                  "![samples](samples.png)", ""]
+        errors = [f"- {c['name']}: {msg}" for c in report["candidates"] for msg in c.get("errors", {}).values()]
+        if errors:
+            lines += ["## Errors", "", *errors, ""]
+    if report.get("gates"):
+        headers, rows = gate_rows(report["gates"])
+        lines += ["## Gates", "", _md_table(headers, rows), ""]
+    lines += [f"**Verdict: {report.get('verdict', 'no gates')}**", ""]
+    if report.get("nondeterminism"):
+        lines += ["## Not deterministic", "", *[f"- {n}" for n in report["nondeterminism"]], ""]
+    return "\n".join(lines)

@@ -1,0 +1,89 @@
+"""Quality of deployed artifacts: images come from each artifact's own runtime, then ``compresskit eval``'s metrics.
+
+Every candidate and the baseline get identical inputs: the eval split's captions (MiniLM vectors) and
+noise rows from ``seed`` (the same stream as ``compresskit eval --seed``), so ``*_vs_teacher`` pairs
+image i of a candidate with image i of the baseline. Non-finite outputs fail the candidate's quality
+measurement (no metric is reported for it, and any gate on one fails) rather than scoring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ..errors import CompresskitError
+from ..metrics.distribution import MIN_SAMPLES
+from ..metrics.evaluate import EvalSet, evaluate
+from ..runtimes import load_runtime
+from ..text import TextEncoder
+from .measure import Candidate
+from .schema import METRICS, metric
+from .settings import QualitySettings
+
+
+
+class NonFiniteOutput(CompresskitError):
+    """An artifact produced NaN or infinite pixels."""
+
+    exit_code = 1
+
+
+def render(candidate: Candidate, text: np.ndarray, z: np.ndarray, batch_size: int, threads: int | None) -> np.ndarray:
+    """uint8 NHWC images of the candidate's runtime for rows (z[i], text[i])."""
+    runtime = load_runtime(candidate.artifact, threads)
+    chunks = [runtime({"z": z[s : s + batch_size], "text": text[s : s + batch_size]})
+              for s in range(0, len(z), batch_size)]
+    images = np.concatenate(chunks)
+    if not np.isfinite(images).all():
+        bad = int((~np.isfinite(images)).any(axis=(1, 2, 3)).sum())
+        raise NonFiniteOutput(f"{candidate.name}: {bad} of {len(images)} images hold NaN/inf pixels")
+    return np.round((np.clip(images, -1, 1) + 1) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+def inputs_for(evalset: EvalSet, z_dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Caption vectors and noise rows: row i is caption i with noise row i of ``seed``'s stream."""
+    text = TextEncoder().encode(evalset.captions).numpy()
+    z = torch.randn(len(evalset.captions), z_dim, generator=torch.Generator().manual_seed(seed)).numpy()
+    return text, z
+
+
+def measure_quality(candidates: list[Candidate], evalset: EvalSet, settings: QualitySettings, threads: int | None,
+                    progress: Callable[[str], None] = lambda message: None) -> tuple[dict, dict]:
+    """({name: {metric: record}}, {name: error}) for every candidate; the first one is the baseline (teacher)."""
+    z_dim = candidates[0].artifact.io["inputs"]["z"]["shape"][1]
+    text, z = inputs_for(evalset, z_dim, settings.seed)
+    results: dict[str, dict] = {}
+    errors: dict[str, str] = {}
+    teacher_images = None
+    for c in candidates:
+        progress(f"quality of {c.name}")
+        try:
+            images = render(c, text, z, settings.batch_size, threads)
+        except NonFiniteOutput as exc:
+            errors[c.name] = str(exc)
+            continue
+        is_baseline = c is candidates[0]
+        if is_baseline:
+            teacher_images = images
+        found = evaluate(images, evalset, seed=settings.seed, distribution=len(images) >= MIN_SAMPLES,
+                         teacher_images=None if is_baseline or teacher_images is None else teacher_images)
+        results[c.name] = {name: metric(name, rec.pop("value"), rec.pop("n", len(images)), **rec)
+                           for name, rec in found.items() if name in METRICS}
+    return results, errors
+
+
+def sample_images(candidates: list[Candidate], evalset: EvalSet, captions: list[str], seed: int,
+                  threads: int | None) -> dict[str, np.ndarray]:
+    """The sample grid's images: every candidate on the same captions and noise rows."""
+    text = TextEncoder().encode(captions).numpy()
+    z_dim = candidates[0].artifact.io["inputs"]["z"]["shape"][1]
+    z = torch.randn(len(captions), z_dim, generator=torch.Generator().manual_seed(seed)).numpy()
+    samples = {}
+    for c in candidates:
+        try:
+            samples[c.name] = render(c, text, z, len(captions), threads)
+        except NonFiniteOutput:
+            samples[c.name] = np.zeros((len(captions), *evalset.real_eval.shape[1:]), np.uint8)
+    return samples

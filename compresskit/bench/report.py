@@ -1,0 +1,206 @@
+"""Measure a run's artifacts and write its report: ``report.json``, ``report.md``, ``pareto.png``, ``samples.png``.
+
+    report = bench_run(run_dir)              # after ``compresskit run``; also ``compresskit bench RUN_DIR``
+
+The baseline is the recipe's input generator in torch eager fp32; the candidates are the steps' artifacts
+(by default every step but ``sanitize``, whose output runs exactly like its input). Speed is measured
+with every candidate interleaved with the baseline (``measure.py``), quality on each deployed artifact
+(``quality.py``), and the recipe's gates are resolved against the same-run baseline (``gate.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ..artifact import load_artifact
+from ..cache import atomic_file
+from ..errors import ArtifactError
+from .gate import GateSpec, evaluate_gates, verdict
+from .measure import Candidate, measure_footprint, measure_speed, model_cost, size_mb
+from .plots import pareto_front, pareto_plot, pareto_points, samples_grid
+from .quality import measure_quality, sample_images
+from .names import step_names
+from .schema import METRICS, SCHEMA_VERSION, metric
+from .settings import BenchSettings
+
+REPORT_JSON, REPORT_MD, PARETO_PNG, SAMPLES_PNG, SAMPLES_NPZ = (
+    "report.json", "report.md", "pareto.png", "samples.png", "samples.npz")
+EMOJI_SAMPLE_CAPTIONS = ["red apple", "cat face", "red heart", "sun", "flag: Japan", "automobile",
+                         "red paper lantern", "woman running"]
+NOT_MEASURED_BY_DEFAULT = ("sanitize",)
+NONDETERMINISM = [
+    "speed figures vary run to run (shared CPU, frequency scaling); compare ratios measured in one run "
+    "(speedup_vs_baseline), not absolute latencies across runs",
+    "onnxruntime and OpenVINO parallelise reductions across threads, so outputs (and quality figures) may "
+    "differ in the last bits between thread counts; quality is measured at the headline thread count",
+]
+
+
+def run_candidates(run_dir: Path, settings: BenchSettings) -> list[Candidate]:
+    """Baseline first, then the chosen steps' artifacts (checked against their manifests)."""
+    summary = json.loads((run_dir / "run.json").read_text("utf-8"))
+    steps = summary["steps"]
+    if not steps or any(s["status"] == "failed" for s in steps):
+        raise ArtifactError(f"{run_dir}: the run did not finish; rerun `compresskit run` before measuring it")
+    inputs = sorted((run_dir / "artifacts").glob(f"00-input-{summary['input_id']}"))
+    if not inputs:
+        raise ArtifactError(f"{run_dir}: the input artifact {summary['input_id']} is missing; rerun the recipe")
+    names = step_names([s["name"] for s in steps])
+    wanted = settings.candidates
+    if wanted is None:
+        wanted = [n for n, s in zip(names, steps) if s["name"] not in NOT_MEASURED_BY_DEFAULT]
+        wanted = wanted if names[-1] in wanted else wanted + [names[-1]]
+    wanted = [names[-1] if w == "final" else w for w in wanted]
+    unknown = [w for w in wanted if w not in names]
+    if unknown:
+        raise ArtifactError(f"{run_dir}: no step named {unknown[0]!r} to measure; steps are {', '.join(names)}")
+    chosen = [Candidate("baseline", load_artifact(inputs[0]), 0)]
+    for name, step in zip(names, steps):
+        if name in wanted:
+            chosen.append(Candidate(name, load_artifact(Path(step["path"])), step["step"]))
+    return chosen
+
+
+def _torch_ancestors(candidates: list[Candidate], run_dir: Path) -> dict[str, object]:
+    """For each candidate, the nearest torch artifact up its parent chain (itself if torch)."""
+    by_id = {}
+    for folder in (run_dir / "artifacts").iterdir():
+        manifest = folder / "manifest.json"
+        if manifest.is_file():
+            m = json.loads(manifest.read_text("utf-8"))
+            by_id[m["id"]] = folder
+    found = {}
+    for c in candidates:
+        artifact = c.artifact
+        while artifact is not None and artifact.format != "torch":
+            parent = by_id.get(artifact.parent_id)
+            artifact = load_artifact(parent) if parent else None
+        found[c.name] = artifact
+    return found
+
+
+def _environment() -> dict:
+    versions = {}
+    for lib in ("compresskit", "torch", "onnxruntime", "openvino", "nncf", "torch-pruning", "torchmetrics"):
+        try:
+            versions[lib] = version(lib)
+        except PackageNotFoundError:
+            versions[lib] = "not installed"
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "versions": versions}
+
+
+def sample_captions(evalset, chosen: list[str] | None) -> list[str]:
+    if chosen:
+        return chosen
+    if evalset.data["name"] == "emoji":
+        known = set(evalset.train_captions) | set(evalset.captions)
+        picked = [c for c in EMOJI_SAMPLE_CAPTIONS if c in known]
+        if len(picked) >= 4:
+            return picked
+    return list(dict.fromkeys(evalset.captions))[:8]
+
+
+def measure(candidates: list[Candidate], settings: BenchSettings, out_dir: Path, *, evalset, torch_ancestors: dict,
+            context: dict, gates: list[GateSpec] = (), progress: Callable[[str], None] = lambda m: None) -> dict:
+    """Measure every candidate (the first is the baseline), write the report files, return the report."""
+    started = time.perf_counter()
+    headline = max(settings.speed.threads)
+    speed = measure_speed(candidates, settings.speed, progress)
+    quality, quality_errors = measure_quality(candidates, evalset, settings.quality, headline, progress)
+    entries = []
+    for c in candidates:
+        progress(f"size and footprint of {c.name}")
+        metrics = dict(speed[c.name][headline])
+        metrics["size_mb"] = metric("size_mb", size_mb(c.artifact), how="payload files on disk (manifest excluded)")
+        metrics.update(model_cost(c.artifact, torch_ancestors.get(c.name)))
+        if settings.speed.probe:
+            metrics.update(measure_footprint(c, headline))
+        metrics.update(quality.get(c.name, {}))
+        errors = {"quality": quality_errors[c.name]} if c.name in quality_errors else {}
+        entries.append({"name": c.name, "step": c.step, "artifact_id": c.artifact.id, "path": str(c.artifact.path),
+                        "format": c.artifact.format, "backend": c.backend, "role": "baseline" if c.step == 0 else "candidate",
+                        "final": c is candidates[-1] and c.step > 0, "metrics": metrics,
+                        "by_threads": {str(t): r for t, r in speed[c.name].items()}, "errors": errors,
+                        "producer": c.artifact.producer.get("pass"), "meta": c.artifact.meta})
+    captions = sample_captions(evalset, settings.sample_captions)
+    samples = sample_images(candidates, evalset, captions, settings.quality.seed, headline)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_file(out_dir / SAMPLES_NPZ) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, captions=np.array(captions), **samples)
+    samples_grid(samples, captions, out_dir / SAMPLES_PNG)
+    points = pareto_points(entries)
+    pareto_plot(points, out_dir / PARETO_PNG, f"{context.get('recipe', {}).get('name', 'bench')}: latency vs KID "
+                f"({headline} thread(s))")
+    gate_results = evaluate_gates({"candidates": entries}, list(gates))
+    report = {
+        "schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **context, "environment": _environment(), "settings": settings.model_dump(mode="json"),
+        "headline_threads": headline, "data": evalset.data, "quality_n": len(evalset.captions),
+        "metric_info": {name: {"unit": i.unit, "direction": i.direction, "about": i.about} for name, i in METRICS.items()},
+        "candidates": entries,
+        "pareto": {"x": "latency_ms_p50", "y": "kid", "threads": headline, "front": pareto_front(points)},
+        "sample_captions": captions, "nondeterminism": NONDETERMINISM,
+        "gates": gate_results, "verdict": verdict(gate_results),
+        "bench_seconds": round(time.perf_counter() - started, 1),
+    }
+    write_report(report, out_dir)
+    return report
+
+
+def write_report(report: dict, out_dir: Path) -> None:
+    from .markdown import report_markdown
+
+    with atomic_file(out_dir / REPORT_JSON) as tmp:
+        tmp.write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
+    with atomic_file(out_dir / REPORT_MD) as tmp:
+        tmp.write_text(report_markdown(report), encoding="utf-8")
+
+
+def bench_run(run_dir: Path, settings: BenchSettings | None = None, gates: list[GateSpec] | None = None,
+              progress: Callable[[str], None] = lambda m: None) -> dict:
+    """Measure a finished run folder (its recipe's bench settings and gates unless given) and write its report."""
+    from ..metrics.evaluate import data_from_meta, eval_set
+    from ..recipe import parse_recipe
+
+    run_dir = Path(run_dir)
+    recipe_raw = yaml.safe_load((run_dir / "recipe.yaml").read_text("utf-8"))
+    summary = json.loads((run_dir / "run.json").read_text("utf-8"))
+    recipe = parse_recipe(recipe_raw, str(run_dir / "recipe.yaml"))
+    settings = settings or recipe.bench
+    gates = recipe.gates if gates is None else gates
+    candidates = run_candidates(run_dir, settings)
+    evalset = eval_set(data_from_meta(candidates[0].artifact.meta.get("generator_meta", {})), settings.quality.n)
+    context = {"recipe": summary["recipe"], "recipe_hash": summary["recipe_hash"], "run_dir": str(run_dir),
+               "status": summary["status"], "failed_step": summary["failed_step"], "steps": summary["steps"],
+               "input_id": summary["input_id"]}
+    return measure(candidates, settings, run_dir, evalset=evalset, torch_ancestors=_torch_ancestors(candidates, run_dir),
+                   context=context, gates=gates, progress=progress)
+
+
+def failed_report(run_dir: Path, gates: list[GateSpec] = ()) -> dict:
+    """The report of a run whose step failed: which step and why, every gate failed, verdict fail."""
+    summary = json.loads((Path(run_dir) / "run.json").read_text("utf-8"))
+    failed = next((s for s in summary["steps"] if s["status"] == "failed"), None)
+    report = {"schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "recipe": summary["recipe"], "recipe_hash": summary["recipe_hash"], "run_dir": str(run_dir),
+              "status": "failed", "failed_step": summary["failed_step"], "steps": summary["steps"],
+              "error": failed["error"] if failed else None, "environment": _environment(), "candidates": [],
+              "gates": evaluate_gates({"candidates": []}, list(gates)), "verdict": "fail"}
+    write_report(report, Path(run_dir))
+    return report
+

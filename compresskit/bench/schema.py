@@ -1,0 +1,54 @@
+"""The metric names a report may hold: unit, which direction is better, and how each is measured.
+
+Gates, the Pareto front and ``compare`` read these names and nothing else, so a typo in a gates file is
+caught against this table before anything is measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    unit: str
+    direction: str  # "lower" or "higher" is better
+    about: str
+
+
+METRICS: dict[str, MetricInfo] = {
+    "latency_ms_p50": MetricInfo("ms", "lower", "batch-1 generator latency, median of timed calls"),
+    "latency_ms_p90": MetricInfo("ms", "lower", "batch-1 generator latency, 90th percentile"),
+    "latency_ms_p99": MetricInfo("ms", "lower", "batch-1 generator latency, 99th percentile"),
+    "throughput_ips": MetricInfo("images/s", "higher", "images per second at the largest measured batch"),
+    "first_inference_ms": MetricInfo("ms", "lower", "fresh process: load + compile + first batch-1 call"),
+    "peak_rss_mb": MetricInfo("MiB", "lower", "peak resident memory of a fresh process after its first call"),
+    "size_mb": MetricInfo("MiB", "lower", "payload files on disk"),
+    "params": MetricInfo("count", "lower", "generator parameters (of the torch model the artifact came from)"),
+    "macs": MetricInfo("MACs/image", "lower", "multiply-accumulates per image (torch FLOP counter / 2)"),
+    "e2e_latency_ms_p50": MetricInfo("ms", "lower", "caption -> MiniLM embedding -> image, batch 1, median"),
+    "speedup_vs_baseline": MetricInfo("x", "higher", "baseline latency_ms_p50 / this latency_ms_p50, same run"),
+    "kid": MetricInfo("", "lower", "kernel inception distance vs the real train split (Lite0 features)"),
+    "kid_std": MetricInfo("", "lower", "std of KID over subsets"),
+    "fid": MetricInfo("", "lower", "Frechet distance vs the real train split (Lite0 features)"),
+    "r_precision": MetricInfo("", "higher", "true caption ranked first among it and 99 others (emoji32-align)"),
+    "caption_similarity": MetricInfo("", "higher", "mean cosine of image and caption vectors (emoji32-align)"),
+    "attr_accuracy": MetricInfo("", "higher", "shapes: images whose every object matches its caption"),
+    "psnr_vs_teacher": MetricInfo("dB", "higher", "PSNR against the teacher's image for the same inputs"),
+    "ssim_vs_teacher": MetricInfo("", "higher", "SSIM against the teacher's image for the same inputs"),
+    "perceptual_vs_teacher": MetricInfo("", "lower", "1 - cosine of Lite0 features vs the teacher's image"),
+}
+
+SPEED_METRICS = ("latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "throughput_ips", "speedup_vs_baseline",
+                 "e2e_latency_ms_p50", "first_inference_ms", "peak_rss_mb")
+
+
+def metric(name: str, value: float, n: int | None = None, **detail) -> dict:
+    """One measurement as a report stores it: value, unit, direction, sample count, then any detail."""
+    info = METRICS[name]
+    record = {"value": value, "unit": info.unit, "direction": info.direction}
+    if n is not None:
+        record["n"] = n
+    return {**record, **detail}

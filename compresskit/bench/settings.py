@@ -1,0 +1,36 @@
+"""The recipe's ``bench:`` section: which steps to measure and how (light imports: recipes load it)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SpeedSettings(BaseModel):
+    """How speed is measured; the defaults are what README's figures use."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threads: list[int] = Field([1, 2], min_length=1)
+    batch_sizes: list[int] = Field([1, 8, 32], min_length=1)
+    warmup: int = Field(5, ge=0, le=10_000)
+    rounds: int = Field(6, ge=1, le=10_000)
+    per_round: int = Field(10, ge=1, le=10_000)
+    e2e_caption: str = Field("red apple", min_length=1)
+    probe: bool = True  # first-inference time and peak RSS (one fresh process per candidate)
+
+
+class QualitySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    n: int | None = Field(None, ge=1)  # eval captions used (default: the whole eval split)
+    seed: int = 0
+    batch_size: int = Field(32, ge=1, le=4096)
+
+
+class BenchSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    candidates: list[str] | None = None  # step names ("distill", "quantize_nncf", "final"); default: every step but sanitize
+    speed: SpeedSettings = SpeedSettings()
+    quality: QualitySettings = QualitySettings()
+    sample_captions: list[str] | None = Field(None, min_length=1)

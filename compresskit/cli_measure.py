@@ -1,0 +1,192 @@
+"""The release side of the command line: ``run`` (steps + measurement + gates), ``bench``, ``gate``, ``compare``.
+
+Exit codes: 0 done (and every gate passed), 1 a gate or a step failed, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import CompresskitError, ConfigError, GateFailed
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _rich_table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for h in headers:
+        table.add_column(h, justify="left" if h in ("candidate", "backend", "gate", "goal", "result") else "right")
+    for row in rows:
+        table.add_row(*row, style="red" if row[-1].startswith("FAIL") else None)
+    return table
+
+
+def print_report(report: dict) -> None:
+    from .bench.markdown import QUALITY_COLUMNS, SPEED_COLUMNS, gate_rows, table_rows
+
+    name = report.get("recipe", {}).get("name", "bench")
+    if report.get("status") == "failed":
+        out.print(f"[bold red]run {name} failed at step {report.get('failed_step')}[/]: {report.get('error')}")
+    if report.get("candidates"):
+        threads = report["headline_threads"]
+        out.print(_rich_table(f"{name}: speed ({threads} thread(s), batch 1; img/s at the largest batch)",
+                              *table_rows(report["candidates"], columns=SPEED_COLUMNS)))
+        out.print(_rich_table(f"{name}: quality ({report['quality_n']} eval captions, from each deployed artifact)",
+                              *table_rows(report["candidates"], columns=QUALITY_COLUMNS)))
+        out.print(f"Pareto front (latency p50 vs KID): {', '.join(report['pareto']['front']) or '-'}")
+    if report.get("gates"):
+        out.print(_rich_table("gates", *gate_rows(report["gates"])))
+    colour = {"pass": "green", "fail": "red"}.get(report.get("verdict"), "yellow")
+    out.print(f"verdict: [bold {colour}]{report.get('verdict')}[/]")
+
+
+def _progress(message: str) -> None:
+    err.print(f"  [dim]{message}[/]")
+
+
+def run_recipe(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder [default: runs/<recipe name>].")] = None,
+    bench: Annotated[bool, typer.Option(help="Measure the artifacts and check the recipe's gates afterwards.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print report.json (or run.json with --no-bench) on stdout.")] = False,
+) -> None:
+    """Take a generator through a recipe's passes (finished steps are reused), measure, and gate."""
+    from .bench.report import REPORT_JSON, bench_run, failed_report
+    from .recipe import load_recipe
+    from .runner import run
+
+    parsed = load_recipe(recipe)
+    folder = out_dir or Path("runs") / parsed.name
+
+    def on_event(kind: str, info: dict) -> None:
+        if kind == "start":
+            err.print(f"[bold]step {info['step']}[/] {info['name']} ({info['id']}) ...")
+        elif kind == "done":
+            how = "reused" if info["cached"] else f"{info['seconds']:.1f} s"
+            err.print(f"  {info['name']}: {how} -> {info['path']}")
+        elif kind == "log":
+            err.print(f"  {info['message']}")
+
+    with contextlib.redirect_stdout(sys.stderr):  # libraries' own progress output (NNCF) stays off stdout
+        try:
+            result = run(parsed, folder, on_event=on_event)
+        except CompresskitError:
+            if (folder / "run.json").is_file():
+                failed_report(folder, parsed.gates)
+            raise
+        report = bench_run(folder, progress=_progress) if bench else None
+    if as_json:
+        typer.echo((folder / (REPORT_JSON if report else "run.json")).read_text("utf-8"))
+    else:
+        table = Table(title=f"run {parsed.name}: {folder}", title_justify="left")
+        for column in ("step", "pass", "status", "seconds", "artifact"):
+            table.add_column(column)
+        for r in result.steps:
+            table.add_row(str(r.step), r.name, r.status, f"{r.seconds:.1f}", Path(r.path).name)
+        out.print(table)
+        if report:
+            print_report(report)
+            err.print(f"report: {folder / 'report.md'} (+ report.json, pareto.png, samples.png)")
+    if report and report["verdict"] == "fail":
+        raise GateFailed(f"{sum(not g['passed'] for g in report['gates'])} of {len(report['gates'])} gates failed")
+
+
+def bench(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (compresskit run) to measure again.")],
+    threads: Annotated[Optional[str], typer.Option(help="Comma-separated thread counts [recipe's, default 1,2].")] = None,
+    n: Annotated[Optional[int], typer.Option("--n", min=1, help="Eval captions for quality [all].")] = None,
+    candidates: Annotated[Optional[str], typer.Option(help="Comma-separated step names to measure [all but sanitize].")] = None,
+    gates: Annotated[Optional[Path], typer.Option(help="Gates YAML [the recipe's gates].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print report.json on stdout.")] = False,
+) -> None:
+    """Measure a run's artifacts (speed, memory, size, quality) against its baseline; rewrite its report."""
+    from .bench.gate import load_gates
+    from .bench.report import REPORT_JSON, bench_run
+    from .recipe import parse_recipe
+
+    import yaml
+
+    recipe_file = run_dir / "recipe.yaml"
+    if not recipe_file.is_file():
+        raise ConfigError(f"{run_dir} has no recipe.yaml: not a run folder; give a folder made by `compresskit run`")
+    settings = parse_recipe(yaml.safe_load(recipe_file.read_text("utf-8")), str(recipe_file)).bench
+    if threads:
+        try:
+            counts = [int(t) for t in threads.split(",")]
+        except ValueError:
+            raise ConfigError(f"--threads takes comma-separated integers like 1,2; got {threads!r}") from None
+        settings = settings.model_copy(update={"speed": settings.speed.model_copy(update={"threads": counts})})
+    if n:
+        settings = settings.model_copy(update={"quality": settings.quality.model_copy(update={"n": n})})
+    if candidates:
+        settings = settings.model_copy(update={"candidates": candidates.split(",")})
+    with contextlib.redirect_stdout(sys.stderr):
+        report = bench_run(run_dir, settings, load_gates(gates) if gates else None, progress=_progress)
+    if as_json:
+        typer.echo((run_dir / REPORT_JSON).read_text("utf-8"))
+    else:
+        print_report(report)
+    if report["verdict"] == "fail":
+        raise GateFailed(f"{sum(not g['passed'] for g in report['gates'])} of {len(report['gates'])} gates failed")
+
+
+def gate(
+    report_file: Annotated[Path, typer.Argument(help="A report.json (from compresskit run or bench).")],
+    gates_file: Annotated[Optional[Path], typer.Option("--gates", help="Gates YAML [the gates in the report's recipe].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the gate results as JSON on stdout.")] = False,
+) -> None:
+    """Check a report against release gates: exit 0 if all pass, 1 if any fails, 2 for a bad gates file."""
+    from .bench.compare import load_report
+    from .bench.gate import evaluate_gates, load_gates, parse_gates, verdict
+    from .bench.markdown import gate_rows
+
+    report = load_report(report_file)
+    if gates_file is not None:
+        specs = load_gates(gates_file)
+    elif report.get("recipe", {}).get("gates"):
+        specs = parse_gates(report["recipe"]["gates"], f"{report_file} (recipe gates)")
+    else:
+        raise ConfigError(f"{report_file}: its recipe has no gates; give a gates file with --gates GATES.yaml")
+    if report.get("status") == "failed":
+        results = evaluate_gates({"candidates": []}, specs)
+    else:
+        results = evaluate_gates(report, specs)
+    outcome = verdict(results)
+    if as_json:
+        typer.echo(json.dumps({"verdict": outcome, "gates": results}, indent=2))
+    else:
+        out.print(_rich_table(f"gates on {report_file}", *gate_rows(results)))
+        colour = "green" if outcome == "pass" else "red"
+        out.print(f"verdict: [bold {colour}]{outcome}[/]")
+    if outcome == "fail":
+        raise typer.Exit(1)
+
+
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders with a report.json.")],
+    out_dir: Annotated[Path, typer.Option("-o", "--out", help="Folder for compare.md/json, pareto.png, samples.png, report.html.")] = Path("runs/compare"),
+) -> None:
+    """One table, one Pareto plot, one sample grid and a self-contained report.html across runs."""
+    from .bench.compare import compare as run_compare
+    from .bench.markdown import table_rows
+
+    result = run_compare(run_dirs, out_dir)
+    out.print(_rich_table("comparison", *table_rows(result["candidates"], label=lambda c: c["label"])))
+    out.print(f"Pareto front: {', '.join(result['pareto']['front']) or '-'}")
+    err.print(f"wrote {out_dir / 'report.html'} (+ compare.md, compare.json, pareto.png, samples.png)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_recipe)
+    app.command()(bench)
+    app.command()(gate)
+    app.command()(compare)
