@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from compresskit.data import load_dataset
-from compresskit.metrics.alignment import aligner_installed
 from compresskit.metrics.evaluate import EvalSet, eval_set, evaluate, generate_for, model_data
 from compresskit.models import create_generator
 from tests.helpers import run_cli
@@ -74,7 +73,6 @@ def emoji_eval() -> EvalSet:
     return eval_set(DEFAULT_DATA["emoji"])
 
 
-@pytest.mark.skipif(not aligner_installed(), reason="emoji32-align is not shipped yet (compresskit align)")
 def test_alignment_scores_real_eval_art_high_and_shuffled_captions_near_chance(emoji_eval):
     """The shipped emoji32-align: held-out real art finds its caption; shuffled captions do not."""
     real = evaluate(emoji_eval.real_eval, emoji_eval, distribution=False)
