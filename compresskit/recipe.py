@@ -33,15 +33,15 @@ from .registry import pass_class
 class InputSpec(BaseModel):
     """Either ``model`` (a shipped name or a compresskit generator folder) or a user factory."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str | None = None
     factory: str | None = None  # "package.module:callable", imported because the recipe names it
     kwargs: dict = {}
     weights: str | None = None  # safetensors state dict of the factory's model
-    z_dim: int | None = Field(None, ge=1)
-    text_dim: int = Field(384, ge=1)
-    image_size: int = Field(32, ge=4)
+    z_dim: int | None = Field(None, ge=1, le=65_536)
+    text_dim: int = Field(384, ge=1, le=65_536)
+    image_size: int = Field(32, ge=4, le=4096)
 
     @model_validator(mode="after")
     def _one_source(self) -> InputSpec:
@@ -53,13 +53,13 @@ class InputSpec(BaseModel):
 
 
 class RecipeFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str | None = None
     about: str | None = None
     input: InputSpec
-    seed: int = 0
-    threads: int | None = Field(None, ge=1)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    threads: int | None = Field(None, ge=1, le=1024)
     steps: list[dict[str, dict | None]] = Field(min_length=1)
     bench: BenchSettings = BenchSettings()
     gates: list[GateSpec] = []

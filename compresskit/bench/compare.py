@@ -20,6 +20,7 @@ from ..errors import ArtifactError
 from .markdown import gate_rows, table_rows
 from .plots import pareto_front, pareto_plot, pareto_points, samples_grid
 from .report import REPORT_JSON, SAMPLES_NPZ
+from .schema import SCHEMA_VERSION
 
 COMPARE_JSON, COMPARE_MD, REPORT_HTML = "compare.json", "compare.md", "report.html"
 
@@ -38,7 +39,25 @@ def load_report(path: Path) -> dict:
         raise ArtifactError(f"{path} is unreadable ({exc}); re-measure with `compresskit bench {run_dir}`") from None
     if not isinstance(report, dict) or "schema_version" not in report:
         raise ArtifactError(f"{path} is not a compresskit report (no schema_version)")
+    problem = _shape_problem(report)
+    if problem:
+        raise ArtifactError(f"{path}: {problem}; re-measure with `compresskit bench RUN_DIR`")
     return report
+
+
+def _shape_problem(report: dict) -> str | None:
+    """What makes a report unusable by gate/compare (None if nothing): candidates and their metrics."""
+    if report["schema_version"] != SCHEMA_VERSION:
+        return f"schema_version {report['schema_version']!r} is not {SCHEMA_VERSION}"
+    candidates = report.get("candidates", [])
+    if not isinstance(candidates, list):
+        return "'candidates' is not a list"
+    for i, c in enumerate(candidates):
+        if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not isinstance(c.get("metrics"), dict):
+            return f"candidates[{i}] lacks a name or a metrics mapping"
+        if not isinstance(c.get("by_threads", {}), dict):
+            return f"candidates[{i}].by_threads is not a mapping"
+    return None
 
 
 def _run_label(report: dict, run_dir: Path) -> str:
@@ -117,7 +136,7 @@ def compare(run_dirs: list[Path], out_dir: Path) -> dict:
         npz = Path(run_dir) / SAMPLES_NPZ
         if not npz.is_file():
             continue
-        with np.load(npz) as data:
+        with np.load(npz, allow_pickle=False) as data:
             run_captions = [str(c) for c in data["captions"]]
             captions = captions or run_captions
             if run_captions != captions:

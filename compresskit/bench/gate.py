@@ -39,9 +39,9 @@ class GateSpec(BaseModel):
 
     metric: str
     goal: Literal[GOALS]  # type: ignore[valid-type]
-    value: float = Field(allow_inf_nan=False)
+    value: float = Field(allow_inf_nan=False, ge=-1e15, le=1e15)
     candidate: str = "final"
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, le=1024)
 
     @field_validator("metric")
     @classmethod

@@ -26,7 +26,7 @@ from ..artifact import Artifact
 
 
 class PassConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 @dataclass

@@ -42,25 +42,25 @@ from .calibration import model_captions
 
 
 class LossWeights(PassConfig):
-    pixel: float = Field(1.0, ge=0)
-    perceptual: float = Field(0.0, ge=0)
-    feature: float = Field(0.0, ge=0)
-    adversarial: float = Field(0.0, ge=0)
+    pixel: float = Field(1.0, ge=0, le=1e6)
+    perceptual: float = Field(0.0, ge=0, le=1e6)
+    feature: float = Field(0.0, ge=0, le=1e6)
+    adversarial: float = Field(0.0, ge=0, le=1e6)
 
 
 class DistillConfig(PassConfig):
     student: Literal["input", "slim"] = "input"
     width: float = Field(0.5, gt=0, le=1)  # slim: every channel width times this
-    steps: int = Field(2000, ge=1)
-    batch_size: int = Field(32, ge=2)
-    lr: float = Field(5e-4, gt=0)
+    steps: int = Field(2000, ge=1, le=10_000_000)
+    batch_size: int = Field(32, ge=2, le=4096)
+    lr: float = Field(5e-4, gt=0, le=1.0)
     losses: LossWeights = LossWeights()
     feature_layers: list[str] = ["blocks.0", "blocks.1"]
-    captions: int = Field(4096, ge=8)  # distinct train captions drawn from
-    validate_every: int = Field(250, ge=1)
-    validation_size: int = Field(128, ge=8)
-    patience: int = Field(4, ge=1)
-    checkpoint_every: int = Field(250, ge=1)
+    captions: int = Field(4096, ge=8, le=1_000_000)  # distinct train captions drawn from
+    validate_every: int = Field(250, ge=1, le=10_000_000)
+    validation_size: int = Field(128, ge=8, le=100_000)
+    patience: int = Field(4, ge=1, le=1000)
+    checkpoint_every: int = Field(250, ge=1, le=10_000_000)
     bf16: bool = True
 
 

@@ -20,7 +20,7 @@ from .parity import max_abs_error
 
 class ExportOpenvinoConfig(PassConfig):
     compress_to_fp16: bool = False
-    tolerance: float = Field(1e-4, gt=0)
+    tolerance: float = Field(1e-4, gt=0, le=2.0)
     parity_batches: list[int] = [1, 4]
 
 

@@ -38,7 +38,7 @@ class PruneConfig(PassConfig):
     importance: Literal["l1", "l2", "taylor", "lamp", "random"] = "l1"
     global_pruning: bool = False
     per_layer: dict[str, float] = {}  # module name -> ratio, e.g. {"blocks.0.conv0": 0.25}
-    round_to: int | None = Field(8, ge=1)
+    round_to: int | None = Field(8, ge=1, le=1024)
     ignored: list[str] | None = None  # module names whose outputs are kept [default: the RGB head(s)]
     iterative_steps: int = Field(1, ge=1, le=20)
     calibration_batch: int = Field(32, ge=1, le=1024)  # taylor: inputs for the gradient

@@ -88,7 +88,7 @@ class TextEncoder:
         folder = model_dir()
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-            model = AutoModel.from_pretrained(str(folder), local_files_only=True).eval()
+            model = AutoModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True).eval()
         except OSError as exc:
             raise TextError(f"cannot load {MODEL_NAME} from {folder} ({exc}); reinstall {PACKAGE}") from None
         return tokenizer, model
