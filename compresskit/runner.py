@@ -126,6 +126,8 @@ def run(
     run_dir = Path(run_dir)
     artifacts_dir = run_dir / ARTIFACTS
     artifacts_dir.mkdir(parents=True, exist_ok=True)
+    for stale in artifacts_dir.glob(".*.tmp"):  # a killed run's half-written step: never read, removed
+        shutil.rmtree(stale, ignore_errors=True)
     with atomic_file(run_dir / "recipe.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(recipe.resolved(), sort_keys=False), encoding="utf-8")
     if recipe.threads:

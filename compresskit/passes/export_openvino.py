@@ -18,6 +18,21 @@ from .base import Pass, PassConfig, PassContext, generator_meta
 from .parity import max_abs_error
 
 
+def stable_names(model) -> None:
+    """Rename OpenVINO's auto-named nodes (``Multiply_81430``: a process-wide counter) by their position.
+
+    Without this the same ONNX file converts to a byte-different model.xml depending on how many models
+    the process converted before; named nodes (inputs, outputs, ONNX names) are kept.
+    """
+    import re
+
+    for position, node in enumerate(model.get_ordered_ops()):
+        kind, name = node.get_type_name(), node.get_friendly_name()
+        auto = re.fullmatch(r"([A-Za-z][A-Za-z0-9]*)_\d+", name)  # also folded constants: Const "Range_81422"
+        if auto and kind not in ("Parameter", "Result"):
+            node.set_friendly_name(f"{auto.group(1)}_{position}")
+
+
 class ExportOpenvinoConfig(PassConfig):
     compress_to_fp16: bool = False
     tolerance: float = Field(1e-4, gt=0, le=2.0)
@@ -31,12 +46,14 @@ class ExportOpenvino(Pass):
     accepts = ("onnx",)
     produces = "openvino"
     libraries = ("openvino",)
+    version = "2"  # 2: auto-named nodes renamed by position (byte-identical IR on every run)
 
     def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> dict:
         import openvino as ov
 
         cfg = self.config
         model = ov.convert_model(str(src.file(ONNX_FILE)))
+        stable_names(model)
         ov.save_model(model, str(out_dir / OPENVINO_XML), compress_to_fp16=cfg.compress_to_fp16)
         errors = max_abs_error(onnx_runtime(src.file(ONNX_FILE)), openvino_runtime(out_dir / OPENVINO_XML),
                                src.io, cfg.parity_batches, ctx.seed)

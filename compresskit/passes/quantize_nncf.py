@@ -19,6 +19,7 @@ from ..artifact import Artifact
 from ..runtimes import OPENVINO_XML, openvino_runtime
 from .base import Pass, PassConfig, PassContext, generator_meta
 from .calibration import calibration_inputs
+from .export_openvino import stable_names
 from .parity import max_abs_error
 
 
@@ -69,6 +70,7 @@ class QuantizeNncf(Pass):
     accepts = ("openvino",)
     produces = "openvino"
     libraries = ("openvino", "nncf")
+    version = "2"  # 2: auto-named nodes renamed by position (byte-identical IR on every run)
 
     def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> dict:
         import nncf
@@ -94,6 +96,7 @@ class QuantizeNncf(Pass):
                 max_drop=cfg.max_drop, drop_type=nncf.DropType.ABSOLUTE, **common)
             compiled = core.compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
             figures["similarity_to_fp32"] = _similarity(compiled, items, reference)[0]
+        stable_names(quantized)
         ov.save_model(quantized, str(out_dir / OPENVINO_XML), compress_to_fp16=False)
         errors = max_abs_error(openvino_runtime(src.file(OPENVINO_XML)), openvino_runtime(out_dir / OPENVINO_XML),
                                src.io, [4], ctx.seed)
