@@ -24,7 +24,8 @@ err = Console(stderr=True)
 def _rich_table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
     table = Table(title=title, title_justify="left")
     for h in headers:
-        table.add_column(h, justify="left" if h in ("candidate", "backend", "gate", "goal", "result") else "right")
+        left = h in ("candidate", "backend", "gate", "goal", "result")
+        table.add_column(h, justify="left" if left else "right", min_width=11 if left else None, no_wrap=left)
     for row in rows:
         table.add_row(*row, style="red" if row[-1].startswith("FAIL") else None)
     return table

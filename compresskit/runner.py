@@ -34,6 +34,7 @@ from .models.io import CONFIG_FILE, WEIGHTS_FILE
 from .passes.base import PassContext
 from .recipe import Recipe
 from .registry import pass_class
+from .threads import torch_threads
 
 ARTIFACTS = "artifacts"
 
@@ -122,6 +123,11 @@ def run(
     on_event: Callable[[str, dict], None] | None = None,
 ) -> RunResult:
     """Execute every step (reusing intact finished ones) and write ``run.json``; raises on a failed step."""
+    with torch_threads(recipe.threads):
+        return _run(recipe, run_dir, on_event)
+
+
+def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[str, dict], None] | None) -> RunResult:
     emit = on_event or (lambda kind, info: None)
     run_dir = Path(run_dir)
     artifacts_dir = run_dir / ARTIFACTS
@@ -130,11 +136,6 @@ def run(
         shutil.rmtree(stale, ignore_errors=True)
     with atomic_file(run_dir / "recipe.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(recipe.resolved(), sort_keys=False), encoding="utf-8")
-    if recipe.threads:
-        import torch
-
-        torch.set_num_threads(recipe.threads)
-
     root = input_artifact(recipe.input, artifacts_dir)
     ctx = PassContext(run_dir=run_dir, seed=recipe.seed, threads=recipe.threads, teacher=root,
                       log=lambda message: emit("log", {"message": message}),

@@ -64,4 +64,4 @@ def samples_grid(samples: dict[str, np.ndarray], captions: list[str], path: Path
     """One row per candidate (same captions and noise in every row), each tile labelled 'candidate: caption'."""
     images = np.concatenate(list(samples.values()))
     labels = [f"{name}: {caption}" for name in samples for caption in captions]
-    return save_grid(path, images, labels, columns=len(captions), tile_px=72, label_lines=2)
+    return save_grid(path, images, labels, columns=len(captions), tile_px=96, label_lines=3)

@@ -24,6 +24,7 @@ import yaml
 from ..artifact import load_artifact
 from ..cache import atomic_file
 from ..errors import ArtifactError
+from ..threads import torch_threads
 from .gate import GateSpec, evaluate_gates, verdict
 from .measure import Candidate, measure_footprint, measure_speed, model_cost, size_mb
 from .plots import pareto_front, pareto_plot, pareto_points, samples_grid
@@ -117,6 +118,12 @@ def sample_captions(evalset, chosen: list[str] | None) -> list[str]:
 def measure(candidates: list[Candidate], settings: BenchSettings, out_dir: Path, *, evalset, torch_ancestors: dict,
             context: dict, gates: list[GateSpec] = (), progress: Callable[[str], None] = lambda m: None) -> dict:
     """Measure every candidate (the first is the baseline), write the report files, return the report."""
+    with torch_threads():  # runtimes set torch's process-wide thread count; restore it afterwards
+        return _measure(candidates, settings, out_dir, evalset=evalset, torch_ancestors=torch_ancestors,
+                        context=context, gates=gates, progress=progress)
+
+
+def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context, gates, progress) -> dict:
     started = time.perf_counter()
     headline = max(settings.speed.threads)
     speed = measure_speed(candidates, settings.speed, progress)
@@ -184,8 +191,13 @@ def bench_run(run_dir: Path, settings: BenchSettings | None = None, gates: list[
     settings = settings or recipe.bench
     gates = recipe.gates if gates is None else gates
     candidates = run_candidates(run_dir, settings)
-    evalset = eval_set(data_from_meta(candidates[0].artifact.meta.get("generator_meta", {})), settings.quality.n)
+    data = data_from_meta(candidates[0].artifact.meta.get("generator_meta", {}))
+    evalset = eval_set(data)  # quality.n is an upper bound: a smaller eval split is used whole
+    if settings.quality.n and settings.quality.n < len(evalset.captions):
+        evalset = eval_set(data, settings.quality.n)
+    factory = summary["recipe"]["input"].get("factory")
     context = {"recipe": summary["recipe"], "recipe_hash": summary["recipe_hash"], "run_dir": str(run_dir),
+               "code_imported": [factory] if factory else [],  # only what the recipe names explicitly
                "status": summary["status"], "failed_step": summary["failed_step"], "steps": summary["steps"],
                "input_id": summary["input_id"]}
     return measure(candidates, settings, run_dir, evalset=evalset, torch_ancestors=_torch_ancestors(candidates, run_dir),

@@ -24,7 +24,7 @@ class SpeedSettings(BaseModel):
 class QualitySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    n: int | None = Field(None, ge=1, le=1_000_000)  # eval captions used (default: the whole eval split)
+    n: int | None = Field(None, ge=1, le=1_000_000)  # at most this many eval captions (default: the whole eval split)
     seed: int = Field(0, ge=0, le=2**32 - 1)
     batch_size: int = Field(32, ge=1, le=4096)
 

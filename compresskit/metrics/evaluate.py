@@ -115,6 +115,7 @@ def evaluate(
     """
     step = (lambda name, total: (lambda done: progress(name, done, total))) if progress else (lambda *_: None)
     metrics = {}
+    generated = None
     if distribution:
         reference = real_features(evalset.real_train, progress=step("real train features", len(evalset.real_train)))
         generated = extract_features(images, progress=step("generated features", len(images)))
@@ -131,8 +132,10 @@ def evaluate(
     if evalset.labels is not None:
         accuracy = attribute_accuracy(images, evalset.labels)
         metrics["attr_accuracy"] = {"value": accuracy["object"], "n": len(images), "per_attribute": accuracy}
-    if teacher_images is not None:
-        for name, value in fidelity(images, teacher_images).items():
+    if teacher_images is not None:  # the teacher's features: cached by pixel hash, so every student reuses them
+        paired = fidelity(images, teacher_images, student_features=generated,
+                          teacher_features=real_features(teacher_images) if distribution else None)
+        for name, value in paired.items():
             if name != "n":
                 metrics[name] = {"value": value, "n": len(images)}
     return metrics

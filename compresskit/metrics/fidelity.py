@@ -23,8 +23,12 @@ def _to_unit(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).double().div(255.0)
 
 
-def fidelity(student: np.ndarray, teacher: np.ndarray) -> dict:
-    """Paired comparison of uint8 NHWC images (same order: pair i = same seed and caption)."""
+def fidelity(student: np.ndarray, teacher: np.ndarray, *, student_features: torch.Tensor | None = None,
+             teacher_features: torch.Tensor | None = None) -> dict:
+    """Paired comparison of uint8 NHWC images (same order: pair i = same seed and caption).
+
+    Lite0 features already extracted for either set may be passed in instead of being recomputed.
+    """
     from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
     if student.shape != teacher.shape or len(student) == 0:
@@ -32,7 +36,11 @@ def fidelity(student: np.ndarray, teacher: np.ndarray) -> dict:
     s, t = _to_unit(student), _to_unit(teacher)
     psnr = peak_signal_noise_ratio(s, t, data_range=1.0, reduction="none", dim=(1, 2, 3))
     ssim = structural_similarity_index_measure(s, t, data_range=1.0)
-    cosine = F.cosine_similarity(extract_features(student), extract_features(teacher), dim=1)
+    if student_features is None:
+        student_features = extract_features(student)
+    if teacher_features is None:
+        teacher_features = extract_features(teacher)
+    cosine = F.cosine_similarity(student_features, teacher_features, dim=1)
     return {
         "psnr_vs_teacher": float(psnr.clamp(max=PSNR_CAP_DB).mean()),
         "ssim_vs_teacher": float(ssim),

@@ -35,6 +35,7 @@ from ..grid import save_grid, to_images
 from ..models import DFDiscriminator, DFGenerator, count_params, save_generator
 from ..models.io import write_generator
 from ..text import TextEncoder
+from ..threads import torch_threads
 from .config import TrainConfig
 from .state import load_train_state, save_train_state
 
@@ -98,12 +99,14 @@ def train(
     resume: bool = False,
     on_log: Callable[[dict], None] | None = None,
 ) -> TrainResult:
-    out_dir = Path(out_dir)
+    with torch_threads(config.threads):
+        return _train(config, Path(out_dir), resume, on_log)
+
+
+def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[dict], None] | None) -> TrainResult:
     existing = latest_checkpoint(out_dir)
     if existing is not None and not resume:
         raise ConfigError(f"{out_dir} already holds checkpoints; pass --resume to continue or choose a new --out")
-    if config.threads:
-        torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
 
     # data: images in [-1, 1] and their caption vectors, precomputed once (cached on disk)

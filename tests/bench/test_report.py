@@ -143,3 +143,15 @@ def test_recipe_bench_and_gate_names_are_checked_before_any_compute(shapes_gener
                                                             bench={"speed": {"threds": [1]}})))
     done = run_cli("run", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "never"))
     assert done.returncode == 2 and "bench.speed.threds" in done.stderr and not (tmp_path / "never").exists()
+
+
+def test_a_failed_step_exits_1_and_its_report_names_the_step(shapes_generator_dir, tmp_path):
+    raw = _recipe(shapes_generator_dir, [{"sanitize": {}}, {"export_onnx": {"tolerance": 1e-20}}], name="broken",
+                  gates=[{"metric": "kid", "goal": "threshold", "value": 10}])
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    done = run_cli("run", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "run"))
+    assert done.returncode == 1 and "tolerance 1e-20" in done.stderr and "Traceback" not in done.stderr
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["status"] == "failed" and report["failed_step"] == 2 and report["verdict"] == "fail"
+    assert [g["passed"] for g in report["gates"]] == [False], "a gate on a failed run fails closed"
+    assert "Run failed at step 2" in (tmp_path / "run" / "report.md").read_text()

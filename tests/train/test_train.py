@@ -97,7 +97,7 @@ def test_bad_training_configs_are_one_clear_error(tmp_path, text, message):
 
 
 def test_kill_9_loses_at_most_one_checkpoint_interval(tmp_path):
-    config = tiny(steps=40, checkpoint_every=4, sample_every=100, log_every=4).model_dump(mode="json")
+    config = tiny(steps=40, checkpoint_every=4, sample_every=100, log_every=4, threads=2).model_dump(mode="json")
     path = tmp_path / "kill.yaml"
     path.write_text(yaml.safe_dump(config))
     out = tmp_path / "run"
