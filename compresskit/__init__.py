@@ -21,6 +21,19 @@ _API = {
     "CacheError": "compresskit.errors",
     "TextError": "compresskit.errors",
     "cache_root": "compresskit.cache",
+    "RecipeError": "compresskit.errors",
+    "ArtifactError": "compresskit.errors",
+    "GateFailed": "compresskit.errors",
+    "load_recipe": "compresskit.recipe",
+    "run": "compresskit.runner",
+    "Artifact": "compresskit.artifact",
+    "load_artifact": "compresskit.artifact",
+    "bench_run": "compresskit.bench.report",
+    "load_gates": "compresskit.bench.gate",
+    "evaluate_gates": "compresskit.bench.gate",
+    "compare": "compresskit.bench.compare",
+    "load_generator": "compresskit.models",
+    "create_generator": "compresskit.models",
 }
 __all__ = ["__version__", *_API]
 

@@ -40,14 +40,19 @@ def time_calls(fn: Callable[[], object], repeats: int) -> list[float]:
 
 
 def interleaved_latency(calls: dict[str, Callable[[], object]], *, rounds: int, per_round: int,
-                        warmup: int) -> dict[str, list[float]]:
-    """Per-call latencies of each named call, measured in ``rounds`` alternating rounds after a warm-up."""
+                        warmup: int, settle_s: float = 0.0) -> dict[str, list[float]]:
+    """Per-call latencies of each named call, measured in ``rounds`` alternating rounds after a warm-up.
+
+    ``settle_s``: idle time before each block, so the previous runtime's worker threads, which spin for a
+    while after a call (OpenMP in torch, onnxruntime's pool), are asleep and do not take the cores.
+    """
     for fn in calls.values():
         time_calls(fn, warmup)
     names = list(calls)
     timings: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names[r % len(names):] + names[: r % len(names)]:
+            time.sleep(settle_s)
             timings[name].extend(time_calls(calls[name], per_round))
     return timings
 

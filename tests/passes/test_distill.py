@@ -4,7 +4,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from compresskit.artifact import load_artifact
 from compresskit.passes.base import PassContext
 from compresskit.passes.distill import Distill, DistillConfig
 from compresskit.recipe import parse_recipe
