@@ -14,13 +14,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
 from ..cache import atomic_file
 from ..errors import ArtifactError
 from .markdown import gate_rows, table_rows
 from .plots import pareto_front, pareto_plot, pareto_points, samples_grid
 from .report import REPORT_JSON, SAMPLES_NPZ
-from .schema import SCHEMA_VERSION
+from .schema import SCHEMA_VERSION, ReportRecord
 
 COMPARE_JSON, COMPARE_MD, REPORT_HTML = "compare.json", "compare.md", "report.html"
 
@@ -39,25 +40,16 @@ def load_report(path: Path) -> dict:
         raise ArtifactError(f"{path} is unreadable ({exc}); re-measure with `compresskit bench {run_dir}`") from None
     if not isinstance(report, dict) or "schema_version" not in report:
         raise ArtifactError(f"{path} is not a compresskit report (no schema_version)")
-    problem = _shape_problem(report)
-    if problem:
-        raise ArtifactError(f"{path}: {problem}; re-measure with `compresskit bench RUN_DIR`")
-    return report
-
-
-def _shape_problem(report: dict) -> str | None:
-    """What makes a report unusable by gate/compare (None if nothing): candidates and their metrics."""
     if report["schema_version"] != SCHEMA_VERSION:
-        return f"schema_version {report['schema_version']!r} is not {SCHEMA_VERSION}"
-    candidates = report.get("candidates", [])
-    if not isinstance(candidates, list):
-        return "'candidates' is not a list"
-    for i, c in enumerate(candidates):
-        if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not isinstance(c.get("metrics"), dict):
-            return f"candidates[{i}] lacks a name or a metrics mapping"
-        if not isinstance(c.get("by_threads", {}), dict):
-            return f"candidates[{i}].by_threads is not a mapping"
-    return None
+        raise ArtifactError(f"{path}: schema_version {report['schema_version']!r} is not {SCHEMA_VERSION}; "
+                            f"re-measure with `compresskit bench RUN_DIR`")
+    try:
+        ReportRecord.model_validate(report)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ArtifactError(f"{path}: {where}: {first['msg']}; re-measure with `compresskit bench RUN_DIR`") from None
+    return report
 
 
 def _run_label(report: dict, run_dir: Path) -> str:

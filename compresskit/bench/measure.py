@@ -100,12 +100,13 @@ def measure_speed(candidates: list[Candidate], settings: SpeedSettings,
         base_p50 = percentiles(latency[baseline])["p50"]
         for c in candidates:
             p = percentiles(latency[c.name])
-            common = {"threads": threads, "batch": 1, "how": how}
+            common = {"threads": threads, "batch": 1, "spread": {"iqr_ms": p["iqr"], "std_ms": p["std"]}, "how": how}
             record = {f"latency_ms_{q}": metric(f"latency_ms_{q}", p[q], p["n"], **common) for q in ("p50", "p90", "p99")}
             record["speedup_vs_baseline"] = metric("speedup_vs_baseline", base_p50 / p["p50"], p["n"], threads=threads,
                                                    baseline=baseline, how="ratio of interleaved batch-1 p50s")
             e = percentiles(e2e[c.name])
             record["e2e_latency_ms_p50"] = metric("e2e_latency_ms_p50", e["p50"], e["n"], threads=threads, batch=1,
+                                                  spread={"iqr_ms": e["iqr"], "std_ms": e["std"]},
                                                   caption=settings.e2e_caption, how=how + "; text encoder uncached")
             by_batch = {b: b / (np.median(t[c.name]) / 1000.0) for b, t in per_batch.items()}
             if by_batch:

@@ -71,6 +71,8 @@ def measure_quality(candidates: list[Candidate], evalset: EvalSet, settings: Qua
                          teacher_images=None if is_baseline or teacher_images is None else teacher_images)
         results[c.name] = {name: metric(name, rec.pop("value"), rec.pop("n", len(images)), **rec)
                            for name, rec in found.items() if name in METRICS}
+        if "kid" in results[c.name]:
+            results[c.name]["kid"]["spread"] = {"std": results[c.name]["kid"]["std"]}
     return results, errors
 
 

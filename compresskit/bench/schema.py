@@ -7,6 +7,9 @@ caught against this table before anything is measured.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SCHEMA_VERSION = 1
 
@@ -52,3 +55,61 @@ def metric(name: str, value: float, n: int | None = None, **detail) -> dict:
     if n is not None:
         record["n"] = n
     return {**record, **detail}
+
+
+# report.json's shape, checked when a report is read back (gate, compare) and in the tests
+
+
+class MetricRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")  # threads, batch, spread, how, ... ride along
+
+    value: float
+    unit: str
+    direction: Literal["lower", "higher"]
+    n: int | None = Field(None, ge=1)
+
+
+class CandidateRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    step: int = Field(ge=0)
+    artifact_id: str
+    format: Literal["torch", "onnx", "openvino"]
+    backend: str
+    role: Literal["baseline", "candidate"]
+    final: bool
+    metrics: dict[str, MetricRecord]
+    by_threads: dict[str, dict[str, MetricRecord]]
+    errors: dict[str, str] = {}
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_names(cls, metrics: dict) -> dict:
+        unknown = sorted(set(metrics) - set(METRICS))
+        if unknown:
+            raise ValueError(f"unknown metric names {unknown}")
+        return metrics
+
+
+class GateRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    metric: str
+    goal: str
+    value: float
+    candidate: str
+    passed: bool
+    observed: float | None
+    threshold: float | None
+
+
+class ReportRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: Literal[1]
+    recipe: dict
+    status: Literal["done", "failed"]
+    candidates: list[CandidateRecord]
+    gates: list[GateRecord]
+    verdict: Literal["pass", "fail", "no gates"]

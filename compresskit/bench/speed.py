@@ -25,8 +25,9 @@ def percentiles(samples_ms: list[float]) -> dict[str, float]:
     values = np.asarray(samples_ms, dtype=np.float64)
     if values.size == 0:
         raise ValueError("no timings")
-    p50, p90, p99 = np.percentile(values, [50, 90, 99])
-    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "n": int(values.size)}
+    p25, p50, p75, p90, p99 = np.percentile(values, [25, 50, 75, 90, 99])
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "n": int(values.size),
+            "iqr": float(p75 - p25), "std": float(values.std())}
 
 
 def time_calls(fn: Callable[[], object], repeats: int) -> list[float]:

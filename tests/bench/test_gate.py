@@ -16,11 +16,12 @@ def _report(**final_metrics) -> dict:
                 "r_precision": metric("r_precision", 0.50)}
     final = {name: metric(name, value) for name, value in final_metrics.items()}
     return {"schema_version": 1, "status": "done", "recipe": {"name": "t", "gates": []}, "candidates": [
-        {"name": "baseline", "role": "baseline", "final": False, "backend": "torch", "metrics": baseline,
-         "by_threads": {"1": {"latency_ms_p50": metric("latency_ms_p50", 20.0)}}},
-        {"name": "quantize_nncf", "role": "candidate", "final": True, "backend": "openvino", "metrics": final,
+        {"name": "baseline", "step": 0, "artifact_id": "a0", "format": "torch", "role": "baseline", "final": False,
+         "backend": "torch", "metrics": baseline, "by_threads": {"1": {"latency_ms_p50": metric("latency_ms_p50", 20.0)}}},
+        {"name": "quantize_nncf", "step": 4, "artifact_id": "a4", "format": "openvino", "role": "candidate",
+         "final": True, "backend": "openvino", "metrics": final,
          "by_threads": {"1": {"latency_ms_p50": metric("latency_ms_p50", 5.0)}}},
-    ]}
+    ], "gates": [], "verdict": "no gates"}
 
 
 @pytest.mark.parametrize(("goal", "value", "baseline", "higher", "expected"), [
@@ -97,3 +98,13 @@ def test_gate_cli_exit_codes_pass_fail_and_bad_file(tmp_path):
     none = run_cli("gate", str(report_file))
     assert none.returncode == 2 and "--gates" in none.stderr
     assert load_gates(passing)[0].metric == "kid"
+
+
+def test_pareto_front_on_a_hand_made_set():
+    from compresskit.bench.plots import pareto_front
+
+    points = {"teacher": (10.0, 0.30), "int8": (2.0, 0.32), "onnx": (3.0, 0.29), "pruned": (5.0, 0.80),
+              "slow_bad": (12.0, 0.40), "tie": (3.0, 0.29)}
+    # int8 is fastest; onnx (and its exact tie) has the best KID; teacher, pruned and slow_bad are dominated
+    assert pareto_front(points) == ["int8", "onnx", "tie"]
+    assert pareto_front({"only": (1.0, 1.0)}) == ["only"] and pareto_front({}) == []

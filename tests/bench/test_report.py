@@ -63,6 +63,7 @@ def test_report_measures_every_candidate_with_units_directions_and_counts(measur
             assert {"value", "unit", "direction"} <= set(m[name]), (c["name"], name)
         assert m["latency_ms_p50"]["value"] <= m["latency_ms_p90"]["value"] <= m["latency_ms_p99"]["value"]
         assert m["latency_ms_p50"]["n"] == 6 and m["kid"]["n"] == 60
+        assert m["latency_ms_p50"]["spread"]["iqr_ms"] >= 0 and m["kid"]["spread"]["std"] > 0
         assert m["throughput_ips"]["batch"] == 4 and m["throughput_ips"]["value"] > 0
         assert m["e2e_latency_ms_p50"]["value"] > 0 and m["peak_rss_mb"]["value"] > 50
         assert m["params"]["value"] == report["candidates"][0]["metrics"]["params"]["value"], "an export keeps the weights"
@@ -72,6 +73,35 @@ def test_report_measures_every_candidate_with_units_directions_and_counts(measur
         assert exported["psnr_vs_teacher"]["value"] > 40 and exported["perceptual_vs_teacher"]["value"] < 1e-3
         assert exported["kid"]["value"] == pytest.approx(base["kid"]["value"], abs=2e-3)
     assert onnx["size_mb"]["value"] > 0.9 * base["size_mb"]["value"]
+
+
+def test_report_json_validates_against_its_schema_and_a_broken_one_does_not(measured_run, tmp_path):
+    from compresskit.bench.compare import load_report
+    from compresskit.bench.schema import ReportRecord
+    from compresskit.errors import ArtifactError
+
+    run_dir, report = measured_run
+    ReportRecord.model_validate(json.loads((run_dir / "report.json").read_text()))
+    broken = json.loads((run_dir / "report.json").read_text())
+    broken["candidates"][1]["metrics"]["kid"]["direction"] = "sideways"
+    (tmp_path / "report.json").write_text(json.dumps(broken))
+    with pytest.raises(ArtifactError, match="candidates.1.metrics.kid.direction"):
+        load_report(tmp_path)
+
+
+def test_runtimes_agree_with_each_other_on_the_tiny_model(measured_run):
+    from compresskit.artifact import load_artifact
+    from compresskit.passes.parity import parity_inputs
+    from compresskit.runtimes import load_runtime
+
+    _, report = measured_run
+    artifacts = [load_artifact(Path(c["path"])) for c in report["candidates"]]
+    inputs = parity_inputs(artifacts[0].io, 3, 11)
+    images = {a.format: load_runtime(a, threads=1)(inputs) for a in artifacts}
+    assert set(images) == {"torch", "onnx", "openvino"}
+    for name in ("onnx", "openvino"):
+        assert images[name].shape == images["torch"].shape == (3, 3, 32, 32)
+        assert abs(images[name] - images["torch"]).max() < 1e-4, name
 
 
 def test_report_files_front_and_gates(measured_run):

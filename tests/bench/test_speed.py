@@ -7,7 +7,8 @@ from compresskit.bench.speed import interleaved_latency, percentiles, probe
 
 def test_percentiles_on_known_timings():
     result = percentiles(list(range(1, 101)))  # 1..100 ms
-    assert result == {"p50": 50.5, "p90": pytest.approx(90.1), "p99": pytest.approx(99.01), "n": 100}
+    assert result == {"p50": 50.5, "p90": pytest.approx(90.1), "p99": pytest.approx(99.01), "n": 100,
+                      "iqr": pytest.approx(49.5), "std": pytest.approx(28.866, abs=1e-3)}
     with pytest.raises(ValueError):
         percentiles([])
 
