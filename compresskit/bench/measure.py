@@ -88,7 +88,8 @@ def measure_speed(candidates: list[Candidate], settings: SpeedSettings,
     timing = dict(rounds=settings.rounds, per_round=settings.per_round, warmup=settings.warmup,
                   settle_s=settings.settle_s)
     how = (f"{settings.warmup} warm-up calls, then {settings.rounds} rounds x {settings.per_round} calls, "
-           f"candidates interleaved (order rotated each round, {settings.settle_s:g} s idle before each block)")
+           f"candidates interleaved (order rotated each round)"
+           + (f", {settings.settle_s:g} s idle before each block" if settings.settle_s else ""))
     results: dict[str, dict[int, dict]] = {c.name: {} for c in candidates}
     for threads in settings.threads:
         progress(f"speed at {threads} thread(s)")

@@ -17,7 +17,7 @@ class SpeedSettings(BaseModel):
     warmup: int = Field(5, ge=0, le=10_000)
     rounds: int = Field(6, ge=1, le=10_000)
     per_round: int = Field(10, ge=1, le=10_000)
-    settle_s: float = Field(0.1, ge=0, le=10)  # idle before each block: the previous runtime's spinning threads sleep
+    settle_s: float = Field(0.0, ge=0, le=10)  # optional idle time before each timed block
     e2e_caption: str = Field("red apple", min_length=1)
     probe: bool = True  # first-inference time and peak RSS (one fresh process per candidate)
 

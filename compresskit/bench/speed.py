@@ -44,8 +44,8 @@ def interleaved_latency(calls: dict[str, Callable[[], object]], *, rounds: int, 
                         warmup: int, settle_s: float = 0.0) -> dict[str, list[float]]:
     """Per-call latencies of each named call, measured in ``rounds`` alternating rounds after a warm-up.
 
-    ``settle_s``: idle time before each block, so the previous runtime's worker threads, which spin for a
-    while after a call (OpenMP in torch, onnxruntime's pool), are asleep and do not take the cores.
+    ``settle_s``: idle time before each block (default none). Measured on the edge recipe's artifacts at
+    2 threads, 0.1 s changed no p50 beyond run-to-run noise, so the default interleaves back to back.
     """
     for fn in calls.values():
         time_calls(fn, warmup)
