@@ -20,6 +20,7 @@ the layers, so a pruned generator is rebuilt from its config alone.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -40,7 +41,9 @@ class GeneratorConfig(BaseModel):
     fuse_hidden: int = 128  # hidden width of each scale/shift predictor
     ngf: int = 64
     channels: list[int] | None = None  # stem, then each block's output
-    hidden: list[int] | None = None  # each block's first-conv output
+    hidden: list[int] | None = None  # each block's first-conv output (unused when convs_per_block is 1)
+    convs_per_block: Literal[1, 2] = 2  # depth: 1 = one fusion + 3x3 conv per block (slim students)
+    separable: bool = False  # 3x3 convs as depthwise 3x3 + pointwise 1x1 (slim students)
 
     @model_validator(mode="after")
     def _fill_widths(self) -> GeneratorConfig:
@@ -91,19 +94,43 @@ class Fusion(nn.Module):
         return F.leaky_relu(self.affine1(x, cond), 0.2)
 
 
+def conv3x3(in_ch: int, out_ch: int, separable: bool) -> nn.Module:
+    """A 3x3 convolution, or (``separable``) a depthwise 3x3 followed by a pointwise 1x1 (MobileNet)."""
+    if not separable:
+        return nn.Conv2d(in_ch, out_ch, 3, padding=1)
+    return nn.Sequential(nn.Conv2d(in_ch, in_ch, 3, padding=1, groups=in_ch), nn.Conv2d(in_ch, out_ch, 1))
+
+
+def out_channels(conv: nn.Module) -> int:
+    return conv[-1].out_channels if isinstance(conv, nn.Sequential) else conv.out_channels
+
+
 class GBlock(nn.Module):
-    def __init__(self, cond_dim: int, fuse_hidden: int, in_ch: int, hidden: int, out_ch: int):
+    """Upsample x2, then (fusion, 3x3 conv) once or twice, plus a 1x1 shortcut."""
+
+    def __init__(self, cond_dim: int, fuse_hidden: int, in_ch: int, hidden: int, out_ch: int,
+                 convs: int = 2, separable: bool = False):
         super().__init__()
         self.fuse0 = Fusion(cond_dim, fuse_hidden, in_ch)
-        self.conv0 = nn.Conv2d(in_ch, hidden, 3, padding=1)
-        self.fuse1 = Fusion(cond_dim, fuse_hidden, hidden)
-        self.conv1 = nn.Conv2d(hidden, out_ch, 3, padding=1)
+        self.conv0 = conv3x3(in_ch, hidden if convs == 2 else out_ch, separable)
+        if convs == 2:
+            self.fuse1 = Fusion(cond_dim, fuse_hidden, hidden)
+            self.conv1 = conv3x3(hidden, out_ch, separable)
         self.shortcut = nn.Conv2d(in_ch, out_ch, 1)
+
+    @property
+    def out_channels(self) -> int:
+        return self.shortcut.out_channels
+
+    @property
+    def hidden_channels(self) -> int:
+        return out_channels(self.conv0)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")
         h = self.conv0(self.fuse0(x, cond))
-        h = self.conv1(self.fuse1(h, cond))
+        if hasattr(self, "conv1"):
+            h = self.conv1(self.fuse1(h, cond))
         return self.shortcut(x) + h
 
 
@@ -124,7 +151,7 @@ class DFGenerator(nn.Module):
         )
         self.stem = nn.Linear(c.cond_dim, c.channels[0] * 16)
         self.blocks = nn.ModuleList(
-            GBlock(c.cond_dim, c.fuse_hidden, c_in, hid, c_out)
+            GBlock(c.cond_dim, c.fuse_hidden, c_in, hid, c_out, c.convs_per_block, c.separable)
             for c_in, hid, c_out in zip(c.channels[:-1], c.hidden, c.channels[1:])
         )
         self.to_rgb = nn.Conv2d(c.channels[-1], 3, 3, padding=1)

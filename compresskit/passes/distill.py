@@ -1,7 +1,8 @@
 """``distill``: teach a smaller generator to reproduce the teacher (the recipe's input generator).
 
 Student: the incoming artifact (e.g. a pruned generator: ``student: input``) or a fresh slim copy of the
-teacher's architecture (``student: slim``, every width times ``width``). Data-free by default: each step
+teacher's architecture (``student: slim``: every width times ``width``, optionally one conv per block
+(``convs_per_block: 1``) and depthwise-separable convs (``separable``)). Data-free by default: each step
 draws noise and train-split captions, and the teacher's output is the target. Losses (weights in config):
 
 * ``pixel``: L1 between student and teacher images;
@@ -51,6 +52,8 @@ class LossWeights(PassConfig):
 class DistillConfig(PassConfig):
     student: Literal["input", "slim"] = "input"
     width: float = Field(0.5, gt=0, le=1)  # slim: every channel width times this
+    convs_per_block: Literal[1, 2] | None = None  # slim: depth (None: the teacher's)
+    separable: bool = False  # slim: depthwise-separable 3x3 convolutions
     steps: int = Field(2000, ge=1, le=10_000_000)
     batch_size: int = Field(32, ge=2, le=4096)
     lr: float = Field(5e-4, gt=0, le=1.0)
@@ -64,10 +67,12 @@ class DistillConfig(PassConfig):
     bf16: bool = True
 
 
-def slim_config(teacher: GeneratorConfig, width: float) -> GeneratorConfig:
+def slim_config(teacher: GeneratorConfig, width: float, convs_per_block: int | None = None,
+                separable: bool = False) -> GeneratorConfig:
     scale = lambda widths: [max(1, round(w * width)) for w in widths]  # noqa: E731
     return GeneratorConfig(**{**teacher.model_dump(), "channels": scale(teacher.channels),
-                              "hidden": scale(teacher.hidden)})
+                              "hidden": scale(teacher.hidden), "separable": separable,
+                              "convs_per_block": convs_per_block or teacher.convs_per_block})
 
 
 class _Taps:
@@ -107,7 +112,7 @@ class Distill(Pass):
         if cfg.student == "input":
             student = load_torch_generator(src.path)
         else:
-            student = DFGenerator(slim_config(teacher.config, cfg.width))
+            student = DFGenerator(slim_config(teacher.config, cfg.width, cfg.convs_per_block, cfg.separable))
         student.train()
         pool = TextEncoder().encode(model_captions(src, cfg.captions, ctx.seed))
         z_dim = teacher.config.z_dim

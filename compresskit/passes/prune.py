@@ -57,8 +57,8 @@ def _importance(name: str):
 def pruned_config(generator: DFGenerator) -> GeneratorConfig:
     """The widths a (pruned) module actually has, as a config that rebuilds it."""
     return GeneratorConfig(**{**generator.config.model_dump(),
-                              "channels": [generator.stem.out_features // 16] + [b.conv1.out_channels for b in generator.blocks],
-                              "hidden": [b.conv0.out_channels for b in generator.blocks]})
+                              "channels": [generator.stem.out_features // 16] + [b.out_channels for b in generator.blocks],
+                              "hidden": [b.hidden_channels for b in generator.blocks]})
 
 
 class Prune(Pass):

@@ -4,6 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from compresskit.models.io import load_torch_generator
 from compresskit.passes.base import PassContext
 from compresskit.passes.distill import Distill, DistillConfig
 from compresskit.recipe import parse_recipe
@@ -29,6 +30,20 @@ def test_slim_student_has_the_width_multiplier(tiny_generator_dir, tmp_path):
     meta = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run").steps[-1].meta
     assert meta["student_channels"] == [8, 4, 2, 1]
     assert meta["student_macs"] < 0.15 * meta["teacher_macs"]
+
+
+def test_slim_student_can_be_shallower_and_depthwise_separable_and_still_prunes_and_exports(tiny_generator_dir, tmp_path):
+    steps = [{"distill": {**FAST, "steps": 10, "student": "slim", "width": 0.5, "convs_per_block": 1,
+                          "separable": True}},
+             {"prune": {"ratio": 0.5, "importance": "l1", "round_to": 1}}, {"export_onnx": {}}]
+    result = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run")
+    slim, pruned, exported = (r.meta for r in result.steps)
+    student = load_torch_generator(result.steps[0].path)
+    assert student.config.separable and student.config.convs_per_block == 1
+    assert not hasattr(student.blocks[0], "conv1") and student.blocks[0].conv0[0].groups == 16
+    assert slim["student_macs"] < 0.2 * slim["teacher_macs"] and slim["val_l1_best"] < slim["val_l1_start"]
+    assert pruned["after"]["params"] < 0.7 * pruned["before"]["params"]
+    assert exported["parity_max_abs_error"] < 1e-4
 
 
 class Interrupt(Exception):
