@@ -23,26 +23,27 @@ err = Console(stderr=True)
 
 def _rich_table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
     table = Table(title=title, title_justify="left")
-    for h in headers:
+    for i, h in enumerate(headers):
         left = h in ("candidate", "backend", "gate", "goal", "result")
-        table.add_column(h, justify="left" if left else "right", min_width=11 if left else None, no_wrap=left)
+        # numbers are never cut: a narrow terminal wraps the names instead
+        widest = max([len(row[i]) for row in rows] + [1])
+        table.add_column(h, justify="left" if left else "right", overflow="fold",
+                         min_width=min(widest, 14) if left else widest)
     for row in rows:
         table.add_row(*row, style="red" if row[-1].startswith("FAIL") else None)
     return table
 
 
 def print_report(report: dict) -> None:
-    from .bench.markdown import QUALITY_COLUMNS, SPEED_COLUMNS, gate_rows, table_rows
+    from .bench.markdown import TERMINAL_COLUMNS, gate_rows, table_rows
 
     name = report.get("recipe", {}).get("name", "bench")
     if report.get("status") == "failed":
         out.print(f"[bold red]run {name} failed at step {report.get('failed_step')}[/]: {report.get('error')}")
     if report.get("candidates"):
-        threads = report["headline_threads"]
-        out.print(_rich_table(f"{name}: speed ({threads} thread(s), batch 1; img/s at the largest batch)",
-                              *table_rows(report["candidates"], columns=SPEED_COLUMNS)))
-        out.print(_rich_table(f"{name}: quality ({report['quality_n']} eval captions, from each deployed artifact)",
-                              *table_rows(report["candidates"], columns=QUALITY_COLUMNS)))
+        out.print(_rich_table(f"{name}: batch-1 latency at {report['headline_threads']} thread(s), img/s at the "
+                              f"largest batch, quality on {report['quality_n']} eval captions (every column: report.md)",
+                              *table_rows(report["candidates"], columns=TERMINAL_COLUMNS)))
         out.print(f"Pareto front (latency p50 vs KID): {', '.join(report['pareto']['front']) or '-'}")
     if report.get("gates"):
         out.print(_rich_table("gates", *gate_rows(report["gates"])))
@@ -112,14 +113,12 @@ def bench(
     """Measure a run's artifacts (speed, memory, size, quality) against its baseline; rewrite its report."""
     from .bench.gate import load_gates
     from .bench.report import REPORT_JSON, bench_run
-    from .recipe import parse_recipe
-
-    import yaml
+    from .recipe import load_recipe
 
     recipe_file = run_dir / "recipe.yaml"
     if not recipe_file.is_file():
         raise ConfigError(f"{run_dir} has no recipe.yaml: not a run folder; give a folder made by `compresskit run`")
-    settings = parse_recipe(yaml.safe_load(recipe_file.read_text("utf-8")), str(recipe_file)).bench
+    settings = load_recipe(recipe_file).bench
     if threads:
         try:
             counts = [int(t) for t in threads.split(",")]
@@ -178,10 +177,11 @@ def compare(
 ) -> None:
     """One table, one Pareto plot, one sample grid and a self-contained report.html across runs."""
     from .bench.compare import compare as run_compare
-    from .bench.markdown import table_rows
+    from .bench.markdown import TERMINAL_COLUMNS, table_rows
 
     result = run_compare(run_dirs, out_dir)
-    out.print(_rich_table("comparison", *table_rows(result["candidates"], label=lambda c: c["label"])))
+    out.print(_rich_table("comparison (every column: compare.md / report.html)",
+                          *table_rows(result["candidates"], label=lambda c: c["label"], columns=TERMINAL_COLUMNS)))
     out.print(f"Pareto front: {', '.join(result['pareto']['front']) or '-'}")
     err.print(f"wrote {out_dir / 'report.html'} (+ compare.md, compare.json, pareto.png, samples.png)")
 

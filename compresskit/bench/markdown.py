@@ -18,6 +18,9 @@ QUALITY_COLUMNS = [
     ("perceptual_vs_teacher", "perc", "{:.4f}"),
 ]
 COLUMNS = SPEED_COLUMNS + QUALITY_COLUMNS
+TERMINAL_COLUMNS = [c for c in COLUMNS if c[0] in (  # what fits a terminal; report.md has every column
+    "latency_ms_p50", "speedup_vs_baseline", "throughput_ips", "size_mb", "kid", "r_precision", "attr_accuracy",
+    "psnr_vs_teacher")]
 
 
 def cell(metrics: dict, name: str, fmt: str) -> str:

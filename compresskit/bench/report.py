@@ -19,7 +19,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from ..artifact import load_artifact
 from ..cache import atomic_file
@@ -27,9 +26,9 @@ from ..errors import ArtifactError
 from ..threads import torch_threads
 from .gate import GateSpec, evaluate_gates, verdict
 from .measure import Candidate, measure_footprint, measure_speed, model_cost, size_mb
+from .names import step_names
 from .plots import pareto_front, pareto_plot, pareto_points, samples_grid
 from .quality import measure_quality, sample_images
-from .names import step_names
 from .schema import METRICS, SCHEMA_VERSION, metric
 from .settings import BenchSettings
 
@@ -46,9 +45,22 @@ NONDETERMINISM = [
 ]
 
 
+def read_run_summary(run_dir: Path) -> dict:
+    """``run.json`` of a run folder; ArtifactError (one line) if it is missing or unreadable."""
+    try:
+        summary = json.loads((run_dir / "run.json").read_text("utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{run_dir} has no run.json: the run never finished a step; rerun `compresskit run`") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{run_dir / 'run.json'} is unreadable ({exc}); rerun `compresskit run` to rewrite it") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("steps"), list):
+        raise ArtifactError(f"{run_dir / 'run.json'} is not a compresskit run summary; rerun `compresskit run`")
+    return summary
+
+
 def run_candidates(run_dir: Path, settings: BenchSettings) -> list[Candidate]:
     """Baseline first, then the chosen steps' artifacts (checked against their manifests)."""
-    summary = json.loads((run_dir / "run.json").read_text("utf-8"))
+    summary = read_run_summary(run_dir)
     steps = summary["steps"]
     if not steps or any(s["status"] == "failed" for s in steps):
         raise ArtifactError(f"{run_dir}: the run did not finish; rerun `compresskit run` before measuring it")
@@ -75,10 +87,10 @@ def _torch_ancestors(candidates: list[Candidate], run_dir: Path) -> dict[str, ob
     """For each candidate, the nearest torch artifact up its parent chain (itself if torch)."""
     by_id = {}
     for folder in (run_dir / "artifacts").iterdir():
-        manifest = folder / "manifest.json"
-        if manifest.is_file():
-            m = json.loads(manifest.read_text("utf-8"))
-            by_id[m["id"]] = folder
+        try:
+            by_id[load_artifact(folder, verify=False).id] = folder
+        except ArtifactError:
+            continue  # not a finished artifact; its parent chain is not needed
     found = {}
     for c in candidates:
         artifact = c.artifact
@@ -182,12 +194,11 @@ def bench_run(run_dir: Path, settings: BenchSettings | None = None, gates: list[
               progress: Callable[[str], None] = lambda m: None) -> dict:
     """Measure a finished run folder (its recipe's bench settings and gates unless given) and write its report."""
     from ..metrics.evaluate import data_from_meta, eval_set
-    from ..recipe import parse_recipe
+    from ..recipe import load_recipe
 
     run_dir = Path(run_dir)
-    recipe_raw = yaml.safe_load((run_dir / "recipe.yaml").read_text("utf-8"))
-    summary = json.loads((run_dir / "run.json").read_text("utf-8"))
-    recipe = parse_recipe(recipe_raw, str(run_dir / "recipe.yaml"))
+    summary = read_run_summary(run_dir)
+    recipe = load_recipe(run_dir / "recipe.yaml")
     settings = settings or recipe.bench
     gates = recipe.gates if gates is None else gates
     candidates = run_candidates(run_dir, settings)
@@ -206,7 +217,7 @@ def bench_run(run_dir: Path, settings: BenchSettings | None = None, gates: list[
 
 def failed_report(run_dir: Path, gates: list[GateSpec] = ()) -> dict:
     """The report of a run whose step failed: which step and why, every gate failed, verdict fail."""
-    summary = json.loads((Path(run_dir) / "run.json").read_text("utf-8"))
+    summary = read_run_summary(Path(run_dir))
     failed = next((s for s in summary["steps"] if s["status"] == "failed"), None)
     report = {"schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "recipe": summary["recipe"], "recipe_hash": summary["recipe_hash"], "run_dir": str(run_dir),

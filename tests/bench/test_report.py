@@ -185,3 +185,13 @@ def test_a_failed_step_exits_1_and_its_report_names_the_step(shapes_generator_di
     assert report["status"] == "failed" and report["failed_step"] == 2 and report["verdict"] == "fail"
     assert [g["passed"] for g in report["gates"]] == [False], "a gate on a failed run fails closed"
     assert "Run failed at step 2" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_bench_of_an_unfinished_run_folder_is_one_line_exit_2(measured_run, tmp_path):
+    run_dir, _ = measured_run
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "recipe.yaml").write_text((run_dir / "recipe.yaml").read_text())
+    done = run_cli("bench", str(tmp_path / "half"))
+    assert done.returncode == 2 and "has no run.json" in done.stderr and "Traceback" not in done.stderr
+    done = run_cli("bench", str(tmp_path / "nothing"))
+    assert done.returncode == 2 and "not a run folder" in done.stderr
