@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 
+import yaml
 from pydantic import BaseModel, ValidationError
+
+from .errors import ConfigError
 
 
 def _fields_at(model: type[BaseModel], path: tuple) -> list[str]:
@@ -37,3 +41,15 @@ def validation_message(exc: ValidationError, model: type[BaseModel], source: str
         message = f"{source}: {where}: {first['msg']}"
     more = len(exc.errors()) - 1
     return message + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+
+
+def read_yaml(path: Path, kind: str, error: type[ConfigError] = ConfigError) -> object:
+    """Parse a YAML file; any read, encoding or syntax problem is one ``error`` line naming the file."""
+    try:
+        return yaml.safe_load(Path(path).read_text("utf-8"))
+    except OSError as exc:
+        raise error(f"cannot read {kind} {path}: {exc.strerror}; give the path of a {kind} YAML") from None
+    except UnicodeDecodeError:
+        raise error(f"{path} is not UTF-8 text; a {kind} is a YAML file") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None

@@ -19,12 +19,11 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .bench.gate import GateSpec
 from .bench.settings import BenchSettings
-from .config_errors import validation_message
+from .config_errors import read_yaml, validation_message
 from .errors import ModelError, RecipeError
 from .passes.base import PassConfig
 from .registry import pass_class
@@ -176,13 +175,4 @@ def parse_recipe(raw: object, source: str = "recipe") -> Recipe:
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text("utf-8"))
-    except OSError as exc:
-        raise RecipeError(f"cannot read recipe {path}: {exc.strerror}; give the path of a recipe YAML") from None
-    except UnicodeDecodeError:
-        raise RecipeError(f"{path} is not UTF-8 text; a recipe is a YAML file") from None
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    return parse_recipe(raw, str(path))
+    return parse_recipe(read_yaml(Path(path), "recipe", RecipeError), str(path))

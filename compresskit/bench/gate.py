@@ -24,10 +24,9 @@ import math
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..config_errors import validation_message
+from ..config_errors import read_yaml, validation_message
 from ..errors import ConfigError
 from .schema import METRICS, SPEED_METRICS
 
@@ -73,16 +72,7 @@ def parse_gates(raw: object, source: str) -> list[GateSpec]:
 
 
 def load_gates(path: Path) -> list[GateSpec]:
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text("utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read gates file {path}: {exc.strerror}; give the path of a gates YAML") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not UTF-8 text; a gates file is YAML") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    return parse_gates(raw, str(path))
+    return parse_gates(read_yaml(Path(path), "gates file"), str(path))
 
 
 def _find(report: dict, candidate: str) -> dict | None:

@@ -17,7 +17,7 @@ does not, the pass fails rather than write a broken model.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from pydantic import Field
@@ -37,7 +37,7 @@ class PruneConfig(PassConfig):
     ratio: float = Field(0.5, gt=0, lt=1)  # fraction of channels removed
     importance: Literal["l1", "l2", "taylor", "lamp", "random"] = "l1"
     global_pruning: bool = False
-    per_layer: dict[str, float] = {}  # module name -> ratio, e.g. {"blocks.0.conv0": 0.25}
+    per_layer: dict[str, Annotated[float, Field(gt=0, lt=1)]] = {}  # module name -> ratio, e.g. {"blocks.0.conv0": 0.25}
     round_to: int | None = Field(8, ge=1, le=1024)
     ignored: list[str] | None = None  # module names whose outputs are kept [default: the RGB head(s)]
     iterative_steps: int = Field(1, ge=1, le=20)
