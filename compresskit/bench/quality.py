@@ -30,37 +30,48 @@ class NonFiniteOutput(CompresskitError):
     exit_code = 1
 
 
-def render(candidate: Candidate, text: np.ndarray, z: np.ndarray, batch_size: int, threads: int | None) -> np.ndarray:
-    """uint8 NHWC images of the candidate's runtime for rows (z[i], text[i])."""
-    runtime = load_runtime(candidate.artifact, threads)
+def render(runtime, name: str, text: np.ndarray, z: np.ndarray, batch_size: int) -> np.ndarray:
+    """uint8 NHWC images of a runtime for rows (z[i], text[i]); NonFiniteOutput if any pixel is NaN/inf."""
     chunks = [runtime({"z": z[s : s + batch_size], "text": text[s : s + batch_size]})
               for s in range(0, len(z), batch_size)]
     images = np.concatenate(chunks)
     if not np.isfinite(images).all():
         bad = int((~np.isfinite(images)).any(axis=(1, 2, 3)).sum())
-        raise NonFiniteOutput(f"{candidate.name}: {bad} of {len(images)} images hold NaN/inf pixels")
+        raise NonFiniteOutput(f"{name}: {bad} of {len(images)} images hold NaN/inf pixels")
     return np.round((np.clip(images, -1, 1) + 1) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
-def inputs_for(evalset: EvalSet, z_dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def inputs_for(captions: list[str], z_dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Caption vectors and noise rows: row i is caption i with noise row i of ``seed``'s stream."""
-    text = TextEncoder().encode(evalset.captions).numpy()
-    z = torch.randn(len(evalset.captions), z_dim, generator=torch.Generator().manual_seed(seed)).numpy()
+    text = TextEncoder().encode(captions).numpy()
+    z = torch.randn(len(captions), z_dim, generator=torch.Generator().manual_seed(seed)).numpy()
     return text, z
 
 
 def measure_quality(candidates: list[Candidate], evalset: EvalSet, settings: QualitySettings, threads: int | None,
-                    progress: Callable[[str], None] = lambda message: None) -> tuple[dict, dict]:
-    """({name: {metric: record}}, {name: error}) for every candidate; the first one is the baseline (teacher)."""
+                    sample_captions: list[str], progress: Callable[[str], None] = lambda message: None
+                    ) -> tuple[dict, dict, dict]:
+    """Quality of every candidate (the first is the baseline, the teacher) from its own runtime.
+
+    Returns ({name: {metric: record}}, {name: error}, {name: sample-grid images}); the sample grid uses
+    ``sample_captions`` with the same noise rows for every candidate (black tiles for a NaN candidate).
+    """
     z_dim = candidates[0].artifact.io["inputs"]["z"]["shape"][1]
-    text, z = inputs_for(evalset, z_dim, settings.seed)
+    text, z = inputs_for(evalset.captions, z_dim, settings.seed)
+    grid_text, grid_z = inputs_for(sample_captions, z_dim, settings.seed)
     results: dict[str, dict] = {}
     errors: dict[str, str] = {}
+    samples: dict[str, np.ndarray] = {}
     teacher_images = None
     for c in candidates:
         progress(f"quality of {c.name}")
+        runtime = load_runtime(c.artifact, threads)
         try:
-            images = render(c, text, z, settings.batch_size, threads)
+            samples[c.name] = render(runtime, c.name, grid_text, grid_z, len(sample_captions))
+        except NonFiniteOutput:
+            samples[c.name] = np.zeros((len(sample_captions), *evalset.real_eval.shape[1:]), np.uint8)
+        try:
+            images = render(runtime, c.name, text, z, settings.batch_size)
         except NonFiniteOutput as exc:
             errors[c.name] = str(exc)
             continue
@@ -73,19 +84,4 @@ def measure_quality(candidates: list[Candidate], evalset: EvalSet, settings: Qua
                            for name, rec in found.items() if name in METRICS}
         if "kid" in results[c.name]:
             results[c.name]["kid"]["spread"] = {"std": results[c.name]["kid"]["std"]}
-    return results, errors
-
-
-def sample_images(candidates: list[Candidate], evalset: EvalSet, captions: list[str], seed: int,
-                  threads: int | None) -> dict[str, np.ndarray]:
-    """The sample grid's images: every candidate on the same captions and noise rows."""
-    text = TextEncoder().encode(captions).numpy()
-    z_dim = candidates[0].artifact.io["inputs"]["z"]["shape"][1]
-    z = torch.randn(len(captions), z_dim, generator=torch.Generator().manual_seed(seed)).numpy()
-    samples = {}
-    for c in candidates:
-        try:
-            samples[c.name] = render(c, text, z, len(captions), threads)
-        except NonFiniteOutput:
-            samples[c.name] = np.zeros((len(captions), *evalset.real_eval.shape[1:]), np.uint8)
-    return samples
+    return results, errors, samples

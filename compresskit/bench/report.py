@@ -28,7 +28,7 @@ from .gate import GateSpec, evaluate_gates, verdict
 from .measure import Candidate, measure_footprint, measure_speed, model_cost, size_mb
 from .names import step_names
 from .plots import pareto_front, pareto_plot, pareto_points, samples_grid
-from .quality import measure_quality, sample_images
+from .quality import measure_quality
 from .schema import METRICS, SCHEMA_VERSION, metric
 from .settings import BenchSettings
 
@@ -142,7 +142,9 @@ def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context
     started = time.perf_counter()
     headline = max(settings.speed.threads)
     speed = measure_speed(candidates, settings.speed, progress)
-    quality, quality_errors = measure_quality(candidates, evalset, settings.quality, headline, progress)
+    captions = sample_captions(evalset, settings.sample_captions)
+    quality, quality_errors, samples = measure_quality(candidates, evalset, settings.quality, headline, captions,
+                                                       progress)
     entries = []
     for c in candidates:
         progress(f"size and footprint of {c.name}")
@@ -158,8 +160,6 @@ def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context
                         "final": c is candidates[-1] and c.step > 0, "metrics": metrics,
                         "by_threads": {str(t): r for t, r in speed[c.name].items()}, "errors": errors,
                         "producer": c.artifact.producer.get("pass"), "meta": c.artifact.meta})
-    captions = sample_captions(evalset, settings.sample_captions)
-    samples = sample_images(candidates, evalset, captions, settings.quality.seed, headline)
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_file(out_dir / SAMPLES_NPZ) as tmp:
         with open(tmp, "wb") as fh:

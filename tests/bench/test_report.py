@@ -136,8 +136,10 @@ def test_nan_output_fails_the_candidate_quality_instead_of_scoring(shapes_genera
     spec = InputSpec(factory="tests.passes.user_generators:conv_transpose", kwargs={"width": 32, "z_dim": z_dim},
                      weights=str(tmp_path / "broken.safetensors"), z_dim=z_dim)
     candidates = [Candidate("baseline", baseline, 0), Candidate("broken", input_artifact(spec, tmp_path / "a"), 1)]
-    scores, errors = measure_quality(candidates, eval_set(SHAPES), QualitySettings(batch_size=32), threads=1)
+    scores, errors, samples = measure_quality(candidates, eval_set(SHAPES), QualitySettings(batch_size=32), 1,
+                                              ["a large red circle at the center"])
     assert "broken" not in scores and "NaN" in errors["broken"]
+    assert samples["broken"].max() == 0 and samples["baseline"].shape == (1, 32, 32, 3)
     assert scores["baseline"]["attr_accuracy"]["n"] == 60
 
 
