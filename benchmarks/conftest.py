@@ -30,7 +30,8 @@ def _run_artifacts(run_dirs: list[str]) -> list[tuple[str, str]]:
         name = summary["recipe"]["name"]
         for step in summary["steps"]:
             if step["status"] != "failed":
-                found.append((f"{name}/{step['step']:02d}-{step['name']}", step["path"]))
+                folder = Path(run_dir) / "artifacts" / Path(step["path"]).name  # relative to the run folder
+                found.append((f"{name}/{step['step']:02d}-{step['name']}", str(folder)))
     return found
 
 

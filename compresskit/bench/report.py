@@ -82,7 +82,8 @@ def run_candidates(run_dir: Path, settings: BenchSettings) -> list[Candidate]:
     chosen = [Candidate("baseline", load_artifact(inputs[0]), 0)]
     for name, step in zip(names, steps):
         if name in wanted:
-            chosen.append(Candidate(name, load_artifact(Path(step["path"])), step["step"]))
+            # by folder name under this run folder, so a moved run folder (or another cwd) still works
+            chosen.append(Candidate(name, load_artifact(run_dir / "artifacts" / Path(step["path"]).name), step["step"]))
     return chosen
 
 

@@ -197,3 +197,17 @@ def test_bench_of_an_unfinished_run_folder_is_one_line_exit_2(measured_run, tmp_
     assert done.returncode == 2 and "has no run.json" in done.stderr and "Traceback" not in done.stderr
     done = run_cli("bench", str(tmp_path / "nothing"))
     assert done.returncode == 2 and "not a run folder" in done.stderr
+
+
+def test_a_moved_run_folder_is_measured_from_its_new_place(measured_run, tmp_path):
+    import shutil
+
+    from compresskit.bench.report import run_candidates
+    from compresskit.bench.settings import BenchSettings
+
+    run_dir, _ = measured_run
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.copytree(run_dir, moved)
+    candidates = run_candidates(moved, BenchSettings())
+    assert [c.name for c in candidates] == ["baseline", "export_onnx", "export_openvino"]
+    assert all(moved in c.artifact.path.parents for c in candidates)
