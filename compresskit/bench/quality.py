@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
 from ..errors import CompresskitError
 from ..metrics.distribution import MIN_SAMPLES
-from ..metrics.evaluate import EvalSet, evaluate
+from ..metrics.evaluate import EvalSet, eval_noise, evaluate
 from ..runtimes import load_runtime
 from ..text import TextEncoder
 from .measure import Candidate
@@ -42,10 +41,8 @@ def render(runtime, name: str, text: np.ndarray, z: np.ndarray, batch_size: int)
 
 
 def inputs_for(captions: list[str], z_dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Caption vectors and noise rows: row i is caption i with noise row i of ``seed``'s stream."""
-    text = TextEncoder().encode(captions).numpy()
-    z = torch.randn(len(captions), z_dim, generator=torch.Generator().manual_seed(seed)).numpy()
-    return text, z
+    """Caption vectors and noise rows as ``compresskit eval`` draws them (row i: caption i, noise row i)."""
+    return TextEncoder().encode(captions).numpy(), eval_noise(len(captions), z_dim, seed).numpy()
 
 
 def measure_quality(candidates: list[Candidate], evalset: EvalSet, settings: QualitySettings, threads: int | None,

@@ -71,11 +71,16 @@ def data_from_meta(meta: dict) -> dict:
     return DEFAULT_DATA["shapes" if "shapes" in str(meta.get("train_config", "")) else "emoji"]
 
 
+def eval_noise(n: int, z_dim: int, seed: int) -> torch.Tensor:
+    """The protocol's noise: row i (for caption i) of ``seed``'s standard normal stream."""
+    return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
+
+
 def generate_for(generator: torch.nn.Module, captions: list[str], *, seed: int, batch_size: int = 128,
                  encoder: TextEncoder | None = None, progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Image i from caption i and noise row i of ``seed``'s stream (uint8 NHWC)."""
     text = (encoder or TextEncoder()).encode(captions)
-    z = torch.randn(len(captions), generator.config.z_dim, generator=torch.Generator().manual_seed(seed))
+    z = eval_noise(len(captions), generator.config.z_dim, seed)
     chunks = []
     generator.eval()
     with torch.inference_mode():
