@@ -7,17 +7,19 @@ Library errors (``CompresskitError``) become one line on stderr and exit code 2 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import __version__
-from .errors import CompresskitError, DataError
+from .errors import CompresskitError, ConfigError, DataError
 
 app = typer.Typer(
     help="Shrink trained text-to-image generators for edge CPUs, and prove it with numbers.",
@@ -167,16 +169,34 @@ def train(
     config: Annotated[Path, typer.Argument(help="Training YAML (see recipes/train/).")],
     out: Annotated[Optional[Path], typer.Option(help="Run folder [default: runs/train/<name>].")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
+    nproc_per_node: Annotated[int, typer.Option(min=1, max=1024, help=(
+        "Launch this many processes on this machine with torchrun (DDP); batch_size stays the global batch."))] = 1,
+    timeout: Annotated[int, typer.Option(min=10, max=86_400, help=(
+        "Seconds a process waits for the others in a collective before the job fails (distributed runs)."))] = 600,
 ) -> None:
-    """Train a text-to-image GAN; checkpoints, sample grids and a log land in the run folder."""
+    """Train a text-to-image GAN; checkpoints, sample grids and a log land in the run folder.
+
+    Runs in one process, or as every rank of a torchrun job (torchrun --nproc-per-node N -m compresskit train ...).
+    """
     from .train import load_train_config
     from .train import train as run_training
+    from .train.distributed import World, launched_by_torchrun, torchrun
 
     cfg = load_train_config(config)
     out = out or Path("runs") / "train" / cfg.name
+    if nproc_per_node > 1 and not launched_by_torchrun():
+        from .train.loop import latest_checkpoint
+
+        World(size=nproc_per_node).per_rank_batch(cfg.batch_size)  # bad input fails here, not in N processes
+        if latest_checkpoint(out) is not None and not resume:
+            raise ConfigError(f"{out} already holds checkpoints; pass --resume to continue or choose a new --out")
+        torchrun(nproc_per_node, ["train", str(config), "--out", str(out), "--timeout", str(timeout),
+                                  *(["--resume"] if resume else [])])
+        return
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[stats]}"), TimeElapsedColumn())
-    with Progress(*columns, console=err) as bar:
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    with Progress(*columns, console=err, disable=not is_main) as bar:
         task = bar.add_task(f"train {cfg.name}", total=cfg.steps, stats="")
 
         def on_log(record: dict) -> None:
@@ -184,12 +204,13 @@ def train(
                      f"G {record['loss_g']:.3f}  mse {record['mse']:.3f}")
             bar.update(task, completed=record["step"], stats=stats)
 
-        result = run_training(cfg, out, resume=resume, on_log=on_log)
-    out.mkdir(parents=True, exist_ok=True)
-    err.print(
-        f"trained {cfg.name}: steps {result.resumed_from}->{result.steps} in {result.seconds:.0f} s "
-        f"({result.images_per_second:.1f} images/s); generator: {result.final_dir}"
-    )
+        result = run_training(cfg, out, resume=resume, on_log=on_log, timeout_s=timeout)
+    if is_main:
+        processes = f", {os.environ['WORLD_SIZE']} processes" if launched_by_torchrun() else ""
+        err.print(
+            f"trained {cfg.name}: steps {result.resumed_from}->{result.steps} in {result.seconds:.0f} s "
+            f"({result.images_per_second:.1f} images/s{processes}); generator: {result.final_dir}"
+        )
 
 
 @app.command()
@@ -364,7 +385,7 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except CompresskitError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise SystemExit(exc.exit_code) from None
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None

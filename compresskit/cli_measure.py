@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -60,14 +61,24 @@ def run_recipe(
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder [default: runs/<recipe name>].")] = None,
     bench: Annotated[bool, typer.Option(help="Measure the artifacts and check the recipe's gates afterwards.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json (or run.json with --no-bench) on stdout.")] = False,
+    nproc_per_node: Annotated[int, typer.Option(min=1, max=1024, help=(
+        "Run with this many processes under torchrun: distill trains DDP over them, the rest runs on rank 0."))] = 1,
 ) -> None:
     """Take a generator through a recipe's passes (finished steps are reused), measure, and gate."""
     from .bench.report import REPORT_JSON, bench_run, failed_report
     from .recipe import load_recipe
     from .runner import run
+    from .train.distributed import launched_by_torchrun, torchrun
 
     parsed = load_recipe(recipe)
     folder = out_dir or Path("runs") / parsed.name
+    if nproc_per_node > 1 and not launched_by_torchrun():
+        torchrun(nproc_per_node, ["run", str(recipe), "--out", str(folder), *([] if bench else ["--no-bench"]),
+                                  *(["--json"] if as_json else [])])
+        return
+    if int(os.environ.get("RANK", "0")) != 0:  # a torchrun follower: its share of the steps, then done
+        run(parsed, folder)
+        return
 
     def on_event(kind: str, info: dict) -> None:
         if kind == "start":

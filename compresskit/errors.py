@@ -56,3 +56,9 @@ class GateFailed(CompresskitError):
     """At least one release gate failed (the printed gate table says which)."""
 
     exit_code = 1
+
+
+class DistributedJobFailed(CompresskitError):
+    """A torchrun job stopped because one of its processes failed or died."""
+
+    exit_code = 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from .passes.base import PassContext
 from .recipe import Recipe
 from .registry import pass_class
 from .threads import torch_threads
+from .train.distributed import World, main_first, process_group
 
 ARTIFACTS = "artifacts"
 
@@ -122,22 +124,28 @@ def run(
     *,
     on_event: Callable[[str, dict], None] | None = None,
 ) -> RunResult:
-    """Execute every step (reusing intact finished ones) and write ``run.json``; raises on a failed step."""
-    with torch_threads(recipe.threads):
-        return _run(recipe, run_dir, on_event)
+    """Execute every step (reusing intact finished ones) and write ``run.json``; raises on a failed step.
+
+    Under ``torchrun`` every rank calls this: rank 0 decides, runs and writes; a pass that declares
+    ``distributed`` (distill) runs on every rank at once, any other on rank 0 while the rest wait.
+    """
+    with process_group() as world, torch_threads(world.threads(recipe.threads)):
+        return _run(recipe, run_dir, on_event, world)
 
 
-def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[str, dict], None] | None) -> RunResult:
+def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[str, dict], None] | None, world: World) -> RunResult:
     emit = on_event or (lambda kind, info: None)
     run_dir = Path(run_dir)
     artifacts_dir = run_dir / ARTIFACTS
-    artifacts_dir.mkdir(parents=True, exist_ok=True)
-    for stale in artifacts_dir.glob(".*.tmp"):  # a killed run's half-written step: never read, removed
-        shutil.rmtree(stale, ignore_errors=True)
-    with atomic_file(run_dir / "recipe.yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(recipe.resolved(), sort_keys=False), encoding="utf-8")
-    root = input_artifact(recipe.input, artifacts_dir)
-    ctx = PassContext(run_dir=run_dir, seed=recipe.seed, threads=recipe.threads, teacher=root,
+    with main_first(world):  # rank 0 prepares the folder and the input artifact; the others then read it
+        if world.is_main:
+            artifacts_dir.mkdir(parents=True, exist_ok=True)
+            for stale in artifacts_dir.glob(".*.tmp"):  # a killed run's half-written step: never read, removed
+                shutil.rmtree(stale, ignore_errors=True)
+            with atomic_file(run_dir / "recipe.yaml") as tmp:
+                tmp.write_text(yaml.safe_dump(recipe.resolved(), sort_keys=False), encoding="utf-8")
+        root = input_artifact(recipe.input, artifacts_dir)
+    ctx = PassContext(run_dir=run_dir, seed=recipe.seed, threads=world.threads(recipe.threads), teacher=root,
                       log=lambda message: emit("log", {"message": message}),
                       progress=lambda done, total, stats: emit("progress", {"done": done, "total": total, **stats}))
     records: list[StepRecord] = []
@@ -150,31 +158,50 @@ def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[str, dict], None] | 
             folder = artifacts_dir / f"{step.index + 1:02d}-{step.name}-{output_id}"
             emit("start", {"step": step.index + 1, "name": step.name, "id": output_id})
             started = time.perf_counter()
-            produced = _reuse(folder, emit)
-            cached = produced is not None
-            if produced is None:
-                ctx.scratch = run_dir / "scratch" / folder.name
-                try:
-                    with atomic_dir(folder) as tmp:
-                        meta = cls(step.config).run(current, tmp, ctx)
-                        written = write_manifest(
-                            tmp, id=output_id, parent_id=current.id, format=cls.produces,
-                            producer={"pass": step.name, "config": config, "versions": _versions(cls.libraries)},
-                            io=current.io, meta=meta)
-                except CompresskitError as exc:
-                    records.append(StepRecord(step.index + 1, step.name, current.id, output_id, str(folder), False,
-                                              round(time.perf_counter() - started, 3), "failed", error=str(exc)))
-                    raise
-                produced = dataclasses.replace(written, path=folder)
-                shutil.rmtree(ctx.scratch, ignore_errors=True)
+            ctx.scratch = run_dir / "scratch" / folder.name
+            try:
+                produced, cached = _step(cls, step, current, folder, output_id, ctx, world, emit)
+            except CompresskitError as exc:
+                records.append(StepRecord(step.index + 1, step.name, current.id, output_id, str(folder), False,
+                                          round(time.perf_counter() - started, 3), "failed", error=str(exc)))
+                raise
             records.append(StepRecord(step.index + 1, step.name, current.id, output_id, str(folder), cached,
                                       round(time.perf_counter() - started, 3), "cached" if cached else "done",
                                       produced.meta))
             emit("done", dataclasses.asdict(records[-1]))
             current = produced
     finally:
-        _write_run_json(run_dir, recipe, root, records)
+        if world.is_main:
+            _write_run_json(run_dir, recipe, root, records)
     return RunResult(run_dir, root, records, current)
+
+
+def _step(cls, step, current: Artifact, folder: Path, output_id: str, ctx: PassContext, world: World,
+          emit) -> tuple[Artifact, bool]:
+    """Reuse the step's intact artifact or run its pass; returns (artifact, cached).
+
+    Under torchrun rank 0 checks the cache and writes the artifact; the other ranks join a distributed
+    pass with a throwaway output folder, wait for rank 0 otherwise, then read rank 0's artifact.
+    """
+    produced = _reuse(folder, emit) if world.is_main else None
+    cached = world.broadcast(float(produced is not None)) == 1.0
+    if not cached:
+        if world.is_main:
+            with atomic_dir(folder) as tmp:
+                meta = cls(step.config).run(current, tmp, ctx)
+                written = write_manifest(
+                    tmp, id=output_id, parent_id=current.id, format=cls.produces,
+                    producer={"pass": step.name, "config": step.config.model_dump(mode="json"),
+                              "versions": _versions(cls.libraries)},
+                    io=current.io, meta=meta)
+            produced = dataclasses.replace(written, path=folder)
+        elif cls.distributed:
+            with tempfile.TemporaryDirectory() as discarded:
+                cls(step.config).run(current, Path(discarded), ctx)
+        world.barrier()
+        if world.is_main:
+            shutil.rmtree(ctx.scratch, ignore_errors=True)
+    return (produced if produced is not None else load_artifact(folder)), cached
 
 
 def _reuse(folder: Path, emit) -> Artifact | None:

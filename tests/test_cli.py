@@ -49,6 +49,7 @@ def test_emoji_json_has_the_documented_keys():
     (["data", "shapes", "--n", "0"], "--n must be between 1 and"),
     (["encode", "red apple", ""], "caption 1 is empty"),
     (["train", "missing.yaml"], "cannot read missing.yaml"),
+    (["train", "runs[/x]/missing.yaml"], "cannot read runs[/x]/missing.yaml"),  # printed as text, not rich markup
     (["eval"], "give exactly one of --model NAME_OR_DIR and --real"),
     (["eval", "--real", "--model", "x"], "give exactly one of --model NAME_OR_DIR and --real"),
     (["eval", "--real", "--data", "shapez"], "--data must be one of emoji, shapes, got 'shapez'"),

@@ -51,7 +51,7 @@ def resolve_model_dir(ref: str | Path) -> Path:
 
 def write_generator(folder: Path, generator: DFGenerator, meta: dict | None = None) -> None:
     """Write config.json + model.safetensors into an existing (temporary) folder."""
-    state = {k: v.detach().contiguous().clone() for k, v in generator.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in generator.state_dict().items()}
     config = {"format": FORMAT, "generator": generator.config.model_dump(), "meta": meta or {}}
     save_file(state, str(folder / WEIGHTS_FILE))
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=1, sort_keys=True) + "\n", encoding="utf-8")

@@ -7,7 +7,8 @@ runner renames into place and checksums); it never edits its input. It declares:
 * ``Config``: a strict pydantic model of its options (unknown keys are errors);
 * ``accepts`` (input formats) and ``produces`` (output format), checked when a recipe is loaded;
 * ``needs``: what the context must provide (``"teacher"``, ``"captions"``) — validated up front;
-* ``libraries``: distributions whose versions enter the artifact id (a library upgrade re-runs the step).
+* ``libraries``: distributions whose versions enter the artifact id (a library upgrade re-runs the step);
+* ``distributed``: under torchrun, the pass runs on every rank (it shards its own work; rank 0 writes).
 
 Heavy backends (onnx, openvino, nncf, torch_pruning) are imported inside ``run``.
 """
@@ -57,6 +58,7 @@ class Pass(ABC):
     needs: ClassVar[tuple[str, ...]] = ()
     libraries: ClassVar[tuple[str, ...]] = ("torch",)
     version: ClassVar[str] = "1"  # bump when the pass's output changes for the same config
+    distributed: ClassVar[bool] = False  # under torchrun: runs on every rank (else on rank 0 alone)
 
     def __init__(self, config: PassConfig | None = None):
         self.config = config if config is not None else self.Config()

@@ -26,6 +26,7 @@ from typing import NoReturn
 
 import torch
 import yaml
+from torch import nn
 from torch.nn import functional as F
 
 from ..cache import atomic_dir
@@ -37,6 +38,7 @@ from ..models.io import write_generator
 from ..text import TextEncoder
 from ..threads import torch_threads
 from .config import TrainConfig
+from .distributed import DEFAULT_TIMEOUT_S, World, main_first, process_group
 from .state import load_train_state, save_train_state
 
 CHECKPOINTS = "checkpoints"
@@ -76,15 +78,40 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
             p_ema.lerp_(p, 1.0 - decay)
 
 
-def _ma_gp(D: DFDiscriminator, real: torch.Tensor, text: torch.Tensor, power: float, autocast) -> torch.Tensor:
-    """Matching-aware gradient penalty on real images with their own captions (DF-GAN)."""
-    real = real.detach().requires_grad_(True)
-    text = text.detach().requires_grad_(True)
-    with autocast():
-        out = D.judge_pair(D.features(real), text)
-    grad_img, grad_txt = torch.autograd.grad(out.sum(), (real, text), create_graph=True)
-    grad = torch.cat([grad_img.flatten(1), grad_txt.flatten(1)], dim=1).float()
-    return grad.norm(2, dim=1).pow(power).mean()
+class DiscriminatorLoss(nn.Module):
+    """D's whole loss for one step in one forward (DDP needs one forward per backward).
+
+    Hinge on real images with their captions (real), with mismatched captions (fake) and on generated
+    images (fake), plus on every ``gp_every``-th step the matching-aware gradient penalty (DF-GAN) on real
+    pairs, weighted by ``gp_every`` (lazy regularisation). The penalty's input gradients are taken with
+    ``create_graph`` inside this forward, so the one backward gives D its full gradient.
+    """
+
+    def __init__(self, D: DFDiscriminator, config: TrainConfig):
+        super().__init__()
+        self.D, self.config = D, config
+
+    def forward(self, real, text, mismatched, fake, with_gp: bool):
+        D, cfg = self.D, self.config
+        with _autocast(cfg, real.device):
+            feats_real = D.features(real)
+            d_real = D.judge_pair(feats_real, text)
+            d_mismatch = D.judge_pair(feats_real, mismatched)
+            d_fake = D.judge_pair(D.features(fake), text)
+        loss = (F.relu(1 - d_real).mean() + 0.5 * (F.relu(1 + d_fake).mean() + F.relu(1 + d_mismatch).mean())).float()
+        if not with_gp:
+            return loss, None
+        real = real.detach().requires_grad_(True)
+        text = text.detach().requires_grad_(True)
+        with _autocast(cfg, real.device):
+            out = D.judge_pair(D.features(real), text)
+        grad_img, grad_txt = torch.autograd.grad(out.sum(), (real, text), create_graph=True)
+        gp = torch.cat([grad_img.flatten(1), grad_txt.flatten(1)], dim=1).float().norm(2, dim=1).pow(cfg.gp_power).mean()
+        return loss + cfg.gp_weight * cfg.gp_every * gp, gp
+
+
+def _autocast(config: TrainConfig, device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
 
 
 def _stop(reason: str, last_good: Path | None) -> NoReturn:
@@ -98,33 +125,40 @@ def train(
     *,
     resume: bool = False,
     on_log: Callable[[dict], None] | None = None,
+    timeout_s: int = DEFAULT_TIMEOUT_S,
 ) -> TrainResult:
-    with torch_threads(config.threads):
-        return _train(config, Path(out_dir), resume, on_log)
+    """Train in this process, or as one rank of a ``torchrun`` job (see ``train/distributed.py``)."""
+    with process_group(timeout_s) as world, torch_threads(world.threads(config.threads)):
+        return _train(config, Path(out_dir), resume, on_log, world)
 
 
-def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[dict], None] | None) -> TrainResult:
+def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[dict], None] | None,
+           world: World) -> TrainResult:
     existing = latest_checkpoint(out_dir)
     if existing is not None and not resume:
         raise ConfigError(f"{out_dir} already holds checkpoints; pass --resume to continue or choose a new --out")
+    per_rank = world.per_rank_batch(config.batch_size)
+    device = world.device
     torch.manual_seed(config.seed)
 
-    # data: images in [-1, 1] and their caption vectors, precomputed once (cached on disk)
-    dataset = load_dataset(config.data.name, **config.data.build_options()).split("train")
+    # data: images in [-1, 1] and their caption vectors, precomputed once (cached on disk; rank 0 builds)
+    with main_first(world):
+        dataset = load_dataset(config.data.name, **config.data.build_options()).split("train")
+        encoder = TextEncoder()
+        unique = sorted(set(dataset.captions))
+        unique_vecs = encoder.encode(unique)
+        sample_text = encoder.encode(config.sample_captions).repeat_interleave(config.sample_seeds, 0)
     images = torch.from_numpy(dataset.images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    images = images.contiguous(memory_format=memory_format)
-    encoder = TextEncoder()
-    unique = sorted(set(dataset.captions))
-    unique_vecs = encoder.encode(unique)
+    images = images.contiguous(memory_format=memory_format).to(device)
     position = {caption: i for i, caption in enumerate(unique)}
-    text_vecs = unique_vecs[torch.tensor([position[c] for c in dataset.captions])]
-    sample_text = encoder.encode(config.sample_captions).repeat_interleave(config.sample_seeds, 0)
+    text_vecs = unique_vecs[torch.tensor([position[c] for c in dataset.captions])].to(device)
     sample_z = torch.randn(len(sample_text), config.generator.z_dim, generator=torch.Generator().manual_seed(SAMPLE_SEED))
+    sample_text, sample_z = sample_text.to(device), sample_z.to(device)
 
-    G = DFGenerator(config.generator).to(memory_format=memory_format)
+    G = DFGenerator(config.generator).to(device, memory_format=memory_format)
     D = DFDiscriminator(config.generator.image_size, config.discriminator.ndf, config.generator.text_dim)
-    D = D.to(memory_format=memory_format)
+    D = D.to(device, memory_format=memory_format)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     opt_g = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=config.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=config.betas)
@@ -141,61 +175,64 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
                 "restore them or start a new --out"
             )
         start_step = load_train_state(existing, modules=modules, optimizers=optimizers)["step"]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    if world.broadcast(start_step) != start_step:
+        raise ConfigError(f"rank {world.rank} would resume at step {start_step}, rank 0 elsewhere: "
+                          "--out must be one folder every node sees (a shared filesystem)")
+    # DDP after the resume: it broadcasts rank 0's weights, and every rank loaded the same checkpoint
+    G_train, D_loss = world.wrap(G), world.wrap(DiscriminatorLoss(D, config))
+    if world.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
 
-    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16)  # noqa: E731
-    meta = {"train_config": config.name, "data": config.data.model_dump(mode="json"), "params": count_params(G), "discriminator_params": count_params(D)}
+    meta = {"train_config": config.name, "data": config.data.model_dump(mode="json"), "params": count_params(G),
+            "discriminator_params": count_params(D), "processes": world.size}
     last_good = existing
     window_start, window_images, total_images, started = time.perf_counter(), 0, 0, time.perf_counter()
     log_path = out_dir / "log.jsonl"
-    if log_path.exists():  # drop records of steps redone after a resume, so the log times each step once
+    if world.is_main and log_path.exists():  # drop records of steps redone after a resume: each step logged once
         kept = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= start_step]
         log_path.write_text("".join(line + "\n" for line in kept))
 
     def checkpoint(step: int) -> Path:
         folder = out_dir / CHECKPOINTS / f"step-{step:07d}"
-        with atomic_dir(folder, replace=True) as tmp:
-            write_generator(tmp, G_ema, {**meta, "step": step})
-            save_train_state(tmp, modules=modules, optimizers=optimizers, meta={"step": step})
-        for old in sorted((out_dir / CHECKPOINTS).glob("step-*"))[: -config.keep_checkpoints]:
-            shutil.rmtree(old)
+        if world.is_main:
+            with atomic_dir(folder, replace=True) as tmp:
+                write_generator(tmp, G_ema, {**meta, "step": step})
+                save_train_state(tmp, modules=modules, optimizers=optimizers, meta={"step": step})
+            for old in sorted((out_dir / CHECKPOINTS).glob("step-*"))[: -config.keep_checkpoints]:
+                shutil.rmtree(old)
         return folder
 
     def samples(step: int) -> None:
-        with torch.no_grad(), autocast():
+        if not world.is_main:
+            return
+        with torch.no_grad(), _autocast(config, device):
             fake = G_ema(sample_z, sample_text)
         labels = [c for c in config.sample_captions for _ in range(config.sample_seeds)]
         save_grid(out_dir / "samples" / f"step-{step:07d}.png", to_images(fake), labels,
                   columns=config.sample_seeds * 2, tile_px=64)
 
     for step in range(start_step, config.steps):
+        # the global batch of this step, from (seed, step) alone; this rank keeps its slice
         noise = _step_generator(config.seed, step)
-        idx = _batch_indices(config.seed, step, len(images), config.batch_size)
-        real, text = images[idx], text_vecs[idx]
-        z = torch.randn(len(idx), config.generator.z_dim, generator=noise)
+        idx = _batch_indices(config.seed, step, len(images), config.batch_size).to(device)
+        z = torch.randn(len(idx), config.generator.z_dim, generator=noise).to(device)
+        real, text, mismatched = images[idx], text_vecs[idx], text_vecs[idx].roll(1, 0)
+        real, text, mismatched, z = (world.shard(t) for t in (real, text, mismatched, z))
 
         # discriminator: real/matching vs fake and real/mismatched captions (hinge), plus lazy MA-GP
-        with autocast():
-            fake = G(z, text)
-            feats_real = D.features(real)
-            d_real = D.judge_pair(feats_real, text)
-            d_mismatch = D.judge_pair(feats_real, text.roll(1, 0))
-            d_fake = D.judge_pair(D.features(fake.detach()), text)
-        loss_d = F.relu(1 - d_real).mean() + 0.5 * (F.relu(1 + d_fake).mean() + F.relu(1 + d_mismatch).mean())
-        loss_d = loss_d.float()
-        gp = None
-        if step % config.gp_every == 0:
-            gp = _ma_gp(D, real, text, config.gp_power, autocast)
-            loss_d = loss_d + config.gp_weight * config.gp_every * gp
+        with _autocast(config, device):
+            fake = G_train(z, text)
+        loss_d, gp = D_loss(real, text, mismatched, fake.detach(), step % config.gp_every == 0)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
 
         # generator: fool D on matching captions, plus an optional paired reconstruction term (each caption
         # has one or two real images, so the pair anchors layout and colour early on). MSE, not pix2pix's L1:
-        # on sparse images (shapes: 92% white) L1's per-pixel median is a blank canvas, a dead end
-        with autocast():
+        # on sparse images (shapes: 92% white) L1's per-pixel median is a blank canvas, a dead end.
+        # D here is the bare module: its gradients from this pass are never synced or used (zeroed at its step)
+        with _autocast(config, device):
             loss_adv = -D.judge_pair(D.features(fake), text).mean().float()
         loss_recon = F.mse_loss(fake.float(), real)
         loss_g = loss_adv + config.recon_weight * loss_recon if config.recon_weight else loss_adv
@@ -204,28 +241,31 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
         opt_g.step()
         _ema_update(G_ema, G, min(config.ema_decay, (1 + step) / (10 + step)))
 
-        losses = {"loss_d": loss_d.item(), "loss_g": loss_adv.item(), "mse": loss_recon.item(),
-                  **({"gp": gp.item()} if gp is not None else {})}
+        losses = world.mean({"loss_d": loss_d.item(), "loss_g": loss_adv.item(), "mse": loss_recon.item(),
+                             **({"gp": gp.item()} if gp is not None else {})})
         bad = {k: v for k, v in losses.items() if not math.isfinite(v) or abs(v) > config.max_loss}
         if bad:
             name, value = next(iter(bad.items()))
             _stop(f"training diverged at step {step}: {name} = {value:.4g}", last_good)
-        window_images += len(idx)
-        total_images += len(idx)
+        window_images += config.batch_size
+        total_images += config.batch_size
         done = step + 1
         if done % config.log_every == 0 or done == config.steps:
             now = time.perf_counter()
             seconds = now - window_start
-            spread = fake.detach().float().std(dim=0).mean().item()  # how much the batch's samples differ
+            # how much the batch's samples differ (mean over ranks)
+            spread = world.mean({"spread": fake.detach().float().std(dim=0).mean().item()})["spread"]
             record = {"step": done, "seconds": round(seconds, 3), "images_per_s": round(window_images / seconds, 2),
                       **losses, "sample_spread": round(spread, 5)}
             if spread < config.min_sample_spread:
                 _stop(f"generator collapsed at step {done}: all samples are the same image "
                       f"(spread {spread:.2g} < min_sample_spread {config.min_sample_spread})", last_good)
-            with log_path.open("a") as fh:
-                fh.write(json.dumps(record) + "\n")
-            if on_log:
-                on_log({**record, "total_steps": config.steps})
+            world.check_in_sync(modules, done)
+            if world.is_main:
+                with log_path.open("a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                if on_log:
+                    on_log({**record, "total_steps": config.steps})
             window_start, window_images = now, 0
         if done % config.sample_every == 0 or done == config.steps:
             samples(done)
@@ -233,7 +273,9 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
             last_good = checkpoint(done)
 
     seconds = time.perf_counter() - started
-    final_meta = {**meta, "step": config.steps}
-    final_dir = save_generator(out_dir / "final", G_ema, final_meta)
+    final_dir = out_dir / "final"
+    if world.is_main:
+        save_generator(final_dir, G_ema, {**meta, "step": config.steps})
+    world.barrier()  # every rank returns once the final model is on disk
     return TrainResult(out_dir, final_dir, config.steps, start_step, seconds,
                        total_images / seconds if seconds > 0 else 0.0)

@@ -25,7 +25,7 @@ def _flatten_optimizer(prefix: str, optimizer: torch.optim.Optimizer) -> tuple[d
     for index, per_param in state["state"].items():
         for key, value in per_param.items():
             tensor = value if torch.is_tensor(value) else torch.tensor(value)
-            tensors[f"{prefix}.{index}.{key}"] = tensor.detach().contiguous().clone()
+            tensors[f"{prefix}.{index}.{key}"] = tensor.detach().cpu().contiguous().clone()
     return tensors, state["param_groups"]
 
 
@@ -43,7 +43,7 @@ def save_train_state(folder: Path, *, modules: dict[str, torch.nn.Module],
     tensors: dict[str, torch.Tensor] = {}
     groups = {}
     for name, module in modules.items():
-        tensors.update({f"{name}.{k}": v.detach().contiguous().clone() for k, v in module.state_dict().items()})
+        tensors.update({f"{name}.{k}": v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()})
     for name, optimizer in optimizers.items():
         flat, groups[name] = _flatten_optimizer(name, optimizer)
         tensors.update(flat)
