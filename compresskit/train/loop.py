@@ -3,6 +3,9 @@
 Deterministic on CPU: model init from ``seed``; the batch order and the noise of step ``s`` are derived
 from ``(seed, s)`` alone, so a resumed run draws exactly what an uninterrupted one would have.
 
+Under ``torchrun`` every rank runs this loop on its slice of that same global batch (``batch_size`` is
+global), G and D's loss train under DistributedDataParallel, and rank 0 alone writes (``distributed.py``).
+
 Run folder:
     config.yaml                     the resolved training config
     checkpoints/step-0000500/       config.json + model.safetensors (EMA generator, usable as --model)
