@@ -14,7 +14,7 @@ from .cache import atomic_file
 
 def to_images(tensor) -> np.ndarray:
     """Generator output, float NCHW in [-1, 1] (a torch tensor) -> uint8 NHWC."""
-    return ((tensor.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    return ((tensor.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 def labelled_grid(

@@ -26,6 +26,14 @@ from .io import load_generator, write_generator
 from .stats import generator_stats
 
 SAMPLES_FILE = "samples.png"
+SWEEP_FILE = "attributes.png"
+# shapes teachers: one attribute changes per row (colour, then shape, size, position) against row 1
+ATTRIBUTE_SWEEP = (
+    "a large red circle at the center", "a large green circle at the center", "a large blue circle at the center",
+    "a large yellow circle at the center", "a large red square at the center", "a large red triangle at the center",
+    "a large red diamond at the center", "a small red circle at the center", "a large red circle at the top left",
+    "a large red circle at the bottom right", "a large red circle at the top",
+)
 CARD_FILE = "MODEL_CARD.md"
 
 
@@ -62,8 +70,16 @@ def quality(generator: torch.nn.Module, data: dict, seed: int = 0) -> dict:
     evalset = eval_set(data)
     generated = generate_for(generator, evalset.captions, seed=seed)
     options = {"seed": seed, "distribution": len(evalset.captions) >= MIN_SAMPLES}
-    return {"n": len(evalset.captions), "seed": seed, "data": evalset.data,
-            "model": evaluate(generated, evalset, **options), "real": evaluate(evalset.real_eval, evalset, **options)}
+    figures = {"n": len(evalset.captions), "seed": seed, "data": evalset.data,
+               "model": evaluate(generated, evalset, **options), "real": evaluate(evalset.real_eval, evalset, **options)}
+    if evalset.labels is not None:  # shapes: attribute accuracy of one-object and two-object captions apart
+        from ..metrics.attributes import attribute_accuracy
+
+        objects = (evalset.labels[:, :, 0] >= 0).sum(1)
+        figures["by_objects"] = {int(k): {"n": int((objects == k).sum()),
+                                          **attribute_accuracy(generated[objects == k], evalset.labels[objects == k])}
+                                 for k in sorted(set(objects.tolist()))}
+    return figures
 
 
 def _cpu_name() -> str:
@@ -94,6 +110,10 @@ def write_card(run_dir: Path, out_dir: Path, *, checkpoint: int | None = None, t
         grid = generate(generator, captions, n=8, seed=0)
         flat = grid.images.reshape(-1, *grid.images.shape[2:])
         save_grid(tmp / SAMPLES_FILE, flat, [f"{c} #{j}" for c in captions for j in range(8)], columns=8, tile_px=64)
+        if figures["config"]["data"]["name"] == "shapes":
+            sweep = generate(generator, list(ATTRIBUTE_SWEEP), n=6, seed=0)
+            save_grid(tmp / SWEEP_FILE, sweep.images.reshape(-1, *sweep.images.shape[2:]),
+                      [c for c in ATTRIBUTE_SWEEP for _ in range(6)], columns=6, tile_px=64)
         text = _card_text(name, run_dir, figures, stats, captions, quality(generator, figures["config"]["data"]))
         (tmp / CARD_FILE).write_text(text, encoding="utf-8")
     return out_dir
@@ -123,6 +143,16 @@ def _quality_section(name: str, q: dict) -> str:
     attr_note = ("\nAttribute accuracy: the analytic reader `compresskit.metrics.attribute_accuracy` on each image; "
                  "`object` needs colour, shape, size and position all right, `image` needs every object right and "
                  "nothing extra.\n") if "attr_accuracy" in model else ""
+    if "by_objects" in q:
+        keys = list(model["attr_accuracy"]["per_attribute"])
+        attr_note += ("\nBy the number of objects a caption asks for (the same images):\n\n"
+                      f"| objects | n | {' | '.join(keys)} |\n|---|---|{'---|' * len(keys)}\n"
+                      + "".join(f"| {k} | {row['n']} | {' | '.join(f'{row[a]:.3f}' for a in keys)} |\n"
+                                for k, row in q["by_objects"].items()))
+        attr_note += (f"\n`{SWEEP_FILE}`: one attribute changes per row against the first row (colour, shape, size, "
+                      f"position), 6 noise seeds each. Reproduce: `compresskit generate "
+                      f"{' '.join(json.dumps(c) for c in ATTRIBUTE_SWEEP)} --model {name} --n 6 --seed 0 -o {SWEEP_FILE}`."
+                      f"\n\n![attribute sweep]({SWEEP_FILE})\n")
     return f"""
 ## Quality
 
