@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import __version__
-from .errors import CompresskitError, ConfigError, DataError
+from .errors import CompresskitError, DataError
 
 app = typer.Typer(
     help="Shrink trained text-to-image generators for edge CPUs, and prove it with numbers.",
@@ -180,22 +180,21 @@ def train(
     """
     from .train import load_train_config
     from .train import train as run_training
-    from .train.distributed import World, launched_by_torchrun, torchrun
+    from .train.distributed import World, launch_rank, launched_by_torchrun, torchrun
 
     cfg = load_train_config(config)
     out = out or Path("runs") / "train" / cfg.name
     if nproc_per_node > 1 and not launched_by_torchrun():
-        from .train.loop import latest_checkpoint
+        from .train.loop import existing_checkpoint
 
         World(size=nproc_per_node).per_rank_batch(cfg.batch_size)  # bad input fails here, not in N processes
-        if latest_checkpoint(out) is not None and not resume:
-            raise ConfigError(f"{out} already holds checkpoints; pass --resume to continue or choose a new --out")
+        existing_checkpoint(out, resume)
         torchrun(nproc_per_node, ["train", str(config), "--out", str(out), "--timeout", str(timeout),
                                   *(["--resume"] if resume else [])])
         return
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[stats]}"), TimeElapsedColumn())
-    is_main = int(os.environ.get("RANK", "0")) == 0
+    is_main = launch_rank() == 0
     with Progress(*columns, console=err, disable=not is_main) as bar:
         task = bar.add_task(f"train {cfg.name}", total=cfg.steps, stats="")
 

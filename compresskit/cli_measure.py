@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -68,7 +67,7 @@ def run_recipe(
     from .bench.report import REPORT_JSON, bench_run, failed_report
     from .recipe import load_recipe
     from .runner import run
-    from .train.distributed import launched_by_torchrun, torchrun
+    from .train.distributed import launch_rank, launched_by_torchrun, torchrun
 
     parsed = load_recipe(recipe)
     folder = out_dir or Path("runs") / parsed.name
@@ -76,7 +75,7 @@ def run_recipe(
         torchrun(nproc_per_node, ["run", str(recipe), "--out", str(folder), *([] if bench else ["--no-bench"]),
                                   *(["--json"] if as_json else [])])
         return
-    if int(os.environ.get("RANK", "0")) != 0:  # a torchrun follower: its share of the steps, then done
+    if launch_rank() != 0:  # a torchrun follower: its share of the steps, then done
         run(parsed, folder)
         return
 

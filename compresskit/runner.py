@@ -160,7 +160,7 @@ def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[str, dict], None] | 
             started = time.perf_counter()
             ctx.scratch = run_dir / "scratch" / folder.name
             try:
-                produced, cached = _step(cls, step, current, folder, output_id, ctx, world, emit)
+                produced, cached = _step(cls, step, config, current, folder, output_id, ctx, world, emit)
             except CompresskitError as exc:
                 records.append(StepRecord(step.index + 1, step.name, current.id, output_id, str(folder), False,
                                           round(time.perf_counter() - started, 3), "failed", error=str(exc)))
@@ -176,8 +176,8 @@ def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[str, dict], None] | 
     return RunResult(run_dir, root, records, current)
 
 
-def _step(cls, step, current: Artifact, folder: Path, output_id: str, ctx: PassContext, world: World,
-          emit) -> tuple[Artifact, bool]:
+def _step(cls, step, config: dict, current: Artifact, folder: Path, output_id: str, ctx: PassContext,
+          world: World, emit) -> tuple[Artifact, bool]:
     """Reuse the step's intact artifact or run its pass; returns (artifact, cached).
 
     Under torchrun rank 0 checks the cache and writes the artifact; the other ranks join a distributed
@@ -191,8 +191,7 @@ def _step(cls, step, current: Artifact, folder: Path, output_id: str, ctx: PassC
                 meta = cls(step.config).run(current, tmp, ctx)
                 written = write_manifest(
                     tmp, id=output_id, parent_id=current.id, format=cls.produces,
-                    producer={"pass": step.name, "config": step.config.model_dump(mode="json"),
-                              "versions": _versions(cls.libraries)},
+                    producer={"pass": step.name, "config": config, "versions": _versions(cls.libraries)},
                     io=current.io, meta=meta)
             produced = dataclasses.replace(written, path=folder)
         elif cls.distributed:

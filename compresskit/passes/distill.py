@@ -152,8 +152,9 @@ class Distill(Pass):
         val_gen = torch.Generator().manual_seed(ctx.seed + 99)
         val_z = torch.randn(cfg.validation_size, z_dim, generator=val_gen).to(device)
         val_text = pool[torch.randint(len(pool), (cfg.validation_size,), generator=val_gen).to(device)]
-        with torch.no_grad():
-            val_target = teacher(val_z, val_text)
+        if world.is_main:  # rank 0 alone validates
+            with torch.no_grad():
+                val_target = teacher(val_z, val_text)
 
         example = (val_z[:2], val_text[:2])
         adapters = nn.ModuleDict({

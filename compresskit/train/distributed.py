@@ -139,6 +139,11 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def launch_rank() -> int:
+    """This process's rank as torchrun set it (0 outside torchrun), readable before the group is joined."""
+    return int(os.environ.get("RANK", "0"))
+
+
 @contextmanager
 def process_group(timeout_s: int = DEFAULT_TIMEOUT_S) -> Iterator[World]:
     """Join torchrun's process group for the block (gloo on CPU, nccl when CUDA is there); yield the world.

@@ -75,6 +75,14 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
     return folders[-1] if folders else None
 
 
+def existing_checkpoint(out_dir: Path, resume: bool) -> Path | None:
+    """The run's last checkpoint; an error if there is one and the caller did not ask to resume."""
+    existing = latest_checkpoint(out_dir)
+    if existing is not None and not resume:
+        raise ConfigError(f"{out_dir} already holds checkpoints; pass --resume to continue or choose a new --out")
+    return existing
+
+
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     with torch.no_grad():
         for p_ema, p in zip(ema.parameters(), model.parameters()):
@@ -137,10 +145,8 @@ def train(
 
 def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[dict], None] | None,
            world: World) -> TrainResult:
-    existing = latest_checkpoint(out_dir)
-    if existing is not None and not resume:
-        raise ConfigError(f"{out_dir} already holds checkpoints; pass --resume to continue or choose a new --out")
-    per_rank = world.per_rank_batch(config.batch_size)
+    existing = existing_checkpoint(out_dir, resume)
+    world.per_rank_batch(config.batch_size)  # the global batch must split evenly over the ranks
     device = world.device
     torch.manual_seed(config.seed)
 
