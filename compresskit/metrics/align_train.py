@@ -18,6 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from ..cache import atomic_dir
+from ..models.checksums import write_checksums
 from ..data import load_dataset
 from ..text import TextEncoder
 from .alignment import R_CANDIDATES, AlignerConfig, ImageEncoder, alignment_scores, embed_images, save_aligner
@@ -95,6 +96,7 @@ def train_aligner(
     }
     with atomic_dir(Path(out_dir), replace=True) as tmp:
         save_aligner(tmp, model, figures)
+        write_checksums(tmp)
         (tmp / "MODEL_CARD.md").write_text(_card(figures, model), encoding="utf-8")
     return figures
 

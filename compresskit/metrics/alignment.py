@@ -74,9 +74,11 @@ def aligner_installed(ref: str = "emoji32-align") -> bool:
 
 
 def load_aligner(ref: str | Path = "emoji32-align") -> ImageEncoder:
+    from ..models.checksums import verify_model_folder
     from ..models.io import ZOO_DIR
 
     folder = ZOO_DIR / str(ref) if (ZOO_DIR / str(ref) / "config.json").is_file() else Path(ref)
+    verify_model_folder(folder)
     try:
         config = json.loads((folder / "config.json").read_text("utf-8"))
         state = load_file(str(folder / "model.safetensors"))

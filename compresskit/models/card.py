@@ -22,6 +22,7 @@ import yaml
 
 from ..cache import atomic_dir
 from ..errors import ModelError
+from .checksums import write_checksums
 from .io import load_generator, write_generator
 from .stats import generator_stats
 
@@ -54,7 +55,7 @@ def training_figures(run_dir: Path, up_to_step: int) -> dict:
         "steps": up_to_step,
         "batch_size": config["batch_size"],
         "images_seen": up_to_step * config["batch_size"],
-        "wall_seconds": round(seconds * up_to_step / records[-1]["step"]),  # extrapolated past the last record
+        "wall_seconds": round(seconds * up_to_step / records[-1]["step"], 1),  # extrapolated past the last record
         "images_per_s_overall": round(records[-1]["step"] * config["batch_size"] / seconds, 1),
         "images_per_s_median_window": round(statistics.median(rates), 1),
         "threads": config.get("threads") or "torch's default number of",
@@ -116,6 +117,7 @@ def write_card(run_dir: Path, out_dir: Path, *, checkpoint: int | None = None, t
                       [c for c in ATTRIBUTE_SWEEP for _ in range(6)], columns=6, tile_px=64)
         text = _card_text(name, run_dir, figures, stats, captions, quality(generator, figures["config"]["data"]))
         (tmp / CARD_FILE).write_text(text, encoding="utf-8")
+        write_checksums(tmp)  # last: the sha256 of every file of the model folder
     return out_dir
 
 

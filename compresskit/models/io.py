@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from ..cache import atomic_dir
 from ..config_errors import validation_message
 from ..errors import ModelError
+from .checksums import verify_model_folder, write_checksums
 from .dfgan import DFGenerator, GeneratorConfig
 
 CONFIG_FILE = "config.json"
@@ -46,6 +47,7 @@ def resolve_model_dir(ref: str | Path) -> Path:
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (folder / name).is_file():
             raise ModelError(f"{folder} has no {name}; point --model at a folder written by compresskit train")
+    verify_model_folder(folder)  # every file against checksums.sha256, before anything reads it
     return folder
 
 
@@ -62,6 +64,7 @@ def save_generator(folder: Path, generator: DFGenerator, meta: dict | None = Non
     folder = Path(folder)
     with atomic_dir(folder, replace=True) as tmp:
         write_generator(tmp, generator, meta)
+        write_checksums(tmp)
     return folder
 
 

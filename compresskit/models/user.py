@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import ModelError
+from ..text.encoder import EMBED_DIM
 
 FACTORY_FILE = "factory.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -87,6 +88,64 @@ def build(spec: FactorySpec, pruning_history: list | None = None) -> nn.Module:
         graph.load_pruning_history(pruning_history)
     model.config = UserConfig(spec)
     return model.eval()
+
+
+def prove_spec(model: nn.Module, spec: FactorySpec) -> None:
+    """One forward with the declared ``z_dim``/``text_dim``; the output checked against ``image_size`` and [-1, 1].
+
+    A mismatch is a ModelError (exit 2) naming the field, the declared and the actual value, before any pass runs.
+    """
+    try:
+        images = _forward(model, spec)
+    except Exception as exc:  # noqa: BLE001 - whatever the user's model raises becomes one line naming the field
+        raise ModelError(_width_mismatch(model, spec, exc)) from None
+    size = spec.image_size
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ModelError(f"input: the model returned {got}, not images (N, 3, {size}, {size}); forward(z, text) "
+                         f"must return one image tensor")
+    _, channels, height, width = images.shape
+    if channels != 3:
+        raise ModelError(f"input: the model draws {channels}-channel images; compresskit generators draw RGB (3 channels)")
+    if (height, width) != (size, size):
+        fix = f"set input.image_size: {height}" if height == width else "compresskit generators draw square images"
+        raise ModelError(f"input.image_size: declared {size}, but the model draws {height}x{width} px images; {fix}")
+    if not torch.isfinite(images).all():
+        raise ModelError("input: the model's output holds NaN or infinite pixels for ordinary inputs; check the weights")
+    low, high = float(images.min()), float(images.max())
+    if low < -1.001 or high > 1.001:
+        raise ModelError(f"input: the model's output spans [{low:.3g}, {high:.3g}], outside [-1, 1]; end forward "
+                         f"with tanh (compresskit reads pixels in [-1, 1])")
+
+
+def _forward(model: nn.Module, spec: FactorySpec):
+    with torch.inference_mode():
+        return model(*example_inputs(spec))
+
+
+def _width_mismatch(model: nn.Module, spec: FactorySpec, exc: Exception) -> str:
+    """Which declared width is wrong, and the one the model takes (found by trying its layers' input widths)."""
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    fields = [("z_dim", spec.text_dim), ("text_dim", spec.z_dim)]
+    if spec.text_dim != EMBED_DIM:  # the caption vectors are MiniLM's 384-d: a text_dim off that is the suspect
+        fields.reverse()
+    for field, other in fields:
+        declared = getattr(spec, field)
+        widths = set()
+        for module in model.modules():
+            for attr in ("in_features", "in_channels"):
+                value = getattr(module, attr, None)
+                if isinstance(value, int):
+                    widths |= {value, value - other}  # a layer reading this input alone, or concatenated with the other
+        for width in sorted(w for w in widths if 1 <= w <= 65_536 and w != declared)[:64]:
+            try:
+                _forward(model, spec.model_copy(update={field: width}))
+            except Exception:  # noqa: BLE001 - not this width
+                continue
+            return (f"input.{field}: declared {declared}, but the model takes {width} (a forward with {field} "
+                    f"{declared} failed: {reason}); set input.{field}: {width}")
+    return (f"input: the model does not run on z of width {spec.z_dim} and text of width {spec.text_dim} ({reason}); "
+            f"declare the widths it was built with (input.z_dim, input.text_dim)")
 
 
 def write_user_generator(folder: Path, model: nn.Module, spec: FactorySpec, *, pruning_history: list | None = None,

@@ -37,6 +37,7 @@ from ..data import load_dataset
 from ..errors import ConfigError, TrainingDiverged
 from ..grid import save_grid, to_images
 from ..models import DFDiscriminator, DFGenerator, count_params, save_generator
+from ..models.checksums import write_checksums
 from ..models.io import write_generator
 from ..text import TextEncoder
 from ..threads import torch_threads
@@ -208,6 +209,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
             with atomic_dir(folder, replace=True) as tmp:
                 write_generator(tmp, G_ema, {**meta, "step": step})
                 save_train_state(tmp, modules=modules, optimizers=optimizers, meta={"step": step})
+                write_checksums(tmp)
             for old in sorted((out_dir / CHECKPOINTS).glob("step-*"))[: -config.keep_checkpoints]:
                 shutil.rmtree(old)
         return folder

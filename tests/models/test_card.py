@@ -14,7 +14,8 @@ TINY = Path(__file__).resolve().parents[2] / "recipes" / "train" / "emoji32-tiny
 def test_card_packages_a_run_with_measured_figures(tmp_path):
     run = train(load_train_config(TINY), tmp_path / "run")
     folder = write_card(tmp_path / "run", tmp_path / "model")
-    assert sorted(p.name for p in folder.iterdir()) == ["MODEL_CARD.md", "config.json", "model.safetensors", "samples.png"]
+    assert sorted(p.name for p in folder.iterdir()) == ["MODEL_CARD.md", "checksums.sha256", "config.json",
+                                                        "model.safetensors", "samples.png"]
     generator = load_generator(folder)
     assert generator.meta["step"] == 6 and generator.meta["name"] == "model"
     card = (folder / "MODEL_CARD.md").read_text()

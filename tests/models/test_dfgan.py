@@ -95,9 +95,14 @@ def test_discriminator_judges_pairs():
 
 
 class TestBadCheckpoints:
+    """What loading checks in a folder without checksums.sha256 (a user's own export); with one, any edit
+    below is caught first by the checksum (tests/test_reliability_round2.py)."""
+
     @pytest.fixture
     def folder(self, tmp_path):
-        return save_generator(tmp_path / "g", create_generator(ngf=4, text_hidden=8, fuse_hidden=4))
+        folder = save_generator(tmp_path / "g", create_generator(ngf=4, text_hidden=8, fuse_hidden=4))
+        (folder / "checksums.sha256").unlink()
+        return folder
 
     def test_missing_folder(self, tmp_path):
         with pytest.raises(ModelError, match="not a shipped model"):
