@@ -1,7 +1,8 @@
 """Time generators per backend with pytest-benchmark (batch ``--batch``, ``--threads`` threads).
 
 The teacher (``--model``) runs in torch eager fp32 (the baseline), and as exported ONNX (onnxruntime),
-OpenVINO IR and NNCF INT8 IR; ``--runs`` adds every artifact of finished recipe runs. Save a baseline
+OpenVINO IR and NNCF INT8 IR (default settings); ``--runs`` adds every artifact of finished recipe runs.
+Each runs as deployed (``compresskit.runtimes.Deployment``: static shapes, latency hint at batch 1). Save a baseline
 and fail a later run that is slower, see benchmarks/README.md.
 """
 
@@ -15,10 +16,9 @@ from compresskit.artifact import load_artifact
 from compresskit.passes.parity import parity_inputs
 from compresskit.recipe import parse_recipe
 from compresskit.runner import run
-from compresskit.runtimes import load_runtime
+from compresskit.runtimes import Deployment, load_runtime
 
-TEACHER_STEPS = [{"sanitize": {}}, {"export_onnx": {}}, {"export_openvino": {}},
-                 {"quantize_nncf": {"subset_size": 128}}]
+TEACHER_STEPS = [{"sanitize": {}}, {"export_onnx": {}}, {"export_openvino": {}}, {"quantize_nncf": {}}]
 LABELS = {"sanitize": "torch-fp32", "export_onnx": "onnxruntime-fp32", "export_openvino": "openvino-fp32",
           "quantize_nncf": "openvino-int8"}
 
@@ -35,10 +35,11 @@ def teacher_artifacts(pytestconfig) -> dict[str, Path]:
 def _time(benchmark, folder: Path, pytestconfig) -> None:
     threads, batch = pytestconfig.getoption("--threads"), pytestconfig.getoption("--batch")
     artifact = load_artifact(folder)
-    runtime = load_runtime(artifact, threads)
+    deploy = Deployment(threads=threads, batch=batch, hint="latency" if batch == 1 else "throughput")
+    runtime = load_runtime(artifact, deploy=deploy)  # as deployed: static shapes, performance hint
     inputs = parity_inputs(artifact.io, batch, 0)
     benchmark.extra_info.update({"backend": runtime.backend, "threads": threads, "batch": batch,
-                                 "artifact_id": artifact.id, "format": artifact.format})
+                                 "artifact_id": artifact.id, "format": artifact.format, "runtime": runtime.settings})
     images = benchmark.pedantic(runtime, args=(inputs,), rounds=60, iterations=1, warmup_rounds=5)
     assert images.shape[0] == batch and images.shape[1] == 3
 

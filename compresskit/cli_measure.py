@@ -1,4 +1,5 @@
-"""The release side of the command line: ``run`` (steps + measurement + gates), ``bench``, ``gate``, ``compare``.
+"""The release side of the command line: ``run`` (steps + measurement + gates), ``bench``, ``gate``, ``compare``,
+``time`` (one artifact alone).
 
 Exit codes: 0 done (and every gate passed), 1 a gate or a step failed, 2 bad input.
 """
@@ -19,6 +20,7 @@ from .errors import CompresskitError, ConfigError, GateFailed
 
 out = Console()
 err = Console(stderr=True)
+ACTIVITY = {"now": None}  # what a run is doing, for the one line an interruption prints (cli.main)
 
 
 def _rich_table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
@@ -62,9 +64,10 @@ def run_recipe(
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json (or run.json with --no-bench) on stdout.")] = False,
     nproc_per_node: Annotated[int, typer.Option(min=1, max=1024, help=(
         "Run with this many processes under torchrun: distill trains DDP over them, the rest runs on rank 0."))] = 1,
+    wait: Annotated[bool, typer.Option("--wait", help="If another run holds the run folder, wait for it.")] = False,
 ) -> None:
     """Take a generator through a recipe's passes (finished steps are reused), measure, and gate."""
-    from .bench.report import REPORT_JSON, bench_run, failed_report
+    from .lock import run_lock
     from .recipe import load_recipe
     from .runner import run
     from .train.distributed import launch_rank, launched_by_torchrun, torchrun
@@ -73,14 +76,22 @@ def run_recipe(
     folder = out_dir or Path("runs") / parsed.name
     if nproc_per_node > 1 and not launched_by_torchrun():
         torchrun(nproc_per_node, ["run", str(recipe), "--out", str(folder), *([] if bench else ["--no-bench"]),
-                                  *(["--json"] if as_json else [])])
+                                  *(["--json"] if as_json else []), *(["--wait"] if wait else [])])
         return
     if launch_rank() != 0:  # a torchrun follower: its share of the steps, then done
         run(parsed, folder)
         return
+    with run_lock(folder, wait=wait):  # held across the steps and the measurement: one owner per run folder
+        _run_and_measure(parsed, folder, bench, as_json)
+
+
+def _run_and_measure(parsed, folder: Path, bench: bool, as_json: bool) -> None:
+    from .bench.report import REPORT_JSON, bench_run, failed_report
+    from .runner import run
 
     def on_event(kind: str, info: dict) -> None:
         if kind == "start":
+            ACTIVITY["now"] = f"step {info['step']} ({info['name']}) of {folder}"
             err.print(f"[bold]step {info['step']}[/] {info['name']} ({info['id']}) ...")
         elif kind == "done":
             how = "reused" if info["cached"] else f"{info['seconds']:.1f} s"
@@ -95,7 +106,9 @@ def run_recipe(
             if (folder / "run.json").is_file():
                 failed_report(folder, parsed.gates)
             raise
+        ACTIVITY["now"] = f"the measurement of {folder}"
         report = bench_run(folder, progress=_progress) if bench else None
+        ACTIVITY["now"] = None
     if as_json:
         typer.echo((folder / (REPORT_JSON if report else "run.json")).read_text("utf-8"))
     else:
@@ -119,10 +132,12 @@ def bench(
     candidates: Annotated[Optional[str], typer.Option(help="Comma-separated step names to measure [all but sanitize].")] = None,
     gates: Annotated[Optional[Path], typer.Option(help="Gates YAML [the recipe's gates].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json on stdout.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="If a run holds the run folder, wait for it.")] = False,
 ) -> None:
     """Measure a run's artifacts (speed, memory, size, quality) against its baseline; rewrite its report."""
     from .bench.gate import load_gates
     from .bench.report import REPORT_JSON, bench_run
+    from .lock import run_lock
     from .recipe import load_recipe
 
     recipe_file = run_dir / "recipe.yaml"
@@ -139,7 +154,7 @@ def bench(
         settings = settings.model_copy(update={"quality": settings.quality.model_copy(update={"n": n})})
     if candidates:
         settings = settings.model_copy(update={"candidates": candidates.split(",")})
-    with contextlib.redirect_stdout(sys.stderr):
+    with contextlib.redirect_stdout(sys.stderr), run_lock(run_dir, wait=wait):
         report = bench_run(run_dir, settings, load_gates(gates) if gates else None, progress=_progress)
     if as_json:
         typer.echo((run_dir / REPORT_JSON).read_text("utf-8"))
@@ -158,8 +173,10 @@ def gate(
     from .bench.compare import load_report
     from .bench.gate import evaluate_gates, load_gates, parse_gates, verdict
     from .bench.markdown import gate_rows
+    from .bench.report import REPORT_JSON, check_report_is_current
 
     report = load_report(report_file)
+    check_report_is_current(report, report_file / REPORT_JSON if report_file.is_dir() else report_file)
     if gates_file is not None:
         specs = load_gates(gates_file)
     elif report.get("recipe", {}).get("gates"):
@@ -196,7 +213,45 @@ def compare(
     err.print(f"wrote {out_dir / 'report.html'} (+ compare.md, compare.json, pareto.png, samples.png)")
 
 
+def time_artifact(
+    artifact_dir: Annotated[Path, typer.Argument(help="An artifact folder (a run's artifacts/NN-step-id or baselines/...).")],
+    threads: Annotated[int, typer.Option(min=1, max=1024, help="Inference threads.")] = 2,
+    rounds: Annotated[int, typer.Option(min=1, max=10_000, help="Timed blocks (the harness's rounds).")] = 10,
+    per_round: Annotated[int, typer.Option(min=1, max=10_000, help="Timed batch-1 calls per block.")] = 20,
+    warmup: Annotated[int, typer.Option(min=0, max=1_000_000, help="Untimed calls first.")] = 20,
+    precision: Annotated[str, typer.Option(help="OpenVINO inference precision: f32 or bf16.")] = "f32",
+    crosscheck: Annotated[bool, typer.Option(help="Also time an OpenVINO IR with benchmark_app (same scenario).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON on stdout.")] = False,
+) -> None:
+    """Time one artifact alone in a fresh process, deployed for batch-1 latency, in the harness's blocks."""
+    from .artifact import load_artifact
+    from .bench.crosscheck import benchmark_app_p50, static_shapes
+    from .bench.harness import time_alone
+    from .bench.speed import percentiles
+    from .runtimes import OPENVINO_XML, PRECISIONS, Deployment
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    artifact = load_artifact(artifact_dir)
+    deploy = Deployment(threads=threads, batch=1, hint="latency", precision=precision)  # type: ignore[arg-type]
+    found = percentiles(time_alone(artifact.path, deploy, warmup=warmup, rounds=rounds, per_round=per_round))
+    result = {"artifact": str(artifact.path), "format": artifact.format, "threads": threads, "precision": precision,
+              "latency_ms_p50": found["p50"], "latency_ms_p90": found["p90"], "n": found["n"]}
+    if crosscheck and artifact.format == "openvino":
+        result["benchmark_app_ms_p50"], result["benchmark_app_command"] = benchmark_app_p50(
+            artifact.file(OPENVINO_XML), static_shapes(artifact.io), threads, precision)
+    if as_json:
+        typer.echo(json.dumps(result, indent=1))
+        return
+    line = (f"{artifact.path.name}: batch-1 p50 {found['p50']:.3f} ms, p90 {found['p90']:.3f} ms "
+            f"({found['n']} calls, {threads} threads)")
+    if "benchmark_app_ms_p50" in result:
+        line += f"; benchmark_app p50 {result['benchmark_app_ms_p50']:.3f} ms"
+    out.print(line)
+
+
 def register(app: typer.Typer) -> None:
+    app.command("time")(time_artifact)
     app.command("run")(run_recipe)
     app.command()(bench)
     app.command()(gate)

@@ -147,16 +147,19 @@ def _check_input(spec: InputSpec, source: str) -> None:
 
 
 def _check_candidates(spec: RecipeFile, steps: list[Step], source: str) -> None:
-    """Names in ``bench.candidates`` and in gates must be steps of this recipe (or final / baseline)."""
-    from .bench.names import step_names
+    """Names in ``bench.candidates``, ``bench.speed.bf16`` and gates must be measurable in this recipe."""
+    from .bench.names import REFERENCES, measurable_names, step_names
 
     names = step_names([s.name for s in steps])
-    for where, name in [("bench.candidates", c) for c in spec.bench.candidates or []] + \
-                       [(f"gates.{i}.candidate", g.candidate) for i, g in enumerate(spec.gates)]:
-        if name not in names and name not in ("final", "baseline"):
-            close = difflib.get_close_matches(name, names, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"steps are {', '.join(names)}, or final / baseline"
-            raise RecipeError(f"{source}: {where}: no step named {name!r}; {hint}")
+    checks = [("bench.candidates", c, [*names, "final"]) for c in spec.bench.candidates or []]
+    checks += [(f"bench.speed.bf16.{i}", c, [*names, "final", *REFERENCES]) for i, c in enumerate(spec.bench.speed.bf16)]
+    gate_names = measurable_names([s.name for s in steps], spec.bench.speed.bf16)
+    checks += [(f"gates.{i}.candidate", g.candidate, gate_names) for i, g in enumerate(spec.gates)]
+    for where, name, valid in checks:
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"one of {', '.join(valid)}"
+            raise RecipeError(f"{source}: {where}: no candidate named {name!r}; {hint}")
 
 
 def parse_recipe(raw: object, source: str = "recipe") -> Recipe:

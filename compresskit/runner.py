@@ -14,6 +14,7 @@ temporary folder that is renamed into place only when the pass and its manifest 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -30,6 +31,7 @@ from . import __version__
 from .artifact import Artifact, artifact_id, load_artifact, sha256_file, write_manifest
 from .cache import atomic_dir, atomic_file, stable_hash
 from .errors import ArtifactError, CompresskitError
+from .lock import run_lock
 from .models import io_spec, load_generator, resolve_model_dir
 from .models.io import CONFIG_FILE, WEIGHTS_FILE
 from .passes.base import PassContext
@@ -84,7 +86,7 @@ def input_artifact(model_ref, artifacts_dir: Path) -> Artifact:
     source = resolve_model_dir(model_ref)
     digest = stable_hash({name: sha256_file(source / name) for name in (CONFIG_FILE, WEIGHTS_FILE)})
     folder = artifacts_dir / f"00-input-{digest}"
-    existing = _reuse(folder, lambda kind, info: None)
+    existing = reuse_artifact(folder, lambda kind, info: None)
     if existing is not None:
         return existing
     generator = load_generator(source)  # validates before copying
@@ -98,18 +100,19 @@ def input_artifact(model_ref, artifacts_dir: Path) -> Artifact:
 
 
 def _factory_artifact(spec_in, artifacts_dir: Path) -> Artifact:
-    from .models.user import FactorySpec, build, load_weights_into, write_user_generator
+    from .models.user import FactorySpec, build, load_weights_into, prove_spec, write_user_generator
 
     spec = FactorySpec(factory=spec_in.factory, kwargs=spec_in.kwargs, z_dim=spec_in.z_dim,
                        text_dim=spec_in.text_dim, image_size=spec_in.image_size)
     weights = Path(spec_in.weights)
     digest = stable_hash({"spec": spec.model_dump(), "weights": sha256_file(weights)})
     folder = artifacts_dir / f"00-input-{digest}"
-    existing = _reuse(folder, lambda kind, info: None)
+    existing = reuse_artifact(folder, lambda kind, info: None)
     if existing is not None:
         return existing
     model = build(spec)
     load_weights_into(model, weights)
+    prove_spec(model, spec)  # one forward with the declared widths, before any pass runs
     with atomic_dir(folder) as tmp:
         write_user_generator(tmp, model, spec, meta={"weights": str(weights)})
         write_manifest(tmp, id=digest, parent_id=None, format="torch",
@@ -130,7 +133,8 @@ def run(
     ``distributed`` (distill) runs on every rank at once, any other on rank 0 while the rest wait.
     """
     with process_group() as world, torch_threads(world.threads(recipe.threads)):
-        return _run(recipe, run_dir, on_event, world)
+        with run_lock(run_dir) if world.is_main else contextlib.nullcontext():  # one owner per run folder
+            return _run(recipe, run_dir, on_event, world)
 
 
 def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[str, dict], None] | None, world: World) -> RunResult:
@@ -140,7 +144,7 @@ def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[str, dict], None] | 
     with main_first(world):  # rank 0 prepares the folder and the input artifact; the others then read it
         if world.is_main:
             artifacts_dir.mkdir(parents=True, exist_ok=True)
-            for stale in artifacts_dir.glob(".*.tmp"):  # a killed run's half-written step: never read, removed
+            for stale in artifacts_dir.glob(".*.tmp"):  # a dead run's half-written step (we hold the lock): removed
                 shutil.rmtree(stale, ignore_errors=True)
             with atomic_file(run_dir / "recipe.yaml") as tmp:
                 tmp.write_text(yaml.safe_dump(recipe.resolved(), sort_keys=False), encoding="utf-8")
@@ -154,7 +158,7 @@ def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[str, dict], None] | 
         for step in recipe.steps:
             cls = pass_class(step.name)
             config = step.config.model_dump(mode="json")
-            output_id = artifact_id(step.name, config, current.id, {"pass": cls.version, **_versions(cls.libraries)})
+            output_id = pass_output_id(cls, step.name, config, current.id)
             folder = artifacts_dir / f"{step.index + 1:02d}-{step.name}-{output_id}"
             emit("start", {"step": step.index + 1, "name": step.name, "id": output_id})
             started = time.perf_counter()
@@ -183,17 +187,11 @@ def _step(cls, step, config: dict, current: Artifact, folder: Path, output_id: s
     Under torchrun rank 0 checks the cache and writes the artifact; the other ranks join a distributed
     pass with a throwaway output folder, wait for rank 0 otherwise, then read rank 0's artifact.
     """
-    produced = _reuse(folder, emit) if world.is_main else None
+    produced = reuse_artifact(folder, emit) if world.is_main else None
     cached = world.broadcast(float(produced is not None)) == 1.0
     if not cached:
         if world.is_main:
-            with atomic_dir(folder) as tmp:
-                meta = cls(step.config).run(current, tmp, ctx)
-                written = write_manifest(
-                    tmp, id=output_id, parent_id=current.id, format=cls.produces,
-                    producer={"pass": step.name, "config": config, "versions": _versions(cls.libraries)},
-                    io=current.io, meta=meta)
-            produced = dataclasses.replace(written, path=folder)
+            produced = produce(cls, step.name, step.config, current, folder, output_id, ctx)
         elif cls.distributed:
             with tempfile.TemporaryDirectory() as discarded:
                 cls(step.config).run(current, Path(discarded), ctx)
@@ -203,7 +201,24 @@ def _step(cls, step, config: dict, current: Artifact, folder: Path, output_id: s
     return (produced if produced is not None else load_artifact(folder)), cached
 
 
-def _reuse(folder: Path, emit) -> Artifact | None:
+def pass_output_id(cls, name: str, config: dict, parent_id: str) -> str:
+    """The id of what pass ``name`` (class ``cls``) makes from ``parent_id`` with ``config`` (a hash chain)."""
+    return artifact_id(name, config, parent_id, {"pass": cls.version, **_versions(cls.libraries)})
+
+
+def produce(cls, name: str, config, src: Artifact, folder: Path, output_id: str, ctx: PassContext) -> Artifact:
+    """Run a pass into ``folder``: written in a temporary folder, manifest last, then renamed into place."""
+    with atomic_dir(folder) as tmp:
+        meta = cls(config).run(src, tmp, ctx)
+        written = write_manifest(
+            tmp, id=output_id, parent_id=src.id, format=cls.produces,
+            producer={"pass": name, "config": config.model_dump(mode="json"), "versions": _versions(cls.libraries)},
+            io=src.io, meta=meta)
+    return dataclasses.replace(written, path=folder)
+
+
+def reuse_artifact(folder: Path, emit=lambda kind, info: None) -> Artifact | None:
+    """The intact artifact in ``folder``, or None (a folder that fails its checksums is deleted)."""
     if not folder.exists():
         return None
     try:

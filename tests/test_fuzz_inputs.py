@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from compresskit.bench.compare import load_report
 from compresskit.bench.gate import GateSpec, parse_gates
+from compresskit.bench.schema import SCHEMA_VERSION
 from compresskit.errors import ConfigError, RecipeError
 from compresskit.recipe import RecipeFile, load_recipe, parse_recipe
 from compresskit.registry import PASSES, pass_class
@@ -89,7 +90,7 @@ def broken_recipe(draw) -> tuple[object, str]:
     key = draw(st.sampled_from(list(GateSpec.model_fields)))
     gate[key] = draw(st.one_of(wrong, text.filter(lambda t: t not in ("final", "baseline", "kid", "threshold"))))
     recipe["gates"] = [gate]
-    return recipe, "no step named" if key == "candidate" and isinstance(gate[key], str) else key
+    return recipe, "no candidate named" if key == "candidate" and isinstance(gate[key], str) else key
 
 
 def _one_line(exc: Exception) -> str:
@@ -131,7 +132,7 @@ def test_every_malformed_gates_file_is_a_one_line_config_error(raw):
 
 @settings(max_examples=100, deadline=None, database=None, derandomize=True)
 @given(st.one_of(st.text(max_size=50), st.lists(st.integers(), max_size=3),
-                 st.fixed_dictionaries({"schema_version": st.just(1), "candidates": wrong})))
+                 st.fixed_dictionaries({"schema_version": st.just(SCHEMA_VERSION), "candidates": wrong})))
 def test_a_malformed_report_json_is_a_one_line_error(tmp_path_factory, content):
     from compresskit.errors import ArtifactError
 

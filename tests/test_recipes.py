@@ -33,7 +33,8 @@ def test_smoke_recipe_runs_every_pass_from_the_cli(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)  # report.json: the steps, then every candidate measured, then the gates
     assert report["status"] == "done" and [s["status"] for s in report["steps"]] == ["done"] * len(recipe.steps)
-    assert [c["name"] for c in report["candidates"]] == ["baseline", "prune", "distill", "export_onnx",
-                                                          "export_openvino", "quantize_nncf"]
+    assert [c["name"] for c in report["candidates"]] == ["baseline", "teacher_onnx", "teacher_openvino", "teacher_int8",
+                                                          "prune", "distill", "export_onnx", "export_openvino",
+                                                          "quantize_nncf"]
     assert report["verdict"] == "pass" and len(report["gates"]) == 2
     assert (tmp_path / "smoke" / "report.md").is_file() and (tmp_path / "smoke" / "samples.png").is_file()

@@ -57,15 +57,16 @@ def _run_label(report: dict, run_dir: Path) -> str:
 
 
 def merged_candidates(reports: list[tuple[str, dict]]) -> list[dict]:
-    """Every candidate labelled ``run/name``; a baseline artifact seen before is not repeated."""
-    seen_baselines: set[str] = set()
+    """Every candidate labelled ``run/name``; a baseline or reference seen before is not repeated."""
+    seen_baselines: set[tuple] = set()
     merged = []
     for label, report in reports:
         for c in report.get("candidates", []):
-            if c["role"] == "baseline":
-                if c["artifact_id"] in seen_baselines:
+            if c["role"] != "candidate":  # the teacher and its plain exports: once across runs that share them
+                key = (c["artifact_id"], c.get("precision", "f32"))
+                if key in seen_baselines:
                     continue
-                seen_baselines.add(c["artifact_id"])
+                seen_baselines.add(key)
             merged.append({**c, "label": f"{label}/{c['name']}", "run": label})
     return merged
 
@@ -89,8 +90,10 @@ def _html(reports: list[tuple[str, dict]], merged: list[dict], front: list[str],
         "font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
         "td:first-child,th:first-child{text-align:left}img{max-width:100%}</style></head><body>",
         "<h1>compresskit comparison</h1>",
-        f"<p>Runs (headline threads): {html.escape(threads)}. Speed ratios compare within a run "
-        "(each run measures its own baseline, interleaved with its candidates).</p>",
+        f"<p>Runs (headline threads): {html.escape(threads)}. Speed ratios compare within a run (each run "
+        "measures its own baselines with its candidates): <i>vs torch</i> over the teacher in torch eager fp32, "
+        "<i>vs export</i> over the teacher merely exported to the candidate's runtime, <i>vs int8</i> over the "
+        "teacher's plain NNCF INT8 export.</p>",
         "<h2>Candidates</h2>", _html_table(headers, rows),
         f"<h2>Pareto front (latency p50 vs KID)</h2><p>On the front: {html.escape(', '.join(front) or 'none')}</p>",
         f"<img alt='pareto' src='{_png_data_uri(out_dir / 'pareto.png')}'>",
@@ -119,10 +122,11 @@ def compare(run_dirs: list[Path], out_dir: Path) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     points = pareto_points(merged, label=lambda c: c["label"])
-    pareto_plot(points, out_dir / "pareto.png", "latency vs KID across runs")
+    pareto_plot(points, out_dir / "pareto.png", "latency vs KID across runs",
+                references={c["label"] for c in merged if c["role"] != "candidate"})
     front = pareto_front(points)
 
-    with_baseline = {c["run"] for c in merged if c["role"] == "baseline"}
+    kept = {c["label"] for c in merged}  # a shared baseline's or reference's samples appear once, too
     samples, captions = {}, None
     for (label, _), run_dir in zip(reports, run_dirs):
         npz = Path(run_dir) / SAMPLES_NPZ
@@ -134,7 +138,7 @@ def compare(run_dirs: list[Path], out_dir: Path) -> dict:
             if run_captions != captions:
                 continue  # a different caption list would break the grid's columns; its own report has it
             for name in data.files:
-                if name != "captions" and (name != "baseline" or label in with_baseline):
+                if name != "captions" and f"{label}/{name}" in kept:
                     samples[f"{label}/{name}"] = data[name]
     if samples:
         samples_grid(samples, captions, out_dir / "samples.png")

@@ -13,9 +13,14 @@ R-precision):
   percent of |baseline|);
 * ``max_degradation`` / ``percent_max_degradation``: observed is worse than the baseline by at most ``value``.
 
-``candidate`` names a report candidate (a step's pass name, ``final`` = the last step, or ``baseline``);
+``candidate`` names a report candidate: a step's pass name, ``final`` (always the recipe's last step,
+whichever steps were measured), ``baseline`` (the teacher in torch) or a reference (``teacher_int8``...);
 ``threads`` picks a speed figure measured at that thread count (default: the report's headline threads).
-Fail closed: a metric the report lacks, or a NaN, fails its gate.
+Speed gates can name either kind of speedup: ``speedup_vs_baseline`` (over the teacher in torch) or
+``speedup_vs_exported_teacher`` / ``speedup_vs_teacher_int8`` (over the teacher merely exported).
+Fail closed: a metric the report lacks, a NaN or an infinity fails its gate. Each result carries the
+observed difference from the baseline with its standard error where the metrics have one
+(R-precision: binomial; KID: std over subsets), so a reader sees whether a gap is noise.
 """
 
 from __future__ import annotations
@@ -76,23 +81,38 @@ def load_gates(path: Path) -> list[GateSpec]:
 
 
 def _find(report: dict, candidate: str) -> dict | None:
+    """The report entry a gate names; ``final`` is the last step, ``final@bf16`` its bf16 variant."""
     candidates = report.get("candidates", [])
-    if candidate == "final":
-        return next((c for c in candidates if c.get("final")), None)
+    if candidate == "final" or candidate.startswith("final@"):
+        final = next((c for c in candidates if c.get("final")), None)
+        if final is None or candidate == "final":
+            return final
+        candidate = final["name"] + candidate[len("final"):]
     return next((c for c in candidates if c["name"] == candidate), None)
 
 
-def _observed(entry: dict | None, metric: str, threads: int | None) -> float | None:
+def _record(entry: dict | None, metric: str, threads: int | None) -> dict:
     if entry is None:
-        return None
+        return {}
     metrics = entry.get("metrics", {})
     if threads is not None and metric in SPEED_METRICS:
         metrics = entry.get("by_threads", {}).get(str(threads), {})
     record = metrics.get(metric)
-    value = record.get("value") if isinstance(record, dict) else None
-    if not isinstance(value, (int, float)) or math.isnan(value):
+    return record if isinstance(record, dict) else {}
+
+
+def _finite(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
+
+
+def _missing(report: dict, gate: GateSpec, entry: dict | None) -> str:
+    if entry is None and gate.candidate == "final" and report.get("final_step"):
+        return f"the recipe's last step ({report['final_step']}) was not measured; add it to bench.candidates"
+    if entry is None:
+        return f"no candidate {gate.candidate!r} in the report"
+    return f"{gate.candidate} has no finite {gate.metric} (missing, NaN or infinite)"
 
 
 def resolve_threshold(goal: str, value: float, baseline: float | None, higher_is_better: bool) -> float | None:
@@ -113,20 +133,24 @@ def evaluate_gates(report: dict, gates: list[GateSpec]) -> list[dict]:
     results = []
     for gate in gates:
         higher = METRICS[gate.metric].direction == "higher"
-        threads = gate.threads
-        observed = _observed(_find(report, gate.candidate), gate.metric, threads)
-        baseline = _observed(_find(report, "baseline"), gate.metric, threads)
+        entry = _find(report, gate.candidate)
+        found = _record(entry, gate.metric, gate.threads)
+        base = _record(_find(report, "baseline"), gate.metric, gate.threads)
+        observed, baseline = _finite(found.get("value")), _finite(base.get("value"))
         threshold = resolve_threshold(gate.goal, gate.value, baseline, higher)
         reason = None
-        if _find(report, gate.candidate) is None:
-            reason = f"no candidate {gate.candidate!r} in the report"
-        elif observed is None:
-            reason = f"{gate.candidate} has no {gate.metric} (missing or NaN)"
-        elif threshold is None:
-            reason = f"baseline has no {gate.metric} to compare with"
+        if observed is None:
+            reason = _missing(report, gate, entry)
+        elif threshold is None or not math.isfinite(threshold):
+            reason = f"baseline has no finite {gate.metric} to compare with"
         passed = reason is None and (observed >= threshold if higher else observed <= threshold)
+        stderrs = [_finite(found.get("stderr")), _finite(base.get("stderr"))]
+        difference = observed - baseline if observed is not None and baseline is not None else None
+        difference_stderr = (math.hypot(*stderrs) if difference is not None and None not in stderrs else None)
         results.append({**gate.model_dump(), "direction": "higher" if higher else "lower", "observed": observed,
-                        "baseline": baseline, "threshold": threshold, "passed": passed, "reason": reason})
+                        "observed_stderr": stderrs[0], "baseline": baseline, "difference": difference,
+                        "difference_stderr": difference_stderr, "threshold": threshold, "passed": passed,
+                        "reason": reason})
     return results
 
 

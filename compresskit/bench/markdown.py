@@ -6,7 +6,9 @@ import math
 
 SPEED_COLUMNS = [  # (metric, header, format)
     ("latency_ms_p50", "p50 ms", "{:.2f}"), ("latency_ms_p90", "p90 ms", "{:.2f}"), ("latency_ms_p99", "p99 ms", "{:.2f}"),
-    ("speedup_vs_baseline", "speedup", "{:.2f}x"), ("throughput_ips", "img/s", "{:.0f}"),
+    ("speedup_vs_baseline", "vs torch", "{:.2f}x"), ("speedup_vs_exported_teacher", "vs export", "{:.2f}x"),
+    ("speedup_vs_teacher_int8", "vs int8", "{:.2f}x"), ("benchmark_app_ms_p50", "bench_app ms", "{:.3f}"),
+    ("throughput_ips", "img/s", "{:.0f}"),
     ("e2e_latency_ms_p50", "e2e p50 ms", "{:.2f}"), ("first_inference_ms", "first ms", "{:.0f}"),
     ("peak_rss_mb", "RSS MiB", "{:.0f}"), ("size_mb", "size MiB", "{:.2f}"), ("params", "params", "{:,.0f}"),
     ("macs", "MMACs", "{:.1f}"),
@@ -19,8 +21,8 @@ QUALITY_COLUMNS = [
 ]
 COLUMNS = SPEED_COLUMNS + QUALITY_COLUMNS
 TERMINAL_COLUMNS = [c for c in COLUMNS if c[0] in (  # what fits a terminal; report.md has every column
-    "latency_ms_p50", "speedup_vs_baseline", "throughput_ips", "size_mb", "kid", "r_precision", "attr_accuracy",
-    "psnr_vs_teacher")]
+    "latency_ms_p50", "speedup_vs_baseline", "speedup_vs_exported_teacher", "speedup_vs_teacher_int8",
+    "throughput_ips", "size_mb", "kid", "r_precision", "attr_accuracy", "psnr_vs_teacher")]
 
 
 def cell(metrics: dict, name: str, fmt: str) -> str:
@@ -32,27 +34,43 @@ def cell(metrics: dict, name: str, fmt: str) -> str:
         return "NaN"
     if name == "macs":
         value = value / 1e6
-    return fmt.format(value)
+    stderr = record.get("stderr")  # value ± its standard error (KID, R-precision, attribute accuracy)
+    return fmt.format(value) + (f" ± {fmt.format(stderr)}" if isinstance(stderr, (int, float)) else "")
+
+
+def _backend(candidate: dict) -> str:
+    """The runtime, with its precision where it is not fp32 (``openvino bf16``)."""
+    precision = candidate.get("precision", "f32")
+    return candidate["backend"] + ("" if precision == "f32" else f" {precision}")
 
 
 def table_rows(candidates: list[dict], label=lambda c: c["name"], columns=COLUMNS) -> tuple[list[str], list[list[str]]]:
     """Headers and rows for the columns any candidate has."""
     present = [(m, h, f) for m, h, f in columns if any(m in c.get("metrics", {}) for c in candidates)]
     headers = ["candidate", "backend"] + [h for _, h, _ in present]
-    rows = [[label(c), c["backend"]] + [cell(c.get("metrics", {}), m, f) for m, _, f in present] for c in candidates]
+    rows = [[label(c), _backend(c)] + [cell(c.get("metrics", {}), m, f) for m, _, f in present] for c in candidates]
     return headers, rows
 
 
+def _with_stderr(value: float | None, stderr: float | None, sign: bool = False) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:+.4g}" if sign else f"{value:.4g}"
+    return text + (f" ± {stderr:.2g}" if stderr is not None else "")
+
+
 def gate_rows(gates: list[dict]) -> tuple[list[str], list[list[str]]]:
-    headers = ["gate", "candidate", "goal", "observed", "threshold", "baseline", "result"]
+    """Gate table rows; ``vs baseline`` is observed - baseline with its standard error where one exists."""
+    headers = ["gate", "candidate", "goal", "observed", "threshold", "baseline", "vs baseline", "result"]
     rows = []
     for g in gates:
         fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
         op = ">=" if g["direction"] == "higher" else "<="
         threads = f" @{g['threads']}t" if g.get("threads") else ""
         result = "PASS" if g["passed"] else f"FAIL ({g['reason']})" if g["reason"] else "FAIL"
-        rows.append([g["metric"] + threads, g["candidate"], f"{g['goal']} {g['value']:g}", fmt(g["observed"]),
-                     f"{op} {fmt(g['threshold'])}", fmt(g["baseline"]), result])
+        rows.append([g["metric"] + threads, g["candidate"], f"{g['goal']} {g['value']:g}",
+                     _with_stderr(g["observed"], g.get("observed_stderr")), f"{op} {fmt(g['threshold'])}",
+                     fmt(g["baseline"]), _with_stderr(g.get("difference"), g.get("difference_stderr"), sign=True), result])
     return headers, rows
 
 
@@ -73,11 +91,16 @@ def report_markdown(report: dict) -> str:
         q = report["settings"]["quality"]
         lines += [
             f"Machine: {env.get('cpu')} ({env.get('cores')} cores); headline figures at "
-            f"{report['headline_threads']} thread(s). Latency: batch 1, {s['warmup']} warm-up calls, "
-            f"{s['rounds']} rounds x {s['per_round']} calls, every candidate interleaved with the baseline. "
-            f"Throughput at batch {max(s['batch_sizes'])}. Quality: {report['quality_n']} "
-            f"{report['data']['name']} eval captions, noise seed {q['seed']}, one image each, from the deployed "
-            f"artifact's own runtime.", "",
+            f"{report['headline_threads']} thread(s). Latency: batch 1, each candidate in a worker process of its "
+            f"own, deployed as for batch-1 latency (static shapes; OpenVINO: LATENCY hint); {s['warmup']} warm-up "
+            f"calls, then {s['rounds']} rounds x {s['per_round']} calls, one worker busy at a time, seeded random "
+            f"order each round. Throughput at batch {max(s['batch_sizes'])} (static shapes, throughput hint). "
+            f"Quality: {report['quality_n']} {report['data']['name']} eval captions, noise seed {q['seed']}, one "
+            f"image each, from the deployed artifact's own runtime; ± is the standard error.", "",
+            "Baselines: `baseline` is the teacher in torch eager fp32 (speedup `vs torch`); `teacher_onnx`, "
+            "`teacher_openvino` and `teacher_int8` are the teacher merely exported (fp32) and its plain NNCF INT8 "
+            "export (`vs export`: over the teacher in the candidate's own runtime and precision; `vs int8`: over "
+            "teacher_int8) — the gain a plain export would not give.", "",
         ]
         headers, rows = table_rows(report["candidates"])
         lines += ["## Candidates", "", _md_table(headers, rows), ""]
@@ -89,7 +112,14 @@ def report_markdown(report: dict) -> str:
         lines += ["## Pareto front (latency p50 vs KID)", "", f"On the front: {front}.", "",
                   "![pareto](pareto.png)", "", "## Samples (same captions and noise in every row)", "",
                   "![samples](samples.png)", ""]
+        lines += ["## Runtime settings (headline threads)", ""]
+        for c in report["candidates"]:
+            for scenario, applied in c.get("runtime_settings", {}).get(str(report["headline_threads"]), {}).items():
+                shown = ", ".join(f"{k}={v}" for k, v in applied.items() if k not in ("library", "version"))
+                lines.append(f"- {c['name']}, {scenario}: {applied.get('library')} {applied.get('version')}: {shown}")
+        lines.append("")
         errors = [f"- {c['name']}: {msg}" for c in report["candidates"] for msg in c.get("errors", {}).values()]
+        errors += [f"- {name}: {msg}" for name, msg in report.get("reference_errors", {}).items()]
         if errors:
             lines += ["## Errors", "", *errors, ""]
     if report.get("gates"):

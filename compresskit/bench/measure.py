@@ -1,17 +1,23 @@
-"""Speed, memory and size of a baseline and its candidates, measured together in one run.
+"""Speed, memory and size of the baselines and the candidates, measured together in one run.
 
-For each thread count (default 1 and 2), every candidate's runtime is loaded with that many threads and
-all of them are timed in alternating rounds (``interleaved_latency``), so a slow spell of a noisy machine
-hits each alike and ``speedup_vs_baseline`` (baseline p50 / candidate p50) survives it:
+For each thread count (default 1 and 2), every candidate runs in a worker process of its own, set up as
+it would be deployed for the scenario (``Candidate.deployment``), and the harness times one worker at a
+time in seeded random order (``bench.harness``):
 
-* batch 1: latency p50 / p90 / p99 over ``rounds x per_round`` calls after ``warmup`` calls;
-* each larger batch (default 8 and 32): images/s = batch / median call time; ``throughput_ips`` is the
-  largest batch's;
-* end to end (batch 1): caption -> MiniLM embedding (uncached) -> image, p50;
-* first inference and peak RSS: a fresh process per candidate (``bench.probe``);
+* batch 1, static shapes, latency hint: p50 / p90 / p99 over ``rounds x per_round`` calls, after a
+  warm-up of ``warmup`` calls and ``warmup_s`` seconds, each block after ``block_warmup`` untimed calls
+  and ``block_warmup_s`` seconds (a fresh model runs slow for its first hundreds of calls; caches refill);
+* each larger batch (default 8 and 32), static shapes, throughput hint (OpenVINO runs its streams with
+  async requests): images/s per round, median over rounds; ``throughput_ips`` is the largest batch's;
+* end to end (batch 1): caption -> MiniLM embedding (torch, uncached) -> image, p50;
+* first inference and peak RSS: a fresh process per candidate (``bench.probe``), deployed the same way;
 * size on disk (payload files), params and MACs per image (of the torch model the artifact came from).
 
-The deployed artifact is what runs (ONNX in onnxruntime, IR in OpenVINO, fp32 precision hint).
+Three baselines give each speedup its meaning: ``baseline`` is the teacher as the user has it (torch
+eager fp32); ``teacher_onnx`` / ``teacher_openvino`` are the teacher merely exported to a runtime (fp32),
+and ``teacher_int8`` its plain NNCF INT8 export (``bench.baselines``). ``speedup_vs_exported_teacher``
+compares a candidate with the teacher exported to the candidate's own runtime and precision, and
+``speedup_vs_teacher_int8`` with the teacher's plain INT8 IR: the gain a plain export would not give.
 """
 
 from __future__ import annotations
@@ -22,26 +28,43 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..artifact import Artifact
-from ..passes.parity import parity_inputs
-from ..runtimes import load_runtime
+from ..runtimes import Deployment
+from .harness import WorkerPool
 from .schema import metric
 from .settings import SpeedSettings
-from .speed import interleaved_latency, percentiles, probe
+from .speed import percentiles, probe
 
 BACKENDS = {"torch": "torch", "onnx": "onnxruntime", "openvino": "openvino"}
+REFERENCE_FOR_FORMAT = {"torch": "baseline", "onnx": "teacher_onnx", "openvino": "teacher_openvino"}
+TEACHER_INT8 = "teacher_int8"
 
 
 @dataclass(frozen=True)
 class Candidate:
     """One thing to measure: an artifact, under the name a report and a gate use for it."""
 
-    name: str  # "baseline", or the step's pass name ("distill", "quantize_nncf", "prune#2" if repeated)
+    name: str  # "baseline", a reference ("teacher_openvino"), or a step's name ("quantize_nncf", "prune#2", "x@bf16")
     artifact: Artifact
-    step: int  # 0 for the baseline (the recipe's input)
+    step: int  # 0 for the baseline and the references (not steps of the recipe)
+    role: str = "candidate"  # "baseline" | "reference" | "candidate"
+    precision: str = "f32"  # OpenVINO inference precision this candidate runs at
 
     @property
     def backend(self) -> str:
         return BACKENDS[self.artifact.format]
+
+    def deployment(self, threads: int, batch: int) -> Deployment:
+        """Batch 1: static shape + latency hint; a larger batch: static shape + throughput hint."""
+        hint = "latency" if batch == 1 else "throughput"
+        return Deployment(threads=threads, batch=batch, hint=hint, precision=self.precision)  # type: ignore[arg-type]
+
+
+def reference_name(candidate: Candidate, names: set[str]) -> str | None:
+    """The teacher exported to this candidate's runtime and precision (the torch teacher for torch)."""
+    name = REFERENCE_FOR_FORMAT[candidate.artifact.format]
+    if candidate.precision != "f32" and candidate.artifact.format == "openvino":
+        name = f"{name}@{candidate.precision}"
+    return name if name in names else None
 
 
 def size_mb(artifact: Artifact) -> float:
@@ -62,71 +85,92 @@ def model_cost(artifact: Artifact, torch_ancestor: Artifact | None) -> dict:
             "macs": metric("macs", stats["macs_per_image"], how=how)}
 
 
-def _batch_calls(runtimes: dict, io: dict, batch: int, seed: int) -> dict[str, Callable[[], object]]:
-    inputs = parity_inputs(io, batch, seed)
-    return {name: (lambda rt=rt: rt(inputs)) for name, rt in runtimes.items()}
+def _how(settings: SpeedSettings) -> str:
+    return (f"each candidate in its own worker process, deployed for the scenario; >= {settings.warmup} warm-up calls "
+            f"and >= {settings.warmup_s:g} s, "
+            f"then {settings.rounds} rounds x {settings.per_round} calls (each block after >= {settings.block_warmup} "
+            f"untimed calls and >= {settings.block_warmup_s:g} s), one worker busy at a time, the others' threads "
+            f"quiet, seeded random order each round")
 
 
-def _e2e_calls(runtimes: dict, io: dict, caption: str) -> dict[str, Callable[[], object]]:
-    from ..text import TextEncoder
+def _time_one_thread_count(candidates: list[Candidate], settings: SpeedSettings, threads: int,
+                           seed: int) -> tuple[dict, dict]:
+    """({name: {"latency": ms list, "e2e": ms list, batch: [ips per round]}}, {name: {scenario: settings}})."""
+    names = [c.name for c in candidates]
+    timed: dict[str, dict] = {n: {} for n in names}
+    runtime_settings: dict[str, dict] = {n: {} for n in names}
+    with WorkerPool(names) as pool:
+        loaded = pool.load("batch1", {c.name: (c.artifact.path, c.deployment(threads, 1)) for c in candidates})
+        for name, found in loaded.items():
+            runtime_settings[name]["batch 1 (latency, e2e)"] = found
+        block = {"warmup": settings.block_warmup, "warmup_s": settings.block_warmup_s, "calls": settings.per_round}
+        latency = {n: {"op": "latency", "key": "batch1", "batch": 1, **block} for n in names}
+        e2e = {n: {"op": "e2e", "key": "batch1", "caption": settings.e2e_caption, **block} for n in names}
+        first = {n: {**latency[n], "warmup": settings.warmup, "warmup_s": settings.warmup_s, "calls": 1} for n in names}
+        pool.rounds(first, rounds=1, seed=seed)  # the warm-up
+        for n, answers in pool.rounds(latency, rounds=settings.rounds, seed=seed).items():
+            timed[n]["latency"] = [ms for a in answers for ms in a["ms"]]
+        pool.rounds({n: {**e2e[n], "warmup": settings.warmup, "warmup_s": settings.warmup_s, "calls": 1} for n in names},
+                    rounds=1, seed=seed)
+        for n, answers in pool.rounds(e2e, rounds=settings.rounds, seed=seed + 1).items():
+            timed[n]["e2e"] = [ms for a in answers for ms in a["ms"]]
+        for batch in (b for b in settings.batch_sizes if b > 1):
+            key = f"batch{batch}"
+            loaded = pool.load(key, {c.name: (c.artifact.path, c.deployment(threads, batch)) for c in candidates})
+            for name, found in loaded.items():
+                runtime_settings[name][f"batch {batch} (throughput)"] = found
+            command = {n: {"op": "throughput", "key": key, "batch": batch, "warmup": settings.block_warmup,
+                           "calls": settings.throughput_per_round} for n in names}
+            for n, answers in pool.rounds(command, rounds=settings.throughput_rounds, seed=seed + batch).items():
+                timed[n][batch] = [a["ips"] for a in answers]
+    return timed, runtime_settings
 
-    encoder = TextEncoder(cache=False)
-    z = parity_inputs(io, 1, 0)["z"]
 
-    def call(rt):
-        text = encoder.encode([caption]).numpy()
-        return rt({"z": z, "text": text})
-
-    return {name: (lambda rt=rt: call(rt)) for name, rt in runtimes.items()}
-
-
-def measure_speed(candidates: list[Candidate], settings: SpeedSettings,
-                  progress: Callable[[str], None] = lambda message: None) -> dict[str, dict[int, dict]]:
-    """{candidate name: {threads: {metric name: record}}}; the first candidate is the baseline."""
-    baseline = candidates[0].name
-    io = candidates[0].artifact.io
-    timing = dict(rounds=settings.rounds, per_round=settings.per_round, warmup=settings.warmup,
-                  settle_s=settings.settle_s)
-    how = (f"{settings.warmup} warm-up calls, then {settings.rounds} rounds x {settings.per_round} calls, "
-           f"candidates interleaved (order rotated each round)"
-           + (f", {settings.settle_s:g} s idle before each block" if settings.settle_s else ""))
+def measure_speed(candidates: list[Candidate], settings: SpeedSettings, seed: int = 0,
+                  progress: Callable[[str], None] = lambda message: None) -> tuple[dict, dict]:
+    """({candidate name: {threads: {metric name: record}}}, {name: {threads: runtime settings}})."""
+    names = {c.name for c in candidates}
+    how = _how(settings)
     results: dict[str, dict[int, dict]] = {c.name: {} for c in candidates}
+    applied: dict[str, dict[int, dict]] = {c.name: {} for c in candidates}
     for threads in settings.threads:
-        progress(f"speed at {threads} thread(s)")
-        runtimes = {c.name: load_runtime(c.artifact, threads) for c in candidates}
-        latency = interleaved_latency(_batch_calls(runtimes, io, 1, 0), **timing)
-        e2e = interleaved_latency(_e2e_calls(runtimes, io, settings.e2e_caption), **timing)
-        per_batch = {b: interleaved_latency(_batch_calls(runtimes, io, b, b), **timing)
-                     for b in settings.batch_sizes if b > 1}
-        base_p50 = percentiles(latency[baseline])["p50"]
+        progress(f"speed at {threads} thread(s): {len(candidates)} worker processes")
+        timed, runtime_settings = _time_one_thread_count(candidates, settings, threads, seed)
+        p50 = {n: percentiles(t["latency"])["p50"] for n, t in timed.items()}
         for c in candidates:
-            p = percentiles(latency[c.name])
+            applied[c.name][threads] = runtime_settings[c.name]
+            p = percentiles(timed[c.name]["latency"])
             common = {"threads": threads, "batch": 1, "spread": {"iqr_ms": p["iqr"], "std_ms": p["std"]}, "how": how}
             record = {f"latency_ms_{q}": metric(f"latency_ms_{q}", p[q], p["n"], **common) for q in ("p50", "p90", "p99")}
-            record["speedup_vs_baseline"] = metric("speedup_vs_baseline", base_p50 / p["p50"], p["n"], threads=threads,
-                                                   baseline=baseline, how="ratio of interleaved batch-1 p50s")
-            e = percentiles(e2e[c.name])
+            speedups = {"speedup_vs_baseline": "baseline", "speedup_vs_exported_teacher": reference_name(c, names),
+                        "speedup_vs_teacher_int8": TEACHER_INT8 if TEACHER_INT8 in names else None}
+            for metric_name, reference in speedups.items():
+                if reference is not None:
+                    record[metric_name] = metric(metric_name, p50[reference] / p["p50"], p["n"], threads=threads,
+                                                 reference=reference, how="ratio of batch-1 p50s measured in this run")
+            e = percentiles(timed[c.name]["e2e"])
             record["e2e_latency_ms_p50"] = metric("e2e_latency_ms_p50", e["p50"], e["n"], threads=threads, batch=1,
                                                   spread={"iqr_ms": e["iqr"], "std_ms": e["std"]},
                                                   caption=settings.e2e_caption, how=how + "; text encoder uncached")
-            by_batch = {b: b / (np.median(t[c.name]) / 1000.0) for b, t in per_batch.items()}
+            by_batch = {b: float(np.median(v)) for b, v in timed[c.name].items() if isinstance(b, int)}
             if by_batch:
                 largest = max(by_batch)
                 record["throughput_ips"] = metric(
-                    "throughput_ips", by_batch[largest], len(per_batch[largest][c.name]), threads=threads, batch=largest,
-                    by_batch={str(b): round(v, 2) for b, v in by_batch.items()}, how=how)
+                    "throughput_ips", by_batch[largest], settings.throughput_rounds, threads=threads, batch=largest,
+                    by_batch={str(b): round(v, 2) for b, v in by_batch.items()},
+                    how=f"static batch, throughput hint (OpenVINO: async requests over its streams); median of "
+                        f"{settings.throughput_rounds} rounds x {settings.throughput_per_round} calls, isolated as above")
             results[c.name][threads] = record
-        del runtimes
-    return results
+    return results, applied
 
 
 def measure_footprint(candidate: Candidate, threads: int) -> dict:
-    """First-inference time and peak RSS from a fresh process, plus size on disk."""
-    found = probe(candidate.artifact.path, threads)
-    how = "one fresh process: load + compile + first batch-1 call"
+    """First-inference time and peak RSS from a fresh process, deployed for batch 1 latency."""
+    found = probe(candidate.artifact.path, candidate.deployment(threads, 1))
+    how = "one fresh process: import + load + compile + first batch-1 call, deployed as for latency"
     return {
         "first_inference_ms": metric("first_inference_ms", found["first_inference_ms"], 1, threads=threads, how=how),
         "peak_rss_mb": metric("peak_rss_mb", found["peak_rss_mb"], 1, threads=threads,
                               before_loading_mb=round(found["baseline_rss_mb"], 1),
-                              how="ru_maxrss of that process after its first call (includes Python + imports)"),
+                              how="VmHWM of that process after its first call (includes Python + imports)"),
     }

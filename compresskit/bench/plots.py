@@ -32,8 +32,13 @@ def pareto_points(candidates: list[dict], label=lambda c: c["name"]) -> dict[str
     return points
 
 
-def pareto_plot(points: dict[str, tuple[float, float]], path: Path, title: str) -> Path:
-    """Scatter of every point, labelled, with the front drawn as a step line."""
+def pareto_plot(points: dict[str, tuple[float, float]], path: Path, title: str, references: set[str] = frozenset()
+                ) -> Path:
+    """Scatter of every point, labelled, with the front drawn as a step line.
+
+    ``references`` (the teacher and its plain exports) are drawn as hollow squares: what compression is
+    measured against, not what it made.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -42,12 +47,18 @@ def pareto_plot(points: dict[str, tuple[float, float]], path: Path, title: str) 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     front = pareto_front(points)
     for name, (x, y) in points.items():
-        on_front = name in front
-        ax.scatter([x], [y], s=45, color="tab:red" if on_front else "tab:blue", zorder=3)
+        colour = "tab:red" if name in front else "tab:blue"
+        if name in references:
+            ax.scatter([x], [y], s=55, marker="s", facecolors="none", edgecolors=colour, zorder=3)
+        else:
+            ax.scatter([x], [y], s=45, color=colour, zorder=3)
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     if len(front) > 1:
         xs, ys = zip(*(points[n] for n in front))
         ax.step(xs, ys, where="post", color="tab:red", alpha=0.6, label="Pareto front")
+    if references:
+        ax.scatter([], [], s=55, marker="s", facecolors="none", edgecolors="grey", label="teacher / plain export")
+    if len(front) > 1 or references:
         ax.legend(loc="upper right", fontsize=8)
     ax.set_xlabel("batch-1 latency p50 (ms, lower is better)")
     ax.set_ylabel("KID vs real train split (lower is better)")

@@ -1,4 +1,4 @@
-"""``python -m compresskit.bench.probe ARTIFACT_DIR THREADS``: one fresh process, one artifact.
+"""``python -m compresskit.bench.probe ARTIFACT_DIR DEPLOYMENT_JSON``: one fresh process, one artifact.
 
 Prints {"first_inference_ms", "peak_rss_mb", "baseline_rss_mb"}: the time from before loading the
 runtime (importing its library included) to the end of the first batch-1 call, and the process's peak
@@ -28,16 +28,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux; other systems differ
 
 
-def main(folder: str, threads: str) -> None:
+def main(folder: str, deployment: str) -> None:
     from ..artifact import load_artifact
     from ..passes.parity import parity_inputs
-    from ..runtimes import load_runtime
+    from ..runtimes import Deployment, load_runtime
 
     artifact = load_artifact(Path(folder))
     inputs = parity_inputs(artifact.io, 1, 0)
     baseline = peak_rss_mb()
     started = time.perf_counter()
-    runtime = load_runtime(artifact, int(threads) or None)
+    runtime = load_runtime(artifact, deploy=Deployment(**json.loads(deployment)))
     runtime(inputs)
     first_ms = (time.perf_counter() - started) * 1000.0
     peak = peak_rss_mb()

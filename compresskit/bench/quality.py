@@ -15,12 +15,11 @@ import numpy as np
 from ..errors import CompresskitError
 from ..metrics.distribution import MIN_SAMPLES
 from ..metrics.evaluate import EvalSet, eval_noise, evaluate
-from ..runtimes import load_runtime
+from ..runtimes import Deployment, load_runtime
 from ..text import TextEncoder
 from .measure import Candidate
 from .schema import METRICS, metric
 from .settings import QualitySettings
-
 
 
 class NonFiniteOutput(CompresskitError):
@@ -62,7 +61,7 @@ def measure_quality(candidates: list[Candidate], evalset: EvalSet, settings: Qua
     teacher_images = None
     for c in candidates:
         progress(f"quality of {c.name}")
-        runtime = load_runtime(c.artifact, threads)
+        runtime = load_runtime(c.artifact, deploy=Deployment(threads=threads, precision=c.precision))
         try:
             samples[c.name] = render(runtime, c.name, grid_text, grid_z, len(sample_captions))
         except NonFiniteOutput:
@@ -79,6 +78,4 @@ def measure_quality(candidates: list[Candidate], evalset: EvalSet, settings: Qua
                          teacher_images=None if is_baseline or teacher_images is None else teacher_images)
         results[c.name] = {name: metric(name, rec.pop("value"), rec.pop("n", len(images)), **rec)
                            for name, rec in found.items() if name in METRICS}
-        if "kid" in results[c.name]:
-            results[c.name]["kid"]["spread"] = {"std": results[c.name]["kid"]["std"]}
     return results, errors, samples

@@ -2,14 +2,17 @@
 
     report = bench_run(run_dir)              # after ``compresskit run``; also ``compresskit bench RUN_DIR``
 
-The baseline is the recipe's input generator in torch eager fp32; the candidates are the steps' artifacts
-(by default every step but ``sanitize``, whose output runs exactly like its input). Speed is measured
-with every candidate interleaved with the baseline (``measure.py``), quality on each deployed artifact
+The baseline is the recipe's input generator in torch eager fp32; the references are that teacher merely
+exported (ONNX, OpenVINO fp32, plain NNCF INT8: ``baselines.py``); the candidates are the steps'
+artifacts (by default every step but ``sanitize``, whose output runs exactly like its input), plus
+``NAME@bf16`` variants where ``bench.speed.bf16`` asks. Speed is measured with each candidate isolated
+in its own worker process (``measure.py``, ``harness.py``), quality on each deployed artifact
 (``quality.py``), and the recipe's gates are resolved against the same-run baseline (``gate.py``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -22,11 +25,15 @@ import numpy as np
 
 from ..artifact import load_artifact
 from ..cache import atomic_file
-from ..errors import ArtifactError
+from ..errors import ArtifactError, ConfigError
+from ..lock import run_lock
+from ..runtimes import OPENVINO_XML
 from ..threads import torch_threads
+from .baselines import BASELINES_DIR, teacher_exports
+from .crosscheck import benchmark_app_p50, static_shapes
 from .gate import GateSpec, evaluate_gates, verdict
 from .measure import Candidate, measure_footprint, measure_speed, model_cost, size_mb
-from .names import step_names
+from .names import BF16_SUFFIX, step_names
 from .plots import pareto_front, pareto_plot, pareto_points, samples_grid
 from .quality import measure_quality
 from .schema import METRICS, SCHEMA_VERSION, metric
@@ -61,6 +68,24 @@ def read_run_summary(run_dir: Path) -> dict:
     return summary
 
 
+def check_report_is_current(report: dict, report_path: Path) -> None:
+    """ArtifactError (one line) when the run folder holding ``report.json`` changed after it was measured.
+
+    A ``compresskit run --no-bench`` (or a failed rerun) with another recipe rewrites ``run.json`` and leaves
+    the old report behind; gating that report would pass or fail artifacts that are no longer the run's.
+    """
+    run_dir = Path(report_path).parent
+    if not (run_dir / "run.json").is_file():
+        return  # a report copied out of its run folder: nothing to compare with
+    summary = read_run_summary(run_dir)
+    now = (summary.get("recipe_hash"), [s.get("output_id") for s in summary["steps"]])
+    measured = (report.get("recipe_hash"), [s.get("output_id") for s in report.get("steps", [])])
+    if now != measured:
+        what = "recipe" if now[0] != measured[0] else "steps"
+        raise ArtifactError(f"{report_path} is stale: the run folder's {what} changed after it was measured "
+                            f"(e.g. `compresskit run --no-bench`); re-measure with `compresskit bench {run_dir}`")
+
+
 def run_candidates(run_dir: Path, settings: BenchSettings) -> list[Candidate]:
     """Baseline first, then the chosen steps' artifacts (checked against their manifests)."""
     summary = read_run_summary(run_dir)
@@ -79,7 +104,7 @@ def run_candidates(run_dir: Path, settings: BenchSettings) -> list[Candidate]:
     unknown = [w for w in wanted if w not in names]
     if unknown:
         raise ArtifactError(f"{run_dir}: no step named {unknown[0]!r} to measure; steps are {', '.join(names)}")
-    chosen = [Candidate("baseline", load_artifact(inputs[0]), 0)]
+    chosen = [Candidate("baseline", load_artifact(inputs[0]), 0, role="baseline")]
     for name, step in zip(names, steps):
         if name in wanted:
             # by folder name under this run folder, so a moved run folder (or another cwd) still works
@@ -87,10 +112,35 @@ def run_candidates(run_dir: Path, settings: BenchSettings) -> list[Candidate]:
     return chosen
 
 
+def with_references(candidates: list[Candidate], references: dict) -> list[Candidate]:
+    """The baseline, then the teacher's plain exports, then the recipe's candidates."""
+    return [candidates[0], *(Candidate(name, artifact, 0, role="reference") for name, artifact in references.items()),
+            *candidates[1:]]
+
+
+def with_bf16(candidates: list[Candidate], wanted: list[str], final_name: str) -> list[Candidate]:
+    """Add ``NAME@bf16`` for each named OpenVINO candidate (and for teacher_openvino whenever any is asked)."""
+    if not wanted:
+        return candidates
+    by_name = {c.name: c for c in candidates}
+    wanted = [final_name if w == "final" else w for w in wanted]
+    if "teacher_openvino" in by_name and "teacher_openvino" not in wanted:
+        wanted = ["teacher_openvino", *wanted]  # the exported teacher at the same precision: speedup_vs_exported_teacher
+    extra = []
+    for name in dict.fromkeys(wanted):
+        found = by_name.get(name)
+        if found is None or found.artifact.format != "openvino":
+            choices = ", ".join(c.name for c in candidates if c.artifact.format == "openvino") or "none"
+            raise ConfigError(f"bench.speed.bf16 names {name!r}, which is not a measured OpenVINO candidate "
+                              f"(OpenVINO candidates: {choices})")
+        extra.append(dataclasses.replace(found, name=f"{name}{BF16_SUFFIX}", precision="bf16"))
+    return candidates + extra
+
+
 def _torch_ancestors(candidates: list[Candidate], run_dir: Path) -> dict[str, object]:
     """For each candidate, the nearest torch artifact up its parent chain (itself if torch)."""
     by_id = {}
-    for folder in (run_dir / "artifacts").iterdir():
+    for folder in [*(run_dir / "artifacts").iterdir(), *(run_dir / BASELINES_DIR).glob("*")]:
         try:
             by_id[load_artifact(folder, verify=False).id] = folder
         except ArtifactError:
@@ -133,16 +183,37 @@ def sample_captions(evalset, chosen: list[str] | None) -> list[str]:
 
 def measure(candidates: list[Candidate], settings: BenchSettings, out_dir: Path, *, evalset, torch_ancestors: dict,
             context: dict, gates: list[GateSpec] = (), progress: Callable[[str], None] = lambda m: None) -> dict:
-    """Measure every candidate (the first is the baseline), write the report files, return the report."""
+    """Measure every candidate (the first is the baseline), write the report files, return the report.
+
+    ``context["final_step"]``: (number, name) of the recipe's last step, which gates call ``final``.
+    """
     with torch_threads():  # runtimes set torch's process-wide thread count; restore it afterwards
         return _measure(candidates, settings, out_dir, evalset=evalset, torch_ancestors=torch_ancestors,
                         context=context, gates=gates, progress=progress)
 
 
+def _crosscheck(candidates: list[Candidate], settings, threads: int, progress) -> dict[str, dict]:
+    """benchmark_app's batch-1 median for every OpenVINO candidate, as a metric record."""
+    found = {}
+    for c in candidates:
+        if c.artifact.format != "openvino":
+            continue
+        progress(f"benchmark_app on {c.name}")
+        p50_ms, command = benchmark_app_p50(c.artifact.file(OPENVINO_XML), static_shapes(c.artifact.io), threads,
+                                            c.precision, settings.crosscheck_seconds)
+        found[c.name] = metric("benchmark_app_ms_p50", p50_ms, threads=threads, batch=1, command=command,
+                               how="OpenVINO benchmark_app: static shape, 1 stream, sync API, same threads and precision")
+    return found
+
+
 def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context, gates, progress) -> dict:
     started = time.perf_counter()
     headline = max(settings.speed.threads)
-    speed = measure_speed(candidates, settings.speed, progress)
+    final_number, final_name = context.get("final_step") or (None, None)
+    speed, applied = measure_speed(candidates, settings.speed, progress=progress)
+    if settings.speed.crosscheck:
+        for name, record in _crosscheck(candidates, settings.speed, headline, progress).items():
+            speed[name][headline]["benchmark_app_ms_p50"] = record
     captions = sample_captions(evalset, settings.sample_captions)
     quality, quality_errors, samples = measure_quality(candidates, evalset, settings.quality, headline, captions,
                                                        progress)
@@ -157,9 +228,11 @@ def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context
         metrics.update(quality.get(c.name, {}))
         errors = {"quality": quality_errors[c.name]} if c.name in quality_errors else {}
         entries.append({"name": c.name, "step": c.step, "artifact_id": c.artifact.id, "path": str(c.artifact.path),
-                        "format": c.artifact.format, "backend": c.backend, "role": "baseline" if c.step == 0 else "candidate",
-                        "final": c is candidates[-1] and c.step > 0, "metrics": metrics,
-                        "by_threads": {str(t): r for t, r in speed[c.name].items()}, "errors": errors,
+                        "format": c.artifact.format, "backend": c.backend, "precision": c.precision, "role": c.role,
+                        "final": c.role == "candidate" and c.step == final_number and c.precision == "f32",
+                        "metrics": metrics,
+                        "by_threads": {str(t): r for t, r in speed[c.name].items()},
+                        "runtime_settings": {str(t): r for t, r in applied[c.name].items()}, "errors": errors,
                         "producer": c.artifact.producer.get("pass"), "meta": c.artifact.meta})
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_file(out_dir / SAMPLES_NPZ) as tmp:
@@ -168,11 +241,12 @@ def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context
     samples_grid(samples, captions, out_dir / SAMPLES_PNG)
     points = pareto_points(entries)
     pareto_plot(points, out_dir / PARETO_PNG, f"{context.get('recipe', {}).get('name', 'bench')}: latency vs KID "
-                f"({headline} thread(s))")
-    gate_results = evaluate_gates({"candidates": entries}, list(gates))
+                f"({headline} thread(s))", references={e["name"] for e in entries if e["role"] != "candidate"})
+    gate_results = evaluate_gates({"candidates": entries, "final_step": final_name}, list(gates))
     report = {
         "schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **context, "environment": _environment(), "settings": settings.model_dump(mode="json"),
+        **{k: v for k, v in context.items() if k != "final_step"}, "final_step": final_name,
+        "environment": _environment(), "settings": settings.model_dump(mode="json"),
         "headline_threads": headline, "data": evalset.data, "quality_n": len(evalset.captions),
         "metric_info": {name: {"unit": i.unit, "direction": i.direction, "about": i.about} for name, i in METRICS.items()},
         "candidates": entries,
@@ -197,15 +271,27 @@ def write_report(report: dict, out_dir: Path) -> None:
 def bench_run(run_dir: Path, settings: BenchSettings | None = None, gates: list[GateSpec] | None = None,
               progress: Callable[[str], None] = lambda m: None) -> dict:
     """Measure a finished run folder (its recipe's bench settings and gates unless given) and write its report."""
+    if not Path(run_dir).is_dir():
+        raise ArtifactError(f"{run_dir} is not a folder; give a run folder made by `compresskit run`")
+    with run_lock(Path(run_dir)):  # one owner per run folder (re-entrant: `compresskit run` already holds it)
+        return _bench_run(Path(run_dir), settings, gates, progress)
+
+
+def _bench_run(run_dir: Path, settings: BenchSettings | None, gates: list[GateSpec] | None, progress) -> dict:
     from ..metrics.evaluate import data_from_meta, eval_set
     from ..recipe import load_recipe
 
-    run_dir = Path(run_dir)
     summary = read_run_summary(run_dir)
     recipe = load_recipe(run_dir / "recipe.yaml")
     settings = settings or recipe.bench
     gates = recipe.gates if gates is None else gates
     candidates = run_candidates(run_dir, settings)
+    references, reference_errors = {}, {}
+    if settings.speed.exported_teacher:
+        references, reference_errors = teacher_exports(run_dir, candidates[0].artifact, seed=summary["recipe"]["seed"],
+                                                       threads=max(settings.speed.threads), progress=progress)
+    final_name = step_names([s["name"] for s in summary["steps"]])[-1]
+    candidates = with_bf16(with_references(candidates, references), settings.speed.bf16, final_name)
     data = data_from_meta(candidates[0].artifact.meta.get("generator_meta", {}))
     evalset = eval_set(data)  # quality.n is an upper bound: a smaller eval split is used whole
     if settings.quality.n and settings.quality.n < len(evalset.captions):
@@ -214,7 +300,8 @@ def bench_run(run_dir: Path, settings: BenchSettings | None = None, gates: list[
     context = {"recipe": summary["recipe"], "recipe_hash": summary["recipe_hash"], "run_dir": str(run_dir),
                "code_imported": [factory] if factory else [],  # only what the recipe names explicitly
                "status": summary["status"], "failed_step": summary["failed_step"], "steps": summary["steps"],
-               "input_id": summary["input_id"]}
+               "input_id": summary["input_id"], "final_step": (len(summary["steps"]), final_name),
+               "reference_errors": reference_errors}
     return measure(candidates, settings, run_dir, evalset=evalset, torch_ancestors=_torch_ancestors(candidates, run_dir),
                    context=context, gates=gates, progress=progress)
 

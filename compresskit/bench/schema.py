@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: isolated harness, reference candidates, runtime settings, uncertainties
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,11 @@ METRICS: dict[str, MetricInfo] = {
     "params": MetricInfo("count", "lower", "generator parameters (of the torch model the artifact came from)"),
     "macs": MetricInfo("MACs/image", "lower", "multiply-accumulates per image (torch FLOP counter / 2)"),
     "e2e_latency_ms_p50": MetricInfo("ms", "lower", "caption -> MiniLM embedding -> image, batch 1, median"),
-    "speedup_vs_baseline": MetricInfo("x", "higher", "baseline latency_ms_p50 / this latency_ms_p50, same run"),
+    "speedup_vs_baseline": MetricInfo("x", "higher", "teacher in torch eager fp32: its p50 / this p50, same run"),
+    "speedup_vs_exported_teacher": MetricInfo(
+        "x", "higher", "teacher merely exported to this candidate's runtime and precision: its p50 / this p50"),
+    "speedup_vs_teacher_int8": MetricInfo("x", "higher", "teacher's plain NNCF INT8 IR: its p50 / this p50, same run"),
+    "benchmark_app_ms_p50": MetricInfo("ms", "lower", "OpenVINO benchmark_app median, same IR, shape, threads"),
     "kid": MetricInfo("", "lower", "kernel inception distance vs the real train split (Lite0 features)"),
     "kid_std": MetricInfo("", "lower", "std of KID over subsets"),
     "fid": MetricInfo("", "lower", "Frechet distance vs the real train split (Lite0 features)"),
@@ -45,7 +49,9 @@ METRICS: dict[str, MetricInfo] = {
 }
 
 SPEED_METRICS = ("latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "throughput_ips", "speedup_vs_baseline",
+                 "speedup_vs_exported_teacher", "speedup_vs_teacher_int8", "benchmark_app_ms_p50",
                  "e2e_latency_ms_p50", "first_inference_ms", "peak_rss_mb")
+ROLES = ("baseline", "reference", "candidate")  # the teacher in torch; the teacher merely exported; a recipe step
 
 
 def metric(name: str, value: float, n: int | None = None, **detail) -> dict:
@@ -67,6 +73,7 @@ class MetricRecord(BaseModel):
     unit: str
     direction: Literal["lower", "higher"]
     n: int | None = Field(None, ge=1)
+    stderr: float | None = Field(None, ge=0)  # standard error of the value, where it has one
 
 
 class CandidateRecord(BaseModel):
@@ -77,7 +84,7 @@ class CandidateRecord(BaseModel):
     artifact_id: str
     format: Literal["torch", "onnx", "openvino"]
     backend: str
-    role: Literal["baseline", "candidate"]
+    role: Literal[ROLES]  # type: ignore[valid-type]
     final: bool
     metrics: dict[str, MetricRecord]
     by_threads: dict[str, dict[str, MetricRecord]]
@@ -107,7 +114,7 @@ class GateRecord(BaseModel):
 class ReportRecord(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    schema_version: Literal[1]
+    schema_version: Literal[SCHEMA_VERSION]  # type: ignore[valid-type]
     recipe: dict
     status: Literal["done", "failed"]
     candidates: list[CandidateRecord]

@@ -8,18 +8,30 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class SpeedSettings(BaseModel):
-    """How speed is measured; the defaults are what README's figures use."""
+    """How speed is measured (``bench.measure``); the defaults are what README's figures use."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     threads: list[Annotated[int, Field(ge=1, le=1024)]] = Field([1, 2], min_length=1, max_length=16)
     batch_sizes: list[Annotated[int, Field(ge=1, le=4096)]] = Field([1, 8, 32], min_length=1, max_length=16)
-    warmup: int = Field(5, ge=0, le=10_000)
-    rounds: int = Field(6, ge=1, le=10_000)
-    per_round: int = Field(10, ge=1, le=10_000)
-    settle_s: float = Field(0.0, ge=0, le=10)  # optional idle time before each timed block
+    warmup: int = Field(20, ge=0, le=10_000)  # calls before the first timed round ...
+    warmup_s: float = Field(1.0, ge=0, le=600)  # ... and for at least this long (a fresh model starts slow)
+    rounds: int = Field(10, ge=1, le=10_000)
+    per_round: int = Field(20, ge=1, le=10_000)  # timed batch-1 calls per round
+    block_warmup: int = Field(2, ge=0, le=1_000)  # untimed calls before each timed block (wakes the pools) ...
+    block_warmup_s: float = Field(0.05, ge=0, le=60)  # ... for at least this long (refills the caches)
+    throughput_rounds: int = Field(5, ge=1, le=10_000)
+    throughput_per_round: int = Field(4, ge=1, le=10_000)  # calls per round at each larger batch
     e2e_caption: str = Field("red apple", min_length=1)
     probe: bool = True  # first-inference time and peak RSS (one fresh process per candidate)
+    # the teacher exported to ONNX / OpenVINO fp32 / NNCF INT8, measured as references (bench.baselines)
+    exported_teacher: bool = True
+    # OpenVINO candidates (step names, "final", or references like "teacher_openvino") also measured with
+    # bf16 inference precision, each as its own candidate "NAME@bf16" with its own quality
+    bf16: list[str] = Field([], max_length=64)
+    # cross-check every OpenVINO candidate's batch-1 p50 with OpenVINO's benchmark_app (headline threads)
+    crosscheck: bool = False
+    crosscheck_seconds: int = Field(10, ge=1, le=600)
 
 
 class QualitySettings(BaseModel):

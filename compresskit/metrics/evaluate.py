@@ -5,8 +5,8 @@ Protocol (fixed, so runs compare):
 * generated: one image per *eval*-split caption (``n`` captions, default all of them), noise from
   ``seed``; image i uses caption i and noise row i, so a teacher and its student see identical inputs;
 * ``--real``: the real eval split stands in for the generated images (the floor a model can reach);
-* distribution: KID (mean, std over subsets) and FID vs the reference;
-* emoji: R-precision and caption similarity from the shipped alignment encoder ``emoji32-align``;
+* distribution: KID (mean, std over subsets: its ``stderr``) and FID vs the reference;
+* emoji: R-precision (binomial ``stderr``) and caption similarity from the shipped aligner ``emoji32-align``;
 * shapes: attribute accuracy of the generated images against their captions' labels;
 * ``teacher``: PSNR / SSIM / perceptual distance against the teacher's images for the same inputs.
 """
@@ -91,6 +91,11 @@ def generate_for(generator: torch.nn.Module, captions: list[str], *, seed: int, 
     return np.concatenate(chunks)
 
 
+def binomial_stderr(share: float, n: int) -> float:
+    """Standard error of a proportion measured on ``n`` independent trials: sqrt(p (1 - p) / n)."""
+    return float(np.sqrt(max(share * (1.0 - share), 0.0) / n)) if n else float("nan")
+
+
 def _alignment(images: np.ndarray, evalset: EvalSet, seed: int) -> dict:
     """R-precision and caption similarity from the shipped emoji32-align encoder."""
     pool = sorted(set(evalset.train_captions) | set(evalset.captions))
@@ -100,7 +105,8 @@ def _alignment(images: np.ndarray, evalset: EvalSet, seed: int) -> dict:
     scores = alignment_scores(embed_images(load_aligner(), images),
                               torch.tensor([position[c] for c in evalset.captions]),
                               TextEncoder().encode(pool), seed=seed)
-    detail = {"n": scores["n"], "candidates": scores["candidates"], "chance": 1 / (scores["candidates"] + 1)}
+    detail = {"n": scores["n"], "candidates": scores["candidates"], "chance": 1 / (scores["candidates"] + 1),
+              "stderr": binomial_stderr(scores["r_precision"], scores["n"])}
     return {"r_precision": {"value": scores["r_precision"], **detail},
             "caption_similarity": {"value": scores["caption_similarity"], "n": scores["n"]}}
 
@@ -127,7 +133,8 @@ def evaluate(
         dist = kid_fid(reference, generated, seed=seed)
         n = dist["n_fake"]
         metrics = {
-            "kid": {"value": dist["kid"], "n": n, "std": dist["kid_std"], "subset_size": dist["kid_subset_size"],
+            "kid": {"value": dist["kid"], "n": n, "std": dist["kid_std"], "stderr": dist["kid_std"],
+                    "subset_size": dist["kid_subset_size"],
                     "subsets": dist["kid_subsets"], "n_reference": dist["n_real"]},
             "kid_std": {"value": dist["kid_std"], "n": n},
             "fid": {"value": dist["fid"], "n": n, "n_reference": dist["n_real"]},
@@ -136,7 +143,8 @@ def evaluate(
         metrics.update(_alignment(images, evalset, seed))
     if evalset.labels is not None:
         accuracy = attribute_accuracy(images, evalset.labels)
-        metrics["attr_accuracy"] = {"value": accuracy["object"], "n": len(images), "per_attribute": accuracy}
+        metrics["attr_accuracy"] = {"value": accuracy["object"], "n": len(images), "per_attribute": accuracy,
+                                    "stderr": binomial_stderr(accuracy["object"], len(images))}
     if teacher_images is not None:  # the teacher's features: cached by pixel hash, so every student reuses them
         paired = fidelity(images, teacher_images, student_features=generated,
                           teacher_features=real_features(teacher_images) if distribution else None)

@@ -23,3 +23,11 @@ def max_abs_error(reference: Runtime, candidate: Runtime, io: dict, batches: lis
         inputs = parity_inputs(io, batch, seed + batch)
         errors[batch] = float(np.abs(reference(inputs) - candidate(inputs)).max())
     return errors
+
+
+def int8_parity(reference: Runtime, candidate: Runtime, io: dict, seed: int, batch: int = 16) -> dict[str, float]:
+    """Max and mean |fp32 - int8| over one seeded batch of images (pixels in [-1, 1])."""
+    inputs = parity_inputs(io, batch, seed + batch)
+    difference = np.abs(reference(inputs) - candidate(inputs))
+    return {"parity_max_abs_error_vs_fp32": float(difference.max()),
+            "parity_mean_abs_error_vs_fp32": float(difference.mean())}

@@ -1,19 +1,32 @@
 """One call shape for every backend: named float32 numpy inputs -> float32 NCHW images in [-1, 1].
 
-    runtime = load_runtime(artifact, threads=2)          # torch | onnx (onnxruntime) | openvino
+    runtime = load_runtime(artifact, threads=2)                        # torch | onnx (onnxruntime) | openvino
     images = runtime({"z": z, "text": text})
+    runtime = load_runtime(artifact, deploy=Deployment(threads=2, batch=1, hint="latency"))   # as deployed
 
 The deployed artifact is what runs: an ONNX artifact runs in onnxruntime, an OpenVINO IR in OpenVINO,
-never a torch stand-in. ``threads`` fixes the intra-op threads (None: the backend's default).
-OpenVINO runs with ``INFERENCE_PRECISION_HINT=f32`` unless ``precision="auto"``: on CPUs with AMX or
-AVX512-BF16 its default is bf16, which is faster but not what a parity check should compare.
+never a torch stand-in. A ``Deployment`` says how the runtime is set up for a scenario, each backend with
+its own documented best settings for it:
+
+* OpenVINO: the IR reshaped to a static batch (``batch``), ``PERFORMANCE_HINT`` LATENCY or THROUGHPUT,
+  ``INFERENCE_NUM_THREADS``, and an explicit ``INFERENCE_PRECISION_HINT`` (f32 by default: on CPUs with
+  AMX or AVX512-BF16 OpenVINO would otherwise pick bf16 by itself; bf16 is offered only when asked for).
+* onnxruntime: ``intra_op_num_threads``, one inter-op thread, idle spinning off unless asked for
+  (spinning threads burn the cores between calls, and measured here they do not make calls faster).
+* torch: ``torch.set_num_threads`` and ``inference_mode``.
+
+``runtime.settings`` records what was applied, read back from the runtime where it can say (OpenVINO's
+compiled properties), so a report states every setting it measured under.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -22,6 +35,18 @@ from ..errors import ArtifactError
 
 ONNX_FILE = "model.onnx"
 OPENVINO_XML = "model.xml"
+PRECISIONS = ("f32", "bf16")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """How a runtime is set up for one scenario (None / "none": the backend's own default)."""
+
+    threads: int | None = None
+    batch: int | None = None  # static batch the model is compiled for (OpenVINO); None keeps the exported shapes
+    hint: Literal["none", "latency", "throughput"] = "none"  # OpenVINO PERFORMANCE_HINT
+    precision: Literal["f32", "bf16", "auto"] = "f32"  # OpenVINO INFERENCE_PRECISION_HINT ("auto": its default)
+    ort_spinning: bool = False  # onnxruntime session.intra_op.allow_spinning
 
 
 @dataclass
@@ -29,9 +54,36 @@ class Runtime:
     backend: str
     threads: int | None
     call: Callable[[dict[str, np.ndarray]], np.ndarray]
+    settings: dict = field(default_factory=dict)
+    # run ``count`` calls as fast as the runtime allows (OpenVINO: async requests over its streams); seconds
+    run_many: Callable[[dict[str, np.ndarray], int], float] | None = None
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return self.call(inputs)
+
+    def images_per_second(self, inputs: dict[str, np.ndarray], count: int) -> float:
+        """Images/s over ``count`` calls on ``inputs`` (sequential calls unless the runtime runs them in parallel)."""
+        batch = len(next(iter(inputs.values())))
+        if self.run_many is not None:
+            return count * batch / self.run_many(inputs, count)
+        started = time.perf_counter()
+        for _ in range(count):
+            self.call(inputs)
+        return count * batch / (time.perf_counter() - started)
+
+
+def _library_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _plain(value) -> str | int:
+    """An OpenVINO property as JSON-friendly text (``f32``, ``LATENCY``) or number."""
+    if isinstance(value, int):
+        return value
+    return value.to_string() if hasattr(value, "to_string") else str(getattr(value, "name", value))
 
 
 def torch_runtime(folder: Path, threads: int | None = None) -> Runtime:
@@ -47,37 +99,72 @@ def torch_runtime(folder: Path, threads: int | None = None) -> Runtime:
         with torch.inference_mode():
             return generator(torch.from_numpy(inputs["z"]), torch.from_numpy(inputs["text"])).numpy()
 
-    return Runtime("torch", threads, call)
+    settings = {"library": "torch", "version": _library_version("torch"), "mode": "eager fp32, inference_mode",
+                "num_threads": torch.get_num_threads()}
+    return Runtime("torch", threads, call, settings)
 
 
-def onnx_runtime(path: Path, threads: int | None = None) -> Runtime:
+def onnx_runtime(path: Path, threads: int | None = None, spinning: bool = False) -> Runtime:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return Runtime("onnxruntime", threads, lambda inputs: session.run(None, inputs)[0])
+    settings = {"library": "onnxruntime", "version": ort.__version__, "provider": "CPUExecutionProvider",
+                "intra_op_num_threads": threads or "default", "inter_op_num_threads": 1 if threads else "default",
+                "allow_spinning": spinning, "graph_optimization_level": options.graph_optimization_level.name}
+    return Runtime("onnxruntime", threads, lambda inputs: session.run(None, inputs)[0], settings)
 
 
-def openvino_runtime(path: Path, threads: int | None = None, precision: str = "f32") -> Runtime:
+def openvino_runtime(path: Path, threads: int | None = None, precision: str = "f32", *,
+                     deploy: Deployment | None = None) -> Runtime:
     import openvino as ov
 
-    config = {} if precision == "auto" else {"INFERENCE_PRECISION_HINT": precision}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = threads
-    compiled = ov.Core().compile_model(str(path), "CPU", config)
+    deploy = deploy or Deployment(threads=threads, precision=precision)  # type: ignore[arg-type]
+    core = ov.Core()
+    model = core.read_model(str(path))
+    if deploy.batch:  # static shapes: what a deployment that serves one batch size compiles
+        model.reshape({p.get_any_name(): [deploy.batch, *p.get_partial_shape().get_min_shape()[1:]]
+                       for p in model.inputs})
+    config: dict = {} if deploy.precision == "auto" else {"INFERENCE_PRECISION_HINT": deploy.precision}
+    if deploy.hint != "none":
+        config["PERFORMANCE_HINT"] = deploy.hint.upper()
+    if deploy.threads:
+        config["INFERENCE_NUM_THREADS"] = deploy.threads
+    compiled = core.compile_model(model, "CPU", config)
     request = compiled.create_infer_request()
     output = compiled.output(0)
-    return Runtime("openvino", threads, lambda inputs: request.infer(inputs)[output].copy())
+    settings = {"library": "openvino", "version": ov.__version__, "device": "CPU",
+                "static_shapes": {p.get_any_name(): str(p.get_partial_shape()) for p in model.inputs},
+                **{key: _plain(compiled.get_property(key)) for key in
+                   ("PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT",
+                    "OPTIMAL_NUMBER_OF_INFER_REQUESTS")}}
+
+    def run_many(inputs: dict[str, np.ndarray], count: int) -> float:
+        queue = ov.AsyncInferQueue(compiled, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        started = time.perf_counter()
+        for _ in range(count):
+            queue.start_async(inputs, share_inputs=True)
+        queue.wait_all()
+        return time.perf_counter() - started
+
+    def call(inputs: dict[str, np.ndarray]) -> np.ndarray:  # zero-copy inputs; the output is copied out
+        return request.infer(inputs, share_inputs=True)[output].copy()
+
+    return Runtime("openvino", deploy.threads, call, settings, run_many if deploy.hint == "throughput" else None)
 
 
-def load_runtime(artifact: Artifact, threads: int | None = None, **options) -> Runtime:
+def load_runtime(artifact: Artifact, threads: int | None = None, *, deploy: Deployment | None = None,
+                 precision: str = "f32") -> Runtime:
+    """The artifact's own runtime; ``deploy`` (if given) sets threads, static batch, hint and precision."""
+    deploy = deploy or Deployment(threads=threads, precision=precision)  # type: ignore[arg-type]
     if artifact.format == "torch":
-        return torch_runtime(artifact.path, threads)
+        return torch_runtime(artifact.path, deploy.threads)
     if artifact.format == "onnx":
-        return onnx_runtime(artifact.file(ONNX_FILE), threads)
+        return onnx_runtime(artifact.file(ONNX_FILE), deploy.threads, deploy.ort_spinning)
     if artifact.format == "openvino":
-        return openvino_runtime(artifact.file(OPENVINO_XML), threads, **options)
+        return openvino_runtime(artifact.file(OPENVINO_XML), deploy=deploy)
     raise ArtifactError(f"{artifact.path}: no runtime for format {artifact.format!r}")

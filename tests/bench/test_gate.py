@@ -15,7 +15,7 @@ def _report(**final_metrics) -> dict:
     baseline = {"latency_ms_p50": metric("latency_ms_p50", 10.0), "kid": metric("kid", 0.10),
                 "r_precision": metric("r_precision", 0.50)}
     final = {name: metric(name, value) for name, value in final_metrics.items()}
-    return {"schema_version": 1, "status": "done", "recipe": {"name": "t", "gates": []}, "candidates": [
+    return {"schema_version": 2, "status": "done", "recipe": {"name": "t", "gates": []}, "candidates": [
         {"name": "baseline", "step": 0, "artifact_id": "a0", "format": "torch", "role": "baseline", "final": False,
          "backend": "torch", "metrics": baseline, "by_threads": {"1": {"latency_ms_p50": metric("latency_ms_p50", 20.0)}}},
         {"name": "quantize_nncf", "step": 4, "artifact_id": "a4", "format": "openvino", "role": "candidate",
@@ -63,8 +63,47 @@ def test_a_missing_or_nan_metric_fails_closed():
         {"metric": "kid", "goal": "threshold", "value": 1.0, "candidate": "distill"},
     ], "gates"))
     assert not any(r["passed"] for r in results)
-    assert "missing or NaN" in results[0]["reason"] and "missing or NaN" in results[1]["reason"]
+    assert "missing, NaN or infinite" in results[0]["reason"] and "missing, NaN or infinite" in results[1]["reason"]
     assert "no candidate 'distill'" in results[3]["reason"]
+
+
+@pytest.mark.parametrize("infinite", [math.inf, -math.inf])
+def test_an_infinite_metric_fails_like_nan(infinite):
+    """+inf speedup or -inf latency would pass a one-sided comparison; it must fail instead."""
+    report = _report(speedup_vs_baseline=infinite, latency_ms_p50=infinite)
+    results = evaluate_gates(report, parse_gates([
+        {"metric": "speedup_vs_baseline", "goal": "threshold", "value": 2},
+        {"metric": "latency_ms_p50", "goal": "threshold", "value": 100},
+    ], "gates"))
+    assert [r["passed"] for r in results] == [False, False]
+    assert all("missing, NaN or infinite" in r["reason"] for r in results)
+    report = _report(kid=0.1)
+    report["candidates"][0]["metrics"]["kid"]["value"] = math.inf  # an infinite baseline cannot set a threshold
+    kid = evaluate_gates(report, parse_gates([{"metric": "kid", "goal": "max_degradation", "value": 1}], "g"))[0]
+    assert not kid["passed"] and "baseline has no finite kid" in kid["reason"]
+
+
+def test_final_is_the_recipes_last_step_even_when_it_was_not_measured():
+    report = _report(kid=0.1)
+    report["candidates"][1]["final"] = False  # quantize_nncf measured, but the recipe ends with another step
+    report["final_step"] = "export_openvino"
+    result = evaluate_gates(report, parse_gates([{"metric": "kid", "goal": "threshold", "value": 1}], "g"))[0]
+    assert not result["passed"] and "last step (export_openvino) was not measured" in result["reason"]
+
+
+def test_gate_results_carry_the_difference_with_its_standard_error():
+    from compresskit.bench.markdown import gate_rows
+
+    report = _report(r_precision=0.45)
+    report["candidates"][0]["metrics"]["r_precision"]["stderr"] = 0.03
+    report["candidates"][1]["metrics"]["r_precision"]["stderr"] = 0.04
+    result = evaluate_gates(report, parse_gates([{"metric": "r_precision", "goal": "max_degradation", "value": 0.03}],
+                                                "g"))[0]
+    assert result["difference"] == pytest.approx(-0.05) and result["difference_stderr"] == pytest.approx(0.05)
+    assert not result["passed"]
+    headers, rows = gate_rows([result])
+    assert rows[0][headers.index("vs baseline")] == "-0.05 ± 0.05"
+    assert rows[0][headers.index("observed")] == "0.45 ± 0.04"
 
 
 @pytest.mark.parametrize(("raw", "fragment"), [

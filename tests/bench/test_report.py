@@ -21,7 +21,7 @@ from compresskit.runner import input_artifact, run
 from tests.helpers import run_cli
 
 SHAPES = {"name": "shapes", "n": 600, "size": 32, "seed": 5}  # 60 eval captions: enough for KID
-FAST_BENCH = {"speed": {"threads": [1], "batch_sizes": [1, 4], "warmup": 1, "rounds": 2, "per_round": 3},
+FAST_BENCH = {"speed": {"threads": [1], "batch_sizes": [1, 4], "warmup": 1, "warmup_s": 0, "rounds": 2, "per_round": 3},
               "quality": {"batch_size": 16}}
 
 
@@ -48,27 +48,42 @@ def measured_run(shapes_generator_dir, tmp_path_factory) -> tuple[Path, dict]:
     return run_dir, bench_run(run_dir)
 
 
+REFERENCES = ["teacher_onnx", "teacher_openvino", "teacher_int8"]
+
+
 def test_report_measures_every_candidate_with_units_directions_and_counts(measured_run):
     run_dir, report = measured_run
     assert json.loads((run_dir / "report.json").read_text()) == json.loads(json.dumps(report, default=str))
-    assert report["schema_version"] == 1
+    assert report["schema_version"] == 2
     names = [c["name"] for c in report["candidates"]]
-    assert names == ["baseline", "export_onnx", "export_openvino"], "sanitize runs like its input: not measured"
-    assert [c["backend"] for c in report["candidates"]] == ["torch", "onnxruntime", "openvino"]
+    assert names == ["baseline", *REFERENCES, "export_onnx", "export_openvino"], "sanitize runs like its input: not measured"
+    assert [c["role"] for c in report["candidates"]] == ["baseline"] + ["reference"] * 3 + ["candidate"] * 2
+    assert [c["backend"] for c in report["candidates"]] == ["torch", "onnxruntime", "openvino", "openvino",
+                                                            "onnxruntime", "openvino"]
     speed = ["latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "throughput_ips", "first_inference_ms",
-             "peak_rss_mb", "size_mb", "params", "macs", "e2e_latency_ms_p50", "speedup_vs_baseline"]
+             "peak_rss_mb", "size_mb", "params", "macs", "e2e_latency_ms_p50", "speedup_vs_baseline",
+             "speedup_vs_exported_teacher", "speedup_vs_teacher_int8"]
     for c in report["candidates"]:
         m = c["metrics"]
         for name in speed + ["kid", "fid", "attr_accuracy"]:
             assert {"value", "unit", "direction"} <= set(m[name]), (c["name"], name)
         assert m["latency_ms_p50"]["value"] <= m["latency_ms_p90"]["value"] <= m["latency_ms_p99"]["value"]
         assert m["latency_ms_p50"]["n"] == 6 and m["kid"]["n"] == 60
-        assert m["latency_ms_p50"]["spread"]["iqr_ms"] >= 0 and m["kid"]["spread"]["std"] > 0
+        assert m["latency_ms_p50"]["spread"]["iqr_ms"] >= 0 and m["kid"]["stderr"] == m["kid"]["std"] > 0
+        assert m["attr_accuracy"]["stderr"] == pytest.approx(
+            (m["attr_accuracy"]["value"] * (1 - m["attr_accuracy"]["value"]) / 60) ** 0.5)
         assert m["throughput_ips"]["batch"] == 4 and m["throughput_ips"]["value"] > 0
         assert m["e2e_latency_ms_p50"]["value"] > 0 and m["peak_rss_mb"]["value"] > 50
         assert m["params"]["value"] == report["candidates"][0]["metrics"]["params"]["value"], "an export keeps the weights"
-    base, onnx, ov = (c["metrics"] for c in report["candidates"])
+    base, teacher_onnx, teacher_ov, teacher_int8, onnx, ov = (c["metrics"] for c in report["candidates"])
     assert base["speedup_vs_baseline"]["value"] == 1.0 and "psnr_vs_teacher" not in base
+    # each speedup is the ratio of two p50s of this run, over the reference its name says
+    for m, exported_teacher in ((onnx, teacher_onnx), (ov, teacher_ov), (base, base)):
+        assert m["speedup_vs_exported_teacher"]["value"] == pytest.approx(
+            exported_teacher["latency_ms_p50"]["value"] / m["latency_ms_p50"]["value"])
+        assert m["speedup_vs_teacher_int8"]["value"] == pytest.approx(
+            teacher_int8["latency_ms_p50"]["value"] / m["latency_ms_p50"]["value"])
+    assert teacher_int8["psnr_vs_teacher"]["value"] < teacher_ov["psnr_vs_teacher"]["value"], "INT8 is lossy"
     for exported in (onnx, ov):  # same weights in another runtime: near-identical images, same quality
         assert exported["psnr_vs_teacher"]["value"] > 40 and exported["perceptual_vs_teacher"]["value"] < 1e-3
         assert exported["kid"]["value"] == pytest.approx(base["kid"]["value"], abs=2e-3)
@@ -108,7 +123,8 @@ def test_report_files_front_and_gates(measured_run):
     run_dir, report = measured_run
     for name in ("report.md", "pareto.png", "samples.png", "samples.npz"):
         assert (run_dir / name).stat().st_size > 200, name
-    assert set(report["pareto"]["front"]) <= {"baseline", "export_onnx", "export_openvino"} and report["pareto"]["front"]
+    assert set(report["pareto"]["front"]) <= {"baseline", *REFERENCES, "export_onnx", "export_openvino"}
+    assert report["pareto"]["front"]
     passed = [g["passed"] for g in report["gates"]]
     assert passed == [True, False] and report["verdict"] == "fail"
     md = (run_dir / "report.md").read_text()
@@ -121,7 +137,7 @@ def test_gate_cli_reads_the_recipe_gates_of_a_report(measured_run):
     assert done.returncode == 1 and "speedup_vs_baseline" in done.stdout and "PASS" in done.stdout
 
 
-def test_nan_output_fails_the_candidate_quality_instead_of_scoring(shapes_generator_dir, tmp_path):
+def test_nan_output_fails_the_candidate_quality_instead_of_scoring(shapes_generator_dir, tmp_path, monkeypatch):
     from safetensors.torch import save_file
 
     from compresskit.recipe import InputSpec
@@ -135,6 +151,8 @@ def test_nan_output_fails_the_candidate_quality_instead_of_scoring(shapes_genera
     save_file(broken.state_dict(), str(tmp_path / "broken.safetensors"))
     spec = InputSpec(factory="tests.passes.user_generators:conv_transpose", kwargs={"width": 32, "z_dim": z_dim},
                      weights=str(tmp_path / "broken.safetensors"), z_dim=z_dim)
+    # a run refuses such a model up front (prove_spec); here it stands for an artifact that turns NaN later
+    monkeypatch.setattr("compresskit.models.user.prove_spec", lambda model, spec: None)
     candidates = [Candidate("baseline", baseline, 0), Candidate("broken", input_artifact(spec, tmp_path / "a"), 1)]
     scores, errors, samples = measure_quality(candidates, eval_set(SHAPES), QualitySettings(batch_size=32), 1,
                                               ["a large red circle at the center"])
@@ -152,8 +170,8 @@ def test_compare_writes_one_table_plot_grid_and_self_contained_html(measured_run
     bench_run(other)
     result = compare([run_dir, other], tmp_path / "cmp")
     labels = [c["label"] for c in result["candidates"]]
-    assert labels == ["tiny-export/baseline", "tiny-export/export_onnx", "tiny-export/export_openvino",
-                      "tiny-onnx/export_onnx"], "the shared baseline appears once"
+    assert labels == ["tiny-export/baseline", *(f"tiny-export/{r}" for r in REFERENCES), "tiny-export/export_onnx",
+                      "tiny-export/export_openvino", "tiny-onnx/export_onnx"], "the shared baseline and references appear once"
     page = (tmp_path / "cmp" / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 2 and "http" not in page.replace("http-equiv", "")
     assert "tiny-onnx/export_onnx" in page
@@ -171,6 +189,19 @@ def test_recipe_bench_and_gate_names_are_checked_before_any_compute(shapes_gener
     bad = _recipe(shapes_generator_dir, [{"export_onnx": {}}], gates=[{"metric": "kidd", "goal": "threshold", "value": 1}])
     with pytest.raises(RecipeError, match="did you mean 'kid'"):
         parse_recipe(bad, "r.yaml")
+    steps = [{"export_onnx": {}}, {"export_openvino": {}}]
+    bad = _recipe(shapes_generator_dir, steps, bench={"speed": {"bf16": ["export_openvno"]}})
+    with pytest.raises(RecipeError, match=r"bench.speed.bf16.0: .*did you mean 'export_openvino'"):
+        parse_recipe(bad, "r.yaml")
+    fine = _recipe(shapes_generator_dir, steps, bench={"speed": {"bf16": ["final"]}}, gates=[
+        {"metric": "speedup_vs_teacher_int8", "goal": "threshold", "value": 1, "candidate": "teacher_int8"},
+        {"metric": "kid", "goal": "threshold", "value": 1, "candidate": "final@bf16"},
+        {"metric": "kid", "goal": "threshold", "value": 1, "candidate": "teacher_openvino@bf16"}])
+    assert len(parse_recipe(fine, "r.yaml").gates) == 3
+    bad = _recipe(shapes_generator_dir, steps, gates=[{"metric": "kid", "goal": "threshold", "value": 1,
+                                                       "candidate": "export_openvino@bf16"}])
+    with pytest.raises(RecipeError, match="gates.0.candidate: no candidate named 'export_openvino@bf16'"):
+        parse_recipe(bad, "r.yaml")  # bf16 variants exist only where bench.speed.bf16 asks for them
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(_recipe(shapes_generator_dir, [{"export_onnx": {}}],
                                                             bench={"speed": {"threds": [1]}})))
     done = run_cli("run", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "never"))
@@ -211,3 +242,76 @@ def test_a_moved_run_folder_is_measured_from_its_new_place(measured_run, tmp_pat
     candidates = run_candidates(moved, BenchSettings())
     assert [c.name for c in candidates] == ["baseline", "export_onnx", "export_openvino"]
     assert all(moved in c.artifact.path.parents for c in candidates)
+
+
+def test_every_runtime_setting_is_in_the_report_and_each_runs_as_deployed(measured_run):
+    _, report = measured_run
+    by_name = {c["name"]: c["runtime_settings"]["1"] for c in report["candidates"]}
+    latency, throughput = by_name["export_openvino"]["batch 1 (latency, e2e)"], by_name["export_openvino"]["batch 4 (throughput)"]
+    assert latency["PERFORMANCE_HINT"] == "LATENCY" and latency["INFERENCE_NUM_THREADS"] == 1
+    assert latency["INFERENCE_PRECISION_HINT"] == "f32" and latency["static_shapes"] == {"z": "[1,100]", "text": "[1,384]"}
+    assert throughput["PERFORMANCE_HINT"] == "THROUGHPUT" and throughput["static_shapes"]["z"] == "[4,100]"
+    onnx = by_name["export_onnx"]["batch 1 (latency, e2e)"]
+    assert onnx["allow_spinning"] is False and onnx["intra_op_num_threads"] == 1
+    assert by_name["baseline"]["batch 1 (latency, e2e)"]["mode"] == "eager fp32, inference_mode"
+    assert "Runtime settings" in (Path(report["run_dir"]) / "report.md").read_text()
+
+
+def test_gate_refuses_a_report_its_run_folder_no_longer_matches(measured_run, shapes_generator_dir, tmp_path):
+    import shutil
+
+    run_dir, _ = measured_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    assert run_cli("gate", str(copy / "report.json")).returncode == 1, "current report: gated (one gate fails)"
+    raw = _recipe(shapes_generator_dir, [{"sanitize": {}}, {"export_onnx": {"opset": 18}}], name="tiny-export")
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    assert run_cli("run", str(tmp_path / "r.yaml"), "--out", str(copy), "--no-bench").returncode == 0
+    done = run_cli("gate", str(copy / "report.json"))
+    assert done.returncode == 2 and "is stale" in done.stderr and "compresskit bench" in done.stderr
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+
+
+@pytest.fixture(scope="module")
+def bf16_run(shapes_generator_dir, tmp_path_factory) -> tuple[Path, dict]:
+    """bf16 variants, the benchmark_app cross-check, and a measured subset that leaves out the last step."""
+    speed = {**FAST_BENCH["speed"], "batch_sizes": [1], "probe": False, "bf16": ["export_openvino"],
+             "crosscheck": True, "crosscheck_seconds": 1}
+    raw = _recipe(shapes_generator_dir, [{"export_onnx": {}}, {"export_openvino": {}}, {"quantize_nncf": {"subset_size": 16}}],
+                  name="tiny-bf16", bench={**FAST_BENCH, "speed": speed, "candidates": ["export_openvino"]},
+                  gates=[{"metric": "kid", "goal": "threshold", "value": 100}])
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny-bf16"
+    run(parse_recipe(raw, "tiny-bf16.yaml"), run_dir)
+    return run_dir, bench_run(run_dir)
+
+
+def test_bf16_is_its_own_candidate_with_its_own_reference_and_quality(bf16_run):
+    import openvino as ov
+
+    _, report = bf16_run
+    by_name = {c["name"]: c for c in report["candidates"]}
+    assert list(by_name) == ["baseline", *REFERENCES, "export_openvino", "teacher_openvino@bf16", "export_openvino@bf16"]
+    bf16 = by_name["export_openvino@bf16"]
+    assert bf16["precision"] == "bf16" and by_name["export_openvino"]["precision"] == "f32"
+    assert bf16["metrics"]["speedup_vs_exported_teacher"]["reference"] == "teacher_openvino@bf16"
+    assert "kid" in bf16["metrics"] and "psnr_vs_teacher" in bf16["metrics"]
+    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        assert bf16["runtime_settings"]["1"]["batch 1 (latency, e2e)"]["INFERENCE_PRECISION_HINT"] == "bf16"
+        assert bf16["metrics"]["psnr_vs_teacher"]["value"] < by_name["export_openvino"]["metrics"]["psnr_vs_teacher"]["value"]
+
+
+def test_benchmark_app_cross_checks_every_openvino_candidate(bf16_run):
+    _, report = bf16_run
+    for c in report["candidates"]:
+        found = c["metrics"].get("benchmark_app_ms_p50")
+        assert (found is not None) == (c["format"] == "openvino"), c["name"]
+        if found:
+            assert found["value"] > 0 and "-nthreads 1" in found["command"] and "-nstreams 1" in found["command"]
+            assert ("-infer_precision bf16" in found["command"]) == c["name"].endswith("@bf16")
+
+
+def test_final_means_the_last_step_even_when_only_an_earlier_one_was_measured(bf16_run):
+    _, report = bf16_run
+    assert report["final_step"] == "quantize_nncf" and not any(c["final"] for c in report["candidates"])
+    gate = report["gates"][0]
+    assert not gate["passed"] and "last step (quantize_nncf) was not measured" in gate["reason"]

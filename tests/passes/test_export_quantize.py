@@ -31,6 +31,17 @@ def test_nncf_int8_model_holds_fake_quantize_ops_on_most_compute(exported):
     xml = (exported.final.path / "model.xml").read_text()
     assert xml.count('type="FakeQuantize"') >= meta["int8_ops"]
     assert 0 < meta["parity_max_abs_error_vs_fp32"] < 0.5
+    assert 0 < meta["parity_mean_abs_error_vs_fp32"] <= meta["parity_tolerance"] == 0.1
+
+
+def test_nncf_step_fails_when_int8_parity_to_fp32_exceeds_its_bound(tiny_generator_dir, tmp_path):
+    from compresskit.errors import PassFailed
+
+    steps = [{"export_onnx": {}}, {"export_openvino": {}},
+             {"quantize_nncf": {"subset_size": 16, "max_mean_abs_error": 1e-6}}]
+    with pytest.raises(PassFailed, match=r"INT8 output differs from fp32 by [0-9.]+ mean abs \(max_mean_abs_error 1e-06\)"):
+        run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run")
+    assert not list((tmp_path / "run" / "artifacts").glob("03-quantize_nncf-*")), "a failed step leaves no artifact"
 
 
 def test_ort_int8_model_has_qdq_nodes(tiny_generator_dir, tmp_path):
