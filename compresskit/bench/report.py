@@ -31,6 +31,7 @@ from ..runtimes import OPENVINO_XML
 from ..threads import torch_threads
 from .baselines import BASELINES_DIR, teacher_exports
 from .crosscheck import benchmark_app_p50, static_shapes
+from .harness import time_alone
 from .gate import GateSpec, evaluate_gates, verdict
 from .measure import Candidate, measure_footprint, measure_speed, model_cost, size_mb
 from .names import BF16_SUFFIX, step_names
@@ -44,6 +45,7 @@ REPORT_JSON, REPORT_MD, PARETO_PNG, SAMPLES_PNG, SAMPLES_NPZ = (
 EMOJI_SAMPLE_CAPTIONS = ["red apple", "cat face", "red heart", "sun", "flag: Japan", "automobile",
                          "red paper lantern", "woman running"]
 NOT_MEASURED_BY_DEFAULT = ("sanitize",)
+CROSSCHECK_PAIRS = 2  # benchmark_app runs, each after compresskit timed the same IR alone
 NONDETERMINISM = [
     "speed figures vary run to run (shared CPU, frequency scaling); compare ratios measured in one run "
     "(speedup_vs_baseline), not absolute latencies across runs",
@@ -193,16 +195,26 @@ def measure(candidates: list[Candidate], settings: BenchSettings, out_dir: Path,
 
 
 def _crosscheck(candidates: list[Candidate], settings, threads: int, progress) -> dict[str, dict]:
-    """benchmark_app's batch-1 median for every OpenVINO candidate, as a metric record."""
+    """benchmark_app's batch-1 median for every OpenVINO candidate, alternated with compresskit timing the same
+    IR alone (``time_alone``), so the pair is measured in the same minutes of a noisy machine."""
     found = {}
     for c in candidates:
         if c.artifact.format != "openvino":
             continue
         progress(f"benchmark_app on {c.name}")
-        p50_ms, command = benchmark_app_p50(c.artifact.file(OPENVINO_XML), static_shapes(c.artifact.io), threads,
-                                            c.precision, settings.crosscheck_seconds)
-        found[c.name] = metric("benchmark_app_ms_p50", p50_ms, threads=threads, batch=1, command=command,
-                               how="OpenVINO benchmark_app: static shape, 1 stream, sync API, same threads and precision")
+        deploy = c.deployment(threads, 1)
+        ours, theirs = [], []
+        for _ in range(CROSSCHECK_PAIRS):
+            ours += time_alone(c.artifact.path, deploy, rounds=3, per_round=settings.per_round,
+                               warmup_s=settings.warmup_s)
+            p50_ms, command = benchmark_app_p50(c.artifact.file(OPENVINO_XML), static_shapes(c.artifact.io), threads,
+                                                c.precision, settings.crosscheck_seconds)
+            theirs.append(p50_ms)
+        app_ms, alone_ms = float(np.median(theirs)), float(np.median(ours))
+        found[c.name] = metric("benchmark_app_ms_p50", app_ms, threads=threads, batch=1, command=command,
+                               compresskit_alone_ms_p50=round(alone_ms, 4), ratio=round(alone_ms / app_ms, 3),
+                               how=f"OpenVINO benchmark_app (static shape, 1 stream, sync API, same threads and "
+                                   f"precision), {CROSSCHECK_PAIRS} runs alternated with compresskit timing the IR alone")
     return found
 
 

@@ -31,7 +31,7 @@ class SpeedSettings(BaseModel):
     bf16: list[str] = Field([], max_length=64)
     # cross-check every OpenVINO candidate's batch-1 p50 with OpenVINO's benchmark_app (headline threads)
     crosscheck: bool = False
-    crosscheck_seconds: int = Field(10, ge=1, le=600)
+    crosscheck_seconds: int = Field(5, ge=1, le=600)  # per benchmark_app run (two per candidate)
 
 
 class QualitySettings(BaseModel):

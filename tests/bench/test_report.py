@@ -307,6 +307,7 @@ def test_benchmark_app_cross_checks_every_openvino_candidate(bf16_run):
         assert (found is not None) == (c["format"] == "openvino"), c["name"]
         if found:
             assert found["value"] > 0 and "-nthreads 1" in found["command"] and "-nstreams 1" in found["command"]
+            assert found["ratio"] == pytest.approx(found["compresskit_alone_ms_p50"] / found["value"], rel=0.01)
             assert ("-infer_precision bf16" in found["command"]) == c["name"].endswith("@bf16")
 
 
