@@ -119,11 +119,10 @@ def onnx_runtime(path: Path, threads: int | None = None, spinning: bool = False)
     return Runtime("onnxruntime", threads, lambda inputs: session.run(None, inputs)[0], settings)
 
 
-def openvino_runtime(path: Path, threads: int | None = None, precision: str = "f32", *,
-                     deploy: Deployment | None = None) -> Runtime:
+def openvino_runtime(path: Path, threads: int | None = None, *, deploy: Deployment | None = None) -> Runtime:
     import openvino as ov
 
-    deploy = deploy or Deployment(threads=threads, precision=precision)  # type: ignore[arg-type]
+    deploy = deploy or Deployment(threads=threads)
     core = ov.Core()
     model = core.read_model(str(path))
     if deploy.batch:  # static shapes: what a deployment that serves one batch size compiles
@@ -157,10 +156,9 @@ def openvino_runtime(path: Path, threads: int | None = None, precision: str = "f
     return Runtime("openvino", deploy.threads, call, settings, run_many if deploy.hint == "throughput" else None)
 
 
-def load_runtime(artifact: Artifact, threads: int | None = None, *, deploy: Deployment | None = None,
-                 precision: str = "f32") -> Runtime:
+def load_runtime(artifact: Artifact, threads: int | None = None, *, deploy: Deployment | None = None) -> Runtime:
     """The artifact's own runtime; ``deploy`` (if given) sets threads, static batch, hint and precision."""
-    deploy = deploy or Deployment(threads=threads, precision=precision)  # type: ignore[arg-type]
+    deploy = deploy or Deployment(threads=threads)
     if artifact.format == "torch":
         return torch_runtime(artifact.path, deploy.threads)
     if artifact.format == "onnx":
