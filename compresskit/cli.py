@@ -1,27 +1,25 @@
 """The ``compresskit`` command line: thin, parses options, calls the library, prints with rich.
 
 Library errors (``CompresskitError``) become one line on stderr and exit code 2 (bad input) or 1
-(a failed run); ``--json`` output goes to stdout alone, progress and messages to stderr.
+(a failed run), as do usage errors and interruptions (``cli_errors``); ``--json`` output goes to stdout
+alone, progress and messages to stderr.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
-import signal
 import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import __version__
-from .errors import CompresskitError, DataError
+from .errors import DataError
 
 app = typer.Typer(
     help="Shrink trained text-to-image generators for edge CPUs, and prove it with numbers.",
@@ -381,97 +379,8 @@ from .cli_measure import register  # noqa: E402  (run, bench, gate, compare live
 register(app)
 
 
-class Interrupted(BaseException):
-    """SIGTERM or SIGINT as an exception, so ``finally`` blocks run and temporary folders are removed.
-
-    Not KeyboardInterrupt: typer turns that into a silent exit 130 before ``main`` could say what stopped.
-    """
-
-    EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
-    NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.exit_code, self.how = self.EXIT_CODES[signum], self.NAMES[signum]
-
-
-def _interrupt(signum, frame) -> None:
-    raise Interrupted(signum)
-
-
-def _interrupted(how: str) -> str:
-    from .cli_measure import ACTIVITY
-
-    during = f" during {ACTIVITY['now']}" if ACTIVITY["now"] else ""
-    return (f"interrupted ({how}){during}; nothing half-written was kept: rerun the same command to resume "
-            f"(finished steps and checkpoints are reused)")
-
-
-def _one_line(message: str) -> str:
-    return " ".join(message.split())
-
-
-class _NoteHandler(logging.Handler):
-    """The library's notes (``compresskit`` logger, warnings and up): one line each on stderr, each once."""
-
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.seen: set[str] = set()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = _one_line(record.getMessage())
-        if message not in self.seen:
-            self.seen.add(message)
-            err.print(f"note: {escape(message)}", highlight=False, soft_wrap=True)
-
-
-def _notes_to_stderr() -> None:
-    logger = logging.getLogger("compresskit")
-    if not any(isinstance(h, _NoteHandler) for h in logger.handlers):
-        logger.addHandler(_NoteHandler())
-        logger.propagate = False
-
-
-def _click_exceptions():
-    """(ClickException, Exit, Abort) of the click typer runs on (its own vendored copy in typer >= 0.2x)."""
-    import sys
-
-    base = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
-    module = sys.modules[base.__module__]
-    return base, getattr(module, "Exit", typer.Exit), getattr(module, "Abort", typer.Abort)
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: one line and an exit code for every error.
+    """Console-script entry point: one line and an exit code for every error (``cli_errors``)."""
+    from .cli_errors import run_app
 
-    2: bad input (compresskit's own errors, usage errors, option ranges); 1: a failed run or gate;
-    130 / 143: interrupted by Ctrl-C / SIGTERM (one line naming what was interrupted).
-    """
-    click_error, click_exit, click_abort = _click_exceptions()
-    for signum in Interrupted.EXIT_CODES:
-        signal.signal(signum, _interrupt)
-    _notes_to_stderr()
-    try:
-        code = app(args=argv, standalone_mode=False)
-    except CompresskitError as exc:
-        err.print(f"[bold red]error:[/] {escape(_one_line(str(exc)))}", highlight=False, soft_wrap=True)
-        raise SystemExit(exc.exit_code) from None
-    except (typer.Exit, click_exit) as exc:
-        raise SystemExit(exc.exit_code) from None
-    except Interrupted as exc:
-        err.print(escape(_interrupted(exc.how)), highlight=False, soft_wrap=True)
-        raise SystemExit(exc.exit_code) from None
-    except (KeyboardInterrupt, typer.Abort, click_abort):
-        err.print(escape(_interrupted("Ctrl-C")), highlight=False, soft_wrap=True)
-        raise SystemExit(130) from None
-    except click_error as exc:  # usage errors, bad option values and ranges: one line, exit 2
-        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `compresskit` / `compresskit data`: the help text
-            exc.show()
-            raise SystemExit(2) from None
-        ctx = getattr(exc, "ctx", None)
-        command = " ".join(["compresskit", *ctx.command_path.split()[1:]]) if ctx else "compresskit"
-        hint = f"; see `{command} --help`"
-        message = _one_line(exc.format_message()).rstrip(".")
-        err.print(f"[bold red]error:[/] {escape(message)}{escape(hint)}", highlight=False, soft_wrap=True)
-        raise SystemExit(2) from None
-    raise SystemExit(code if isinstance(code, int) else 0)
+    run_app(app, argv)
