@@ -12,7 +12,8 @@ its own documented best settings for it:
   ``INFERENCE_NUM_THREADS``, and an explicit ``INFERENCE_PRECISION_HINT`` (f32 by default: on CPUs with
   AMX or AVX512-BF16 OpenVINO would otherwise pick bf16 by itself; bf16 is offered only when asked for).
 * onnxruntime: ``intra_op_num_threads``, one inter-op thread, idle spinning off unless asked for
-  (spinning threads burn the cores between calls, and measured here they do not make calls faster).
+  (a spinning pool kept burning 13-20 ms of CPU after each call here, stolen from whatever runs next on a
+  small CPU; whether spinning speeds up onnxruntime's own calls is not measured: ``ort_spinning=True``).
 * torch: ``torch.set_num_threads`` and ``inference_mode``.
 
 ``runtime.settings`` records what was applied, read back from the runtime where it can say (OpenVINO's
