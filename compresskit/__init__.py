@@ -32,7 +32,8 @@ _API = {
     "load_gates": "compresskit.bench.gate",
     "evaluate_gates": "compresskit.bench.gate",
     "compare": "compresskit.bench.compare",
-    "load_generator": "compresskit.models",
+    "load_model": "compresskit.models",
+    "save_model": "compresskit.models",
     "create_generator": "compresskit.models",
 }
 __all__ = ["__version__", *_API]

@@ -1,7 +1,11 @@
 """Artifacts: folders with a ``manifest.json`` that names what they are and checksums what they hold.
 
-    manifest.json = {"schema": "compresskit.artifact/1", "id", "parent_id", "format", "producer",
-                     "io", "meta", "files": {relative path: sha256}}
+    manifest.json = {"schema": "compresskit.artifact/2", "id", "parent_id", "format", "producer",
+                     "io", "dataset", "lineage", "meta", "files": {relative path: sha256}}
+
+``dataset`` (the data the generator learnt: its train captions calibrate and its eval split scores) and
+``lineage`` (input, then one ``{"pass", "id"}`` per step) are set by the runner from the step's input, never
+by a pass, so no pass can drop them. ``meta`` holds the pass's reported figures.
 
 ``id`` is a hash chain: pass name + canonical config + parent id + versions (of compresskit and the
 libraries the pass uses), so the same recipe over the same input gives the same ids, and a config change
@@ -14,14 +18,36 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from .cache import stable_hash
 from .errors import ArtifactError
 
 MANIFEST = "manifest.json"
-SCHEMA = "compresskit.artifact/1"
-FORMATS = ("torch", "onnx", "openvino")
+SCHEMA = "compresskit.artifact/2"  # 2: dataset and lineage carried by the runner
+
+
+class Format(StrEnum):
+    """What an artifact's payload is. Adding a format: a member here, its row in FORMATS, a loader in runtimes."""
+
+    TORCH = "torch"
+    ONNX = "onnx"
+    OPENVINO = "openvino"
+
+
+@dataclass(frozen=True)
+class FormatInfo:
+    backend: str  # the runtime library that runs it (the name reports use)
+    reference: str  # the teacher reference a candidate of this format is timed against
+    payload: str  # what the folder holds
+
+
+FORMATS: dict[Format, FormatInfo] = {
+    Format.TORCH: FormatInfo("torch", "baseline", "config.json or factory.json + model.safetensors"),
+    Format.ONNX: FormatInfo("onnxruntime", "teacher_onnx", "model.onnx"),
+    Format.OPENVINO: FormatInfo("openvino", "teacher_openvino", "model.xml + model.bin"),
+}
 
 
 @dataclass(frozen=True)
@@ -29,11 +55,13 @@ class Artifact:
     path: Path
     id: str
     parent_id: str | None
-    format: str
+    format: Format
     producer: dict
     io: dict
     files: dict[str, str]
     meta: dict = field(default_factory=dict)
+    dataset: dict = field(default_factory=dict)
+    lineage: list = field(default_factory=list)
 
     def file(self, name: str) -> Path:
         """Path of a payload file the manifest lists (checked when the artifact was loaded)."""
@@ -59,15 +87,16 @@ def _payload_files(folder: Path) -> list[Path]:
 
 
 def write_manifest(folder: Path, *, id: str, parent_id: str | None, format: str, producer: dict,
-                   io: dict, meta: dict | None = None) -> Artifact:
+                   io: dict, dataset: dict, lineage: list, meta: dict | None = None) -> Artifact:
     """Checksum every file in ``folder`` and write its manifest (call on the temporary folder)."""
-    if format not in FORMATS:
-        raise ArtifactError(f"unknown artifact format {format!r}; one of {', '.join(FORMATS)}")
+    if format not in set(Format):
+        raise ArtifactError(f"unknown artifact format {format!r}; one of {', '.join(Format)}")
+    format = Format(format)
     files = {p.relative_to(folder).as_posix(): sha256_file(p) for p in _payload_files(folder)}
-    manifest = {"schema": SCHEMA, "id": id, "parent_id": parent_id, "format": format, "producer": producer,
-                "io": io, "meta": meta or {}, "files": files}
+    manifest = {"schema": SCHEMA, "id": id, "parent_id": parent_id, "format": str(format), "producer": producer,
+                "io": io, "dataset": dataset, "lineage": lineage, "meta": meta or {}, "files": files}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    return Artifact(folder, id, parent_id, format, producer, io, files, meta or {})
+    return Artifact(folder, id, parent_id, format, producer, io, files, meta or {}, dataset, lineage)
 
 
 def load_artifact(folder: Path, *, verify: bool = True) -> Artifact:
@@ -80,9 +109,12 @@ def load_artifact(folder: Path, *, verify: bool = True) -> Artifact:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{folder / MANIFEST} is unreadable ({exc}); delete the folder to rebuild it") from None
     if not isinstance(m, dict) or m.get("schema") != SCHEMA:
-        raise ArtifactError(f"{folder / MANIFEST} is not a compresskit artifact manifest ({SCHEMA})")
-    artifact = Artifact(folder, m["id"], m.get("parent_id"), m["format"], m.get("producer", {}), m.get("io", {}),
-                        m.get("files", {}), m.get("meta", {}))
+        raise ArtifactError(f"{folder / MANIFEST} is not a compresskit artifact manifest ({SCHEMA}); an older "
+                            f"compresskit wrote it: delete the folder to rebuild it")
+    if m.get("format") not in set(Format):
+        raise ArtifactError(f"{folder / MANIFEST}: unknown format {m.get('format')!r}; one of {', '.join(Format)}")
+    artifact = Artifact(folder, m["id"], m.get("parent_id"), Format(m["format"]), m.get("producer", {}),
+                        m.get("io", {}), m.get("files", {}), m.get("meta", {}), m.get("dataset", {}), m.get("lineage", []))
     if verify:
         for name, expected in artifact.files.items():
             path = folder / name

@@ -251,11 +251,11 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON on stdout.")] = False,
 ) -> None:
     """Params, MACs per image, widths and training metadata of a generator."""
-    from .models import load_generator, resolve_model_dir
+    from .models import load_model, resolve_model_dir
     from .models.stats import generator_stats
 
     folder = resolve_model_dir(model)
-    generator = load_generator(folder)
+    generator = load_model(folder)
     summary = {"model": str(folder), **generator_stats(generator), "meta": generator.meta}
     if as_json:
         _print_json(summary)
@@ -265,19 +265,22 @@ def info(
 
 @app.command()
 def passes(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
-    """List the registered compression passes with a one-line description."""
-    from .registry import describe_passes
+    """List the compression passes (built-in and from plugins) with a one-line description."""
+    from .registry import describe_passes, plugin_clashes
 
     rows = describe_passes()
     if as_json:
         _print_json(rows)
         return
     table = Table(title="passes")
-    for column in ("name", "takes", "makes", "about"):
+    for column in ("name", "takes", "makes", "needs", "reports", "from", "about"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["name"], "/".join(row["accepts"]), row["produces"], row["about"])
+        table.add_row(row["name"], "/".join(row["accepts"]), row["produces"], ", ".join(row["needs"]),
+                      ", ".join(row["metrics"]), row["from"], row["about"])
     out.print(table)
+    for clash in plugin_clashes():
+        out.print(f"note: {clash}")
 
 
 @app.command("eval")
@@ -292,14 +295,14 @@ def eval_command(
 ) -> None:
     """Quality of a generator (or of the real eval split): KID, FID, attributes, fidelity to a teacher."""
     from .metrics.evaluate import DEFAULT_DATA, eval_set, evaluate, generate_for, model_data
-    from .models import load_generator, resolve_model_dir
+    from .models import load_model, resolve_model_dir
 
     if real == (model is not None):
         raise DataError("give exactly one of --model NAME_OR_DIR and --real")
     if data is not None and data not in DEFAULT_DATA:
         raise DataError(f"--data must be one of {', '.join(DEFAULT_DATA)}, got {data!r}")
-    generator = load_generator(resolve_model_dir(model)) if model else None
-    teacher_model = load_generator(resolve_model_dir(teacher)) if teacher else None
+    generator = load_model(resolve_model_dir(model)) if model else None
+    teacher_model = load_model(resolve_model_dir(teacher)) if teacher else None
     if teacher_model is not None and generator is None:
         raise DataError("--teacher needs --model (the student to compare with it)")
     data_config = DEFAULT_DATA[data] if data else model_data(generator) if generator else DEFAULT_DATA["emoji"]

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .grid import to_images
-from .models import load_generator
+from .models import load_model
 from .text import TextEncoder, check_captions
 
 
@@ -30,7 +30,7 @@ def generate(
 ) -> Generated:
     """``n`` images per caption; sample ``j`` of every caption uses the same noise vector."""
     captions = check_captions(captions)
-    generator = load_generator(model) if not isinstance(model, torch.nn.Module) else model.eval()
+    generator = load_model(model) if not isinstance(model, torch.nn.Module) else model.eval()
     text = (encoder or TextEncoder()).encode(captions)
     z = torch.randn(n, generator.config.z_dim, generator=torch.Generator().manual_seed(seed))
     with torch.inference_mode():

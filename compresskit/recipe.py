@@ -9,8 +9,9 @@
       - export_onnx: {opset: 17}
 
 Checked up front: YAML syntax, top-level keys, each step's pass name and every key of its config (with
-the nearest valid name), that each step accepts the format the previous one produces, and that the input
-model exists. Every problem is a RecipeError: one line naming the step and key.
+the nearest valid name), that each step accepts the format the previous one produces, that the input
+model exists, that what each step needs can be provided (captions need the input's dataset), and that
+every gate names a candidate that exists and a metric it will have. Every problem is a RecipeError: one line naming the step and key.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from .bench.gate import GateSpec
 from .bench.settings import BenchSettings
 from .config_errors import read_yaml, validation_message
 from .errors import ModelError, RecipeError
+from .artifact import Format
 from .passes.base import PassConfig
 from .registry import pass_class
+from .train.config import DataConfig
 
 
 class InputSpec(BaseModel):
@@ -41,6 +44,9 @@ class InputSpec(BaseModel):
     z_dim: int | None = Field(None, ge=1, le=65_536)
     text_dim: int = Field(384, ge=1, le=65_536)
     image_size: int = Field(32, ge=4, le=4096)
+    # the dataset the generator learnt: its train captions calibrate, its eval split scores. A compresskit
+    # model says so in its metadata; a factory model must say it here when a step needs captions
+    data: DataConfig | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> InputSpec:
@@ -110,7 +116,7 @@ def _parse_step(index: int, item: dict, source: str) -> Step:
 
 
 def _check_chain(steps: list[Step], source: str) -> None:
-    current = "torch"
+    current = Format.TORCH
     for step in steps:
         cls = pass_class(step.name)
         if current not in cls.accepts:
@@ -121,9 +127,20 @@ def _check_chain(steps: list[Step], source: str) -> None:
 
 
 def _producers_of(formats: tuple[str, ...]) -> list[str]:
-    from .registry import PASSES
+    from .registry import all_passes
 
-    return [name for name in PASSES if pass_class(name).produces in formats]
+    return [name for name in all_passes() if pass_class(name).produces in formats]
+
+
+def _check_needs(spec: InputSpec, steps: list[Step], source: str) -> None:
+    """A step that needs captions or calibration inputs needs to know the input's dataset."""
+    if spec.factory is None or spec.data is not None:
+        return  # a compresskit model's metadata names its dataset (the emoji default otherwise, logged)
+    for step in steps:
+        wanted = [n for n in pass_class(step.name).needs if n in ("captions", "calibration")]
+        if wanted:
+            raise RecipeError(f"{source}: {step.label} needs {wanted[0]} from the dataset the generator learnt, and a "
+                              "factory input does not say which; add input.data: {name: emoji} (or shapes)")
 
 
 def _check_input(spec: InputSpec, source: str) -> None:
@@ -160,6 +177,24 @@ def _check_candidates(spec: RecipeFile, steps: list[Step], source: str) -> None:
             close = difflib.get_close_matches(name, valid, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"one of {', '.join(valid)}"
             raise RecipeError(f"{source}: {where}: no candidate named {name!r}; {hint}")
+    _check_pass_metric_gates(spec, steps, names, source)
+
+
+def _check_pass_metric_gates(spec: RecipeFile, steps: list[Step], names: list[str], source: str) -> None:
+    """A gate on a pass's own figure must name a step whose pass reports it."""
+    from .bench.schema import METRICS
+
+    by_name = dict(zip(names, steps))
+    for i, gate in enumerate(spec.gates):
+        if gate.metric in METRICS:
+            continue
+        step = steps[-1] if gate.candidate.split("@")[0] == "final" else by_name.get(gate.candidate.split("@")[0])
+        declared = pass_class(step.name).metrics if step is not None else {}
+        if gate.metric not in declared:
+            reporters = [n for n, s in by_name.items() if gate.metric in pass_class(s.name).metrics]
+            fix = f"name candidate {reporters[0]!r}" if reporters else "add a step whose pass reports it"
+            raise RecipeError(f"{source}: gates.{i}: {gate.candidate} does not report {gate.metric!r} (a figure "
+                              f"reported by a pass, not measured by the bench); {fix}")
 
 
 def parse_recipe(raw: object, source: str = "recipe") -> Recipe:
@@ -172,6 +207,7 @@ def parse_recipe(raw: object, source: str = "recipe") -> Recipe:
     steps = [_parse_step(i, item, source) for i, item in enumerate(spec.steps)]
     _check_chain(steps, source)
     _check_input(spec.input, source)
+    _check_needs(spec.input, steps, source)
     _check_candidates(spec, steps, source)
     name = spec.name or Path(source).stem
     return Recipe(name, spec.input, spec.seed, spec.threads, steps, source, spec.bench, spec.gates)

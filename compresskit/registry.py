@@ -1,13 +1,27 @@
-"""One explicit table of passes: name -> "module:Class", imported only when used."""
+"""Passes by name: one explicit table of built-ins, plus plugins from the ``compresskit.passes`` entry points.
+
+A pass in another package registers in that package's ``pyproject.toml``::
+
+    [project.entry-points."compresskit.passes"]
+    blur = "my_package.blur:Blur"        # a compresskit.passes.base.Pass subclass
+
+and is then used by name in a recipe, listed by ``compresskit passes`` and validated like a built-in (its
+config, formats, needs and declared metrics). Nothing is imported until a pass is used. A plugin may not
+take a built-in's name: the built-in keeps it and ``compresskit passes`` reports the clash.
+"""
 
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
+from importlib.metadata import entry_points
 
 from .errors import RecipeError
 
-PASSES: dict[str, str] = {
+ENTRY_POINT_GROUP = "compresskit.passes"
+
+PASSES: dict[str, str] = {  # the built-ins
     "sanitize": "compresskit.passes.sanitize:Sanitize",
     "prune": "compresskit.passes.prune:Prune",
     "distill": "compresskit.passes.distill:Distill",
@@ -18,19 +32,64 @@ PASSES: dict[str, str] = {
 }
 
 
+@functools.cache
+def _plugins() -> tuple[dict[str, tuple[str, str]], tuple[str, ...]]:
+    """({name: ("module:Class", distribution)}, clashes) from the installed entry points."""
+    found: dict[str, tuple[str, str]] = {}
+    clashes = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist is not None else "an unknown distribution"
+        if ep.name in PASSES or ep.name in found:
+            clashes.append(f"{dist} registers pass {ep.name!r}, a name already taken; the plugin's is not used")
+            continue
+        found[ep.name] = (ep.value, dist)
+    return found, tuple(clashes)
+
+
+def all_passes() -> dict[str, str]:
+    """Every usable pass name -> "module:Class": built-ins first, then plugins."""
+    return {**PASSES, **{name: value for name, (value, _) in _plugins()[0].items()}}
+
+
+def plugin_clashes() -> list[str]:
+    return list(_plugins()[1])
+
+
+def origin(name: str) -> str:
+    """"compresskit" for a built-in, else the distribution that registered it."""
+    return "compresskit" if name in PASSES else _plugins()[0][name][1]
+
+
+@functools.cache
 def pass_class(name: str):
-    if name not in PASSES:
-        close = difflib.get_close_matches(name, list(PASSES), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"choose one of {', '.join(PASSES)}"
+    """The class registered as ``name``, imported and checked against the pass contract."""
+    from .passes.base import contract_problems
+
+    table = all_passes()
+    if name not in table:
+        close = difflib.get_close_matches(name, list(table), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"choose one of {', '.join(table)}"
         raise RecipeError(f"unknown pass {name!r}; {hint}")
-    module, cls = PASSES[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    module, _, attr = table[name].partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise RecipeError(f"pass {name!r} ({table[name]}, from {origin(name)}) cannot be imported ({exc}); "
+                          "reinstall the package that provides it") from None
+    problems = contract_problems(cls)
+    if not problems and cls.name != name:
+        problems = [f"its name attribute is {cls.name!r}, registered as {name!r}"]
+    if problems:
+        raise RecipeError(f"pass {name!r} ({table[name]}, from {origin(name)}) breaks the pass contract: "
+                          f"{problems[0]}; fix the pass")
+    return cls
 
 
 def describe_passes() -> list[dict]:
     rows = []
-    for name in PASSES:
+    for name in all_passes():
         cls = pass_class(name)
-        rows.append({"name": name, "about": cls.about, "accepts": list(cls.accepts), "produces": cls.produces,
-                     "needs": list(cls.needs)})
+        rows.append({"name": name, "about": cls.about, "accepts": [str(f) for f in cls.accepts],
+                     "produces": str(cls.produces), "needs": list(cls.needs), "metrics": list(cls.metrics),
+                     "from": origin(name)})
     return rows

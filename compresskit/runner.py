@@ -20,6 +20,7 @@ import json
 import shutil
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -28,13 +29,13 @@ from pathlib import Path
 import yaml
 
 from . import __version__
-from .artifact import Artifact, artifact_id, load_artifact, sha256_file, write_manifest
+from .artifact import Artifact, Format, artifact_id, load_artifact, sha256_file, write_manifest
 from .cache import atomic_dir, atomic_file, stable_hash
-from .errors import ArtifactError, CompresskitError
+from .errors import ArtifactError, CompresskitError, PassFailed
 from .lock import run_lock
-from .models import io_spec, load_generator, resolve_model_dir
+from .models import io_spec, load_model, resolve_model_dir
 from .models.io import CONFIG_FILE, WEIGHTS_FILE
-from .passes.base import PassContext
+from .passes.base import PassContext, PassResult
 from .recipe import Recipe
 from .registry import pass_class
 from .threads import torch_threads
@@ -75,6 +76,20 @@ def _versions(libraries: tuple[str, ...]) -> dict:
     return found
 
 
+def input_dataset(spec, generator_meta: dict) -> tuple[dict, str]:
+    """(the dataset a run's input learnt, where that came from): ``input.data``, else the model's own metadata,
+    else the emoji default (said so: a shapes or user model calibrated on emoji would quietly mislead)."""
+    from .metrics.evaluate import DEFAULT_DATA
+    from .train.config import DataConfig
+
+    declared = getattr(spec, "data", None)
+    if declared is not None:
+        return DataConfig.model_validate(declared).model_dump(mode="json"), "input.data"
+    if generator_meta.get("data"):
+        return DataConfig.model_validate(generator_meta["data"]).model_dump(mode="json"), "the model's metadata"
+    return DataConfig.model_validate(DEFAULT_DATA["emoji"]).model_dump(mode="json"), "default (set input.data)"
+
+
 def input_artifact(model_ref, artifacts_dir: Path) -> Artifact:
     """Copy the input generator into the run (checksummed), so the run folder is self-contained.
 
@@ -82,20 +97,24 @@ def input_artifact(model_ref, artifacts_dir: Path) -> Artifact:
     """
     if getattr(model_ref, "factory", None):
         return _factory_artifact(model_ref, artifacts_dir)
+    spec = model_ref
     model_ref = getattr(model_ref, "model", model_ref)
     source = resolve_model_dir(model_ref)
-    digest = stable_hash({name: sha256_file(source / name) for name in (CONFIG_FILE, WEIGHTS_FILE)})
+    files = (CONFIG_FILE, WEIGHTS_FILE)
+    generator = load_model(source)  # validates before copying
+    dataset, dataset_from = input_dataset(spec, generator.meta)
+    digest = stable_hash({"files": {name: sha256_file(source / name) for name in files}, "dataset": dataset})
     folder = artifacts_dir / f"00-input-{digest}"
     existing = reuse_artifact(folder, lambda kind, info: None)
     if existing is not None:
         return existing
-    generator = load_generator(source)  # validates before copying
     with atomic_dir(folder) as tmp:
-        for name in (CONFIG_FILE, WEIGHTS_FILE):
+        for name in files:
             shutil.copy2(source / name, tmp / name)
-        write_manifest(tmp, id=digest, parent_id=None, format="torch",
+        write_manifest(tmp, id=digest, parent_id=None, format=Format.TORCH,
                        producer={"pass": "input", "source": str(model_ref)}, io=io_spec(generator),
-                       meta={"generator_meta": generator.meta})
+                       dataset=dataset, lineage=[{"pass": "input", "id": digest}],
+                       meta={"dataset_from": dataset_from})
     return load_artifact(folder)
 
 
@@ -105,7 +124,8 @@ def _factory_artifact(spec_in, artifacts_dir: Path) -> Artifact:
     spec = FactorySpec(factory=spec_in.factory, kwargs=spec_in.kwargs, z_dim=spec_in.z_dim,
                        text_dim=spec_in.text_dim, image_size=spec_in.image_size)
     weights = Path(spec_in.weights)
-    digest = stable_hash({"spec": spec.model_dump(), "weights": sha256_file(weights)})
+    dataset, dataset_from = input_dataset(spec_in, {})
+    digest = stable_hash({"spec": spec.model_dump(), "weights": sha256_file(weights), "dataset": dataset})
     folder = artifacts_dir / f"00-input-{digest}"
     existing = reuse_artifact(folder, lambda kind, info: None)
     if existing is not None:
@@ -114,10 +134,11 @@ def _factory_artifact(spec_in, artifacts_dir: Path) -> Artifact:
     load_weights_into(model, weights)
     prove_spec(model, spec)  # one forward with the declared widths, before any pass runs
     with atomic_dir(folder) as tmp:
-        write_user_generator(tmp, model, spec, meta={"weights": str(weights)})
-        write_manifest(tmp, id=digest, parent_id=None, format="torch",
+        write_user_generator(tmp, model, spec, meta={"weights": str(weights), "data": dataset})
+        write_manifest(tmp, id=digest, parent_id=None, format=Format.TORCH,
                        producer={"pass": "input", "factory": spec.factory, "kwargs": spec.kwargs, "weights": str(weights)},
-                       io=io_spec(model), meta={"generator_meta": {}})
+                       io=io_spec(model), dataset=dataset, lineage=[{"pass": "input", "id": digest}],
+                       meta={"dataset_from": dataset_from})
     return load_artifact(folder)
 
 
@@ -152,6 +173,9 @@ def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[str, dict], None] | 
     ctx = PassContext(run_dir=run_dir, seed=recipe.seed, threads=world.threads(recipe.threads), teacher=root,
                       log=lambda message: emit("log", {"message": message}),
                       progress=lambda done, total, stats: emit("progress", {"done": done, "total": total, **stats}))
+    if root.meta.get("dataset_from", "").startswith("default"):
+        emit("log", {"message": f"the input names no dataset: calibrating and scoring with {root.dataset['name']} "
+                                "(set input.data in the recipe to choose)"})
     records: list[StepRecord] = []
     current = root
     try:
@@ -162,9 +186,9 @@ def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[str, dict], None] | 
             folder = artifacts_dir / f"{step.index + 1:02d}-{step.name}-{output_id}"
             emit("start", {"step": step.index + 1, "name": step.name, "id": output_id})
             started = time.perf_counter()
-            ctx.scratch = run_dir / "scratch" / folder.name
+            step_ctx = ctx.for_step(current, cls.needs, run_dir / "scratch" / folder.name)
             try:
-                produced, cached = _step(cls, step, config, current, folder, output_id, ctx, world, emit)
+                produced, cached = _step(cls, step, config, current, folder, output_id, step_ctx, world, emit)
             except CompresskitError as exc:
                 records.append(StepRecord(step.index + 1, step.name, current.id, output_id, str(folder), False,
                                           round(time.perf_counter() - started, 3), "failed", error=str(exc)))
@@ -194,7 +218,7 @@ def _step(cls, step, config: dict, current: Artifact, folder: Path, output_id: s
             produced = produce(cls, step.name, step.config, current, folder, output_id, ctx)
         elif cls.distributed:
             with tempfile.TemporaryDirectory() as discarded:
-                cls(step.config).run(current, Path(discarded), ctx)
+                cls(step.config).run(current, Path(discarded), ctx.for_step(current, cls.needs, ctx.scratch))
         world.barrier()
         if world.is_main:
             shutil.rmtree(ctx.scratch, ignore_errors=True)
@@ -207,13 +231,31 @@ def pass_output_id(cls, name: str, config: dict, parent_id: str) -> str:
 
 
 def produce(cls, name: str, config, src: Artifact, folder: Path, output_id: str, ctx: PassContext) -> Artifact:
-    """Run a pass into ``folder``: written in a temporary folder, manifest last, then renamed into place."""
+    """Run a pass into ``folder``: written in a temporary folder, manifest last, then renamed into place.
+
+    The new artifact inherits ``src``'s io spec, dataset and lineage (plus this step): the pass cannot drop
+    them. Whatever a pass raises that is not a CompresskitError (a bug, a user model Torch-Pruning cannot
+    handle) becomes one PassFailed line naming the step, so the run records a failed step, not a traceback.
+    """
+    ctx = ctx.for_step(src, cls.needs, ctx.scratch)
     with atomic_dir(folder) as tmp:
-        meta = cls(config).run(src, tmp, ctx)
+        try:
+            result = cls(config).run(src, tmp, ctx)
+        except CompresskitError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one line naming the pass, instead of a traceback
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise PassFailed(f"{name} crashed: {type(exc).__name__}: {first_line} (at {Path(where.filename).name}:"
+                             f"{where.lineno}); the step wrote nothing; please report it") from exc
+        if not isinstance(result, PassResult):
+            raise PassFailed(f"{name}: run() returned {type(result).__name__}, not a PassResult; fix the pass")
+        result.checked(cls)
         written = write_manifest(
             tmp, id=output_id, parent_id=src.id, format=cls.produces,
             producer={"pass": name, "config": config.model_dump(mode="json"), "versions": _versions(cls.libraries)},
-            io=src.io, meta=meta)
+            io=src.io, dataset=src.dataset, lineage=[*src.lineage, {"pass": name, "id": output_id}],
+            meta={**result.details, **result.metrics})
     return dataclasses.replace(written, path=folder)
 
 

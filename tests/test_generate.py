@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from compresskit.generate import generate
-from compresskit.models import create_generator, save_generator
+from compresskit.models import create_generator, save_model
 from tests.helpers import run_cli
 
 
@@ -16,7 +16,7 @@ from tests.helpers import run_cli
 def tiny_model(tmp_path_factory):
     torch.manual_seed(0)
     generator = create_generator(ngf=8, text_hidden=16, fuse_hidden=8, z_dim=16)
-    return save_generator(tmp_path_factory.mktemp("models") / "tiny", generator)
+    return save_model(tmp_path_factory.mktemp("models") / "tiny", generator)
 
 
 def test_generate_shapes_and_determinism(tiny_model):

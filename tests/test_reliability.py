@@ -18,7 +18,7 @@ import yaml
 
 from compresskit.artifact import load_artifact
 from compresskit.errors import ArtifactError
-from compresskit.models import create_generator, save_generator
+from compresskit.models import create_generator, save_model
 from compresskit.recipe import parse_recipe
 from compresskit.runner import run
 
@@ -29,7 +29,7 @@ TARGETS = [("01-sanitize", "model.safetensors"), ("02-export_onnx", "model.onnx"
 
 def _generator(folder: Path, seed: int, ngf: int = 4) -> Path:
     torch.manual_seed(seed)
-    return save_generator(folder, create_generator(ngf=ngf, text_hidden=16, fuse_hidden=8))
+    return save_model(folder, create_generator(ngf=ngf, text_hidden=16, fuse_hidden=8))
 
 
 @pytest.fixture(scope="module")

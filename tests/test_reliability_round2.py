@@ -18,7 +18,7 @@ import yaml
 from safetensors.torch import save_file
 
 from compresskit.artifact import load_artifact
-from compresskit.models import create_generator, save_generator
+from compresskit.models import create_generator, save_model
 from compresskit.models.checksums import CHECKSUMS_FILE
 from tests.helpers import run_cli
 from tests.passes.user_generators import ConvTransposeGenerator
@@ -35,7 +35,7 @@ def slow_recipe(tmp_path_factory) -> Path:
     """A recipe on a tiny generator whose distillation runs for several seconds (time for a second run to collide)."""
     root = tmp_path_factory.mktemp("owner")
     torch.manual_seed(0)
-    model = save_generator(root / "g", create_generator(ngf=4, text_hidden=16, fuse_hidden=8))
+    model = save_model(root / "g", create_generator(ngf=4, text_hidden=16, fuse_hidden=8))
     recipe = root / "slow.yaml"
     recipe.write_text(yaml.safe_dump({"name": "slow", "seed": 0, "threads": 1, "input": {"model": str(model)},
                                       "steps": SLOW_STEPS}))
@@ -193,7 +193,7 @@ def test_a_model_folder_without_checksums_is_accepted_with_a_one_line_note(tmp_p
 def test_folders_compresskit_writes_carry_checksums(tmp_path):
     from compresskit.models.checksums import verify_model_folder
 
-    folder = save_generator(tmp_path / "g", create_generator(ngf=4, text_hidden=16, fuse_hidden=8))
+    folder = save_model(tmp_path / "g", create_generator(ngf=4, text_hidden=16, fuse_hidden=8))
     assert (folder / CHECKSUMS_FILE).is_file() and verify_model_folder(folder)
     (folder / "config.json").write_text((folder / "config.json").read_text().replace('"meta"', '"meta" '))
     from compresskit.errors import ModelError

@@ -13,6 +13,8 @@ R-precision):
   percent of |baseline|);
 * ``max_degradation`` / ``percent_max_degradation``: observed is worse than the baseline by at most ``value``.
 
+``metric`` is a bench metric (``schema.METRICS``) or a figure a pass declares and reports (e.g.
+``int8_mac_share`` of ``quantize_nncf``: gate it with ``candidate: quantize_nncf`` or ``final``).
 ``candidate`` names a report candidate: a step's pass name, ``final`` (always the recipe's last step,
 whichever steps were measured), ``baseline`` (the teacher in torch) or a reference (``teacher_int8``...);
 ``threads`` picks a speed figure measured at that thread count (default: the report's headline threads).
@@ -33,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..config_errors import read_yaml, validation_message
 from ..errors import ConfigError
-from .schema import METRICS, SPEED_METRICS
+from .schema import SPEED_METRICS, known_metrics
 
 GOALS = ("threshold", "min_improvement", "percent_min_improvement", "max_degradation", "percent_max_degradation")
 
@@ -50,11 +52,12 @@ class GateSpec(BaseModel):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, name: str) -> str:
-        if name not in METRICS:
+        known = known_metrics()
+        if name not in known:
             import difflib
 
-            close = difflib.get_close_matches(name, list(METRICS), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"one of {', '.join(METRICS)}"
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"one of {', '.join(known)}"
             raise ValueError(f"unknown metric {name!r}; {hint}")
         return name
 
@@ -132,7 +135,7 @@ def evaluate_gates(report: dict, gates: list[GateSpec]) -> list[dict]:
     """One result per gate: observed, baseline, resolved threshold, passed, and why when it failed."""
     results = []
     for gate in gates:
-        higher = METRICS[gate.metric].direction == "higher"
+        higher = known_metrics()[gate.metric].direction == "higher"
         entry = _find(report, gate.candidate)
         found = _record(entry, gate.metric, gate.threads)
         base = _record(_find(report, "baseline"), gate.metric, gate.threads)

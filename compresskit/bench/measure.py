@@ -27,15 +27,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..artifact import Artifact
+from ..artifact import FORMATS, Artifact, Format
 from ..runtimes import Deployment
 from .harness import WorkerPool
 from .schema import metric
 from .settings import SpeedSettings
 from .speed import percentiles, probe
 
-BACKENDS = {"torch": "torch", "onnx": "onnxruntime", "openvino": "openvino"}
-REFERENCE_FOR_FORMAT = {"torch": "baseline", "onnx": "teacher_onnx", "openvino": "teacher_openvino"}
 TEACHER_INT8 = "teacher_int8"
 
 
@@ -51,7 +49,7 @@ class Candidate:
 
     @property
     def backend(self) -> str:
-        return BACKENDS[self.artifact.format]
+        return FORMATS[Format(self.artifact.format)].backend
 
     def deployment(self, threads: int, batch: int) -> Deployment:
         """Batch 1: static shape + latency hint; a larger batch: static shape + throughput hint."""
@@ -61,7 +59,7 @@ class Candidate:
 
 def reference_name(candidate: Candidate, names: set[str]) -> str | None:
     """The teacher exported to this candidate's runtime and precision (the torch teacher for torch)."""
-    name = REFERENCE_FOR_FORMAT[candidate.artifact.format]
+    name = FORMATS[Format(candidate.artifact.format)].reference
     if candidate.precision != "f32" and candidate.artifact.format == "openvino":
         name = f"{name}@{candidate.precision}"
     return name if name in names else None
@@ -73,13 +71,13 @@ def size_mb(artifact: Artifact) -> float:
 
 def model_cost(artifact: Artifact, torch_ancestor: Artifact | None) -> dict:
     """Params and MACs/image from the torch model itself, or the torch model an export came from."""
-    from ..models.io import load_torch_generator
+    from ..models.io import load_model
     from ..models.stats import generator_stats
 
     source = artifact if artifact.format == "torch" else torch_ancestor
     if source is None:
         return {}
-    stats = generator_stats(load_torch_generator(source.path))
+    stats = generator_stats(load_model(source.path))
     how = "counted on the torch model" if source is artifact else f"of the torch model it was exported from ({source.id})"
     return {"params": metric("params", stats["params"], how=how),
             "macs": metric("macs", stats["macs_per_image"], how=how)}

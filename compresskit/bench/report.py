@@ -37,7 +37,7 @@ from .measure import Candidate, measure_footprint, measure_speed, model_cost, si
 from .names import BF16_SUFFIX, step_names
 from .plots import pareto_front, pareto_plot, pareto_points, samples_grid
 from .quality import measure_quality
-from .schema import METRICS, SCHEMA_VERSION, metric
+from .schema import SCHEMA_VERSION, known_metrics, metric
 from .settings import BenchSettings
 
 REPORT_JSON, REPORT_MD, PARETO_PNG, SAMPLES_PNG, SAMPLES_NPZ = (
@@ -238,6 +238,8 @@ def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context
         if settings.speed.probe:
             metrics.update(measure_footprint(c, headline))
         metrics.update(quality.get(c.name, {}))
+        if c.role == "candidate":
+            metrics.update(reported_by_pass(c.artifact))
         errors = {"quality": quality_errors[c.name]} if c.name in quality_errors else {}
         entries.append({"name": c.name, "step": c.step, "artifact_id": c.artifact.id, "path": str(c.artifact.path),
                         "format": c.artifact.format, "backend": c.backend, "precision": c.precision, "role": c.role,
@@ -260,7 +262,8 @@ def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context
         **{k: v for k, v in context.items() if k != "final_step"}, "final_step": final_name,
         "environment": _environment(), "settings": settings.model_dump(mode="json"),
         "headline_threads": headline, "data": evalset.data, "quality_n": len(evalset.captions),
-        "metric_info": {name: {"unit": i.unit, "direction": i.direction, "about": i.about} for name, i in METRICS.items()},
+        "metric_info": {name: {"unit": i.unit, "direction": i.direction, "about": i.about}
+                        for name, i in known_metrics().items()},
         "candidates": entries,
         "pareto": {"x": "latency_ms_p50", "y": "kid", "threads": headline, "front": pareto_front(points)},
         "sample_captions": captions, "nondeterminism": NONDETERMINISM,
@@ -269,6 +272,17 @@ def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context
     }
     write_report(report, out_dir)
     return report
+
+
+def reported_by_pass(artifact) -> dict:
+    """The figures the pass that made ``artifact`` declared and reported (``PassResult.metrics``)."""
+    from ..registry import pass_class
+
+    producer = artifact.producer.get("pass")
+    if producer in (None, "input"):
+        return {}
+    return {name: metric(name, artifact.meta[name], how=f"reported by the {producer} pass")
+            for name in pass_class(producer).metrics if name in artifact.meta}
 
 
 def write_report(report: dict, out_dir: Path) -> None:
@@ -290,7 +304,7 @@ def bench_run(run_dir: Path, settings: BenchSettings | None = None, gates: list[
 
 
 def _bench_run(run_dir: Path, settings: BenchSettings | None, gates: list[GateSpec] | None, progress) -> dict:
-    from ..metrics.evaluate import data_from_meta, eval_set
+    from ..metrics.evaluate import eval_set
     from ..recipe import load_recipe
 
     summary = read_run_summary(run_dir)
@@ -304,7 +318,7 @@ def _bench_run(run_dir: Path, settings: BenchSettings | None, gates: list[GateSp
                                                        threads=max(settings.speed.threads), progress=progress)
     final_name = step_names([s["name"] for s in summary["steps"]])[-1]
     candidates = with_bf16(with_references(candidates, references), settings.speed.bf16, final_name)
-    data = data_from_meta(candidates[0].artifact.meta.get("generator_meta", {}))
+    data = candidates[0].artifact.dataset  # the input's dataset, carried by the runner to every step
     evalset = eval_set(data)  # quality.n is an upper bound: a smaller eval split is used whole
     if settings.quality.n and settings.quality.n < len(evalset.captions):
         evalset = eval_set(data, settings.quality.n)

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..artifact import Format
+
 SCHEMA_VERSION = 2  # 2: isolated harness, reference candidates, runtime settings, uncertainties
 
 
@@ -48,6 +50,24 @@ METRICS: dict[str, MetricInfo] = {
     "perceptual_vs_teacher": MetricInfo("", "lower", "1 - cosine of Lite0 features vs the teacher's image"),
 }
 
+
+
+def pass_metrics() -> dict[str, MetricInfo]:
+    """Figures passes declare (``Pass.metrics``: built-ins and plugins), reported under the step's name."""
+    from ..registry import all_passes, pass_class
+
+    found: dict[str, MetricInfo] = {}
+    for name in all_passes():
+        for metric_name, info in pass_class(name).metrics.items():
+            found.setdefault(metric_name, MetricInfo(info.unit, info.direction, f"{name}: {info.about}"))
+    return found
+
+
+def known_metrics() -> dict[str, MetricInfo]:
+    """Every metric name a report may hold and a gate may name: measured by the bench, or reported by a pass."""
+    return {**pass_metrics(), **METRICS}
+
+
 SPEED_METRICS = ("latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "throughput_ips", "speedup_vs_baseline",
                  "speedup_vs_exported_teacher", "speedup_vs_teacher_int8", "benchmark_app_ms_p50",
                  "e2e_latency_ms_p50", "first_inference_ms", "peak_rss_mb")
@@ -56,7 +76,7 @@ ROLES = ("baseline", "reference", "candidate")  # the teacher in torch; the teac
 
 def metric(name: str, value: float, n: int | None = None, **detail) -> dict:
     """One measurement as a report stores it: value, unit, direction, sample count, then any detail."""
-    info = METRICS[name]
+    info = METRICS[name] if name in METRICS else known_metrics()[name]
     record = {"value": value, "unit": info.unit, "direction": info.direction}
     if n is not None:
         record["n"] = n
@@ -82,7 +102,7 @@ class CandidateRecord(BaseModel):
     name: str
     step: int = Field(ge=0)
     artifact_id: str
-    format: Literal["torch", "onnx", "openvino"]
+    format: Format
     backend: str
     role: Literal[ROLES]  # type: ignore[valid-type]
     final: bool
@@ -93,7 +113,7 @@ class CandidateRecord(BaseModel):
     @field_validator("metrics")
     @classmethod
     def _known_names(cls, metrics: dict) -> dict:
-        unknown = sorted(set(metrics) - set(METRICS))
+        unknown = sorted(set(metrics) - set(known_metrics()))
         if unknown:
             raise ValueError(f"unknown metric names {unknown}")
         return metrics

@@ -1,7 +1,10 @@
 """Generators and discriminators: a registry, ``create_generator``, io specs, and checkpoint folders.
 
     create_generator("dfgan", ngf=64)          a fresh generator
-    load_generator("emoji32-base")             a shipped one (compresskit/zoo/) or a checkpoint folder
+    load_model("emoji32-base")                 a shipped one (compresskit/zoo/), a checkpoint or artifact folder
+    save_model(folder, model)                  either form (compresskit config or user factory), checksummed
+
+Every generator satisfies the model contract (``contract.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from torch import nn
 
 from ..errors import ModelError
 from .dfgan import DFDiscriminator, DFGenerator, GeneratorConfig
-from .io import load_generator, resolve_model_dir, save_generator
+from .contract import io_spec
+from .io import load_model, resolve_model_dir, save_model
 
 GENERATORS: dict[str, type[nn.Module]] = {"dfgan": DFGenerator}
 
@@ -26,25 +30,11 @@ def create_generator(name: str = "dfgan", **kwargs) -> nn.Module:
     return GENERATORS[name](GeneratorConfig(arch=name, **kwargs))
 
 
-def io_spec(generator: nn.Module) -> dict:
-    """Named inputs and outputs with symbolic batch: what exporters and runtimes agree on."""
-    c = generator.config
-    return {
-        "inputs": {
-            "z": {"shape": ["batch", c.z_dim], "dtype": "float32", "about": "standard normal noise"},
-            "text": {"shape": ["batch", c.text_dim], "dtype": "float32", "about": "unit-norm MiniLM caption vector"},
-        },
-        "outputs": {
-            "image": {"shape": ["batch", 3, c.image_size, c.image_size], "dtype": "float32", "about": "RGB in [-1, 1]"},
-        },
-    }
-
-
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
 __all__ = [
     "GENERATORS", "DFDiscriminator", "DFGenerator", "GeneratorConfig",
-    "count_params", "create_generator", "io_spec", "load_generator", "resolve_model_dir", "save_generator",
+    "count_params", "create_generator", "io_spec", "load_model", "resolve_model_dir", "save_model",
 ]

@@ -23,7 +23,7 @@ import yaml
 from ..cache import atomic_dir
 from ..errors import ModelError
 from .checksums import write_checksums
-from .io import load_generator, write_generator
+from .io import load_model, save_model
 from .stats import generator_stats
 
 SAMPLES_FILE = "samples.png"
@@ -100,14 +100,14 @@ def write_card(run_dir: Path, out_dir: Path, *, checkpoint: int | None = None, t
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     source = run_dir / "final" if checkpoint is None else run_dir / "checkpoints" / f"step-{checkpoint:07d}"
-    generator = load_generator(source)
+    generator = load_model(source)
     step = int(generator.meta.get("step", 0))
     figures = training_figures(run_dir, step)
     stats = generator_stats(generator)
     captions = figures["config"]["sample_captions"]
     name = title or out_dir.name
     with atomic_dir(out_dir, replace=True) as tmp:
-        write_generator(tmp, generator, {**generator.meta, "data": figures["config"]["data"], "name": name})
+        save_model(tmp, generator, {**generator.meta, "data": figures["config"]["data"], "name": name})
         grid = generate(generator, captions, n=8, seed=0)
         flat = grid.images.reshape(-1, *grid.images.shape[2:])
         save_grid(tmp / SAMPLES_FILE, flat, [f"{c} #{j}" for c in captions for j in range(8)], columns=8, tile_px=64)

@@ -165,6 +165,19 @@ class DFGenerator(nn.Module):
         rgb = self.to_rgb(F.leaky_relu(x, 0.2))
         return rgb if self.training else rgb.clamp(-1.0, 1.0)
 
+    # the model contract (models/contract.py)
+    def current_config(self) -> GeneratorConfig:
+        """The widths this module has now (after pruning, say), as a config that rebuilds it."""
+        return GeneratorConfig(**{**self.config.model_dump(),
+                                  "channels": [self.stem.out_features // 16] + [b.out_channels for b in self.blocks],
+                                  "hidden": [b.hidden_channels for b in self.blocks]})
+
+    def fixed_width_layers(self) -> list[str]:
+        """Layers whose output width the config cannot express per layer: the caption MLP and every fusion MLP's
+        hidden layer (one ``text_hidden``, one ``fuse_hidden``) and the RGB head."""
+        fused = [f"{name}.0" for name, _ in self.named_modules() if name.endswith((".gamma", ".beta"))]
+        return ["to_rgb", "text_mlp", *fused]
+
 
 class DBlock(nn.Module):
     """Downsampling residual block; the residual branch starts switched off (gamma = 0)."""

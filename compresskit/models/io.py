@@ -1,7 +1,11 @@
-"""Generator checkpoint folders: ``config.json`` + ``model.safetensors`` (never a pickle).
+"""Model folders, both forms, through one pair: ``load_model(ref)`` / ``save_model(folder, model)``. No pickles.
 
-``config.json`` = {"format": "compresskit.generator/1", "generator": GeneratorConfig, "meta": {...}}.
-A reference is a shipped model name (a folder of ``compresskit/zoo/``) or a path to such a folder.
+    compresskit form   config.json  = {"format": "compresskit.generator/1", "generator": {arch, widths...}, "meta"}
+    user form          factory.json = {"format": "compresskit.factory/1", "spec", "pruning_history", "meta"}
+    both               model.safetensors, checksums.sha256
+
+A reference is a shipped model name (a folder of ``compresskit/zoo/``) or a path to such a folder. The
+architecture named by ``generator.arch`` is looked up in ``GENERATORS`` (``models/__init__.py``).
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ import torch
 from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
-from ..cache import atomic_dir
 from ..config_errors import validation_message
 from ..errors import ModelError
 from .checksums import verify_model_folder, write_checksums
-from .dfgan import DFGenerator, GeneratorConfig
+from .contract import is_user_model
+from .dfgan import GeneratorConfig
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -38,33 +43,41 @@ def zoo_names(kind: str = FORMAT) -> list[str]:
 
 
 def resolve_model_dir(ref: str | Path) -> Path:
-    """A zoo name or a folder path -> the checkpoint folder (checked to hold both files)."""
+    """A zoo name or a folder path -> the checkpoint folder (checked to hold its files and their checksums)."""
+    from .user import FACTORY_FILE
+
     ref_str = str(ref)
     folder = ZOO_DIR / ref_str if ref_str in zoo_names() else Path(ref_str)
     if not folder.is_dir():
         names = ", ".join(zoo_names()) or "none installed"
         raise ModelError(f"no model {ref_str!r}: not a shipped model ({names}) nor a checkpoint folder")
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
+    described = CONFIG_FILE if (folder / CONFIG_FILE).is_file() or not (folder / FACTORY_FILE).is_file() else FACTORY_FILE
+    for name in (described, WEIGHTS_FILE):
         if not (folder / name).is_file():
             raise ModelError(f"{folder} has no {name}; point --model at a folder written by compresskit train")
     verify_model_folder(folder)  # every file against checksums.sha256, before anything reads it
     return folder
 
 
-def write_generator(folder: Path, generator: DFGenerator, meta: dict | None = None) -> None:
-    """Write config.json + model.safetensors into an existing (temporary) folder."""
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in generator.state_dict().items()}
-    config = {"format": FORMAT, "generator": generator.config.model_dump(), "meta": meta or {}}
-    save_file(state, str(folder / WEIGHTS_FILE))
-    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+def save_model(folder: Path, model: nn.Module, meta: dict | None = None) -> Path:
+    """Write ``model`` in its own form into ``folder`` (created if needed; wrap in ``atomic_dir`` to replace).
 
+    ``meta`` defaults to the model's own; a user model's pruning history is written with it.
+    """
+    from .user import write_user_generator
 
-def save_generator(folder: Path, generator: DFGenerator, meta: dict | None = None) -> Path:
-    """Write a checkpoint folder atomically (replacing an older one at the same path)."""
     folder = Path(folder)
-    with atomic_dir(folder, replace=True) as tmp:
-        write_generator(tmp, generator, meta)
-        write_checksums(tmp)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = dict(getattr(model, "meta", {}) or {}) if meta is None else meta
+    if is_user_model(model):
+        write_user_generator(folder, model, model.config.spec, pruning_history=getattr(model, "pruning_history", []),
+                             meta=meta)
+    else:
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+        config = {"format": FORMAT, "generator": model.config.model_dump(), "meta": meta}
+        save_file(state, str(folder / WEIGHTS_FILE))
+        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    write_checksums(folder)
     return folder
 
 
@@ -78,15 +91,28 @@ def read_config(folder: Path) -> dict:
     return config
 
 
-def load_generator(ref: str | Path) -> DFGenerator:
-    """Rebuild the generator from its config and load its weights, strictly; eval mode."""
+def load_model(ref: str | Path) -> nn.Module:
+    """Rebuild the generator (either form) and load its weights strictly; eval mode, ``.meta`` set."""
+    from .user import FACTORY_FILE, load_user_generator
+
     folder = resolve_model_dir(ref)
+    if (folder / FACTORY_FILE).is_file() and not (folder / CONFIG_FILE).is_file():
+        return load_user_generator(folder)
+    return _load_compresskit(folder)
+
+
+def _load_compresskit(folder: Path) -> nn.Module:
+    from . import GENERATORS
+
     config = read_config(folder)
+    arch = (config.get("generator") or {}).get("arch", "dfgan")
+    if arch not in GENERATORS:
+        raise ModelError(f"{folder / CONFIG_FILE}: unknown architecture {arch!r}; one of {', '.join(GENERATORS)}")
     try:
         gen_config = GeneratorConfig.model_validate(config.get("generator", {}))
     except ValidationError as exc:
         raise ModelError(validation_message(exc, GeneratorConfig, str(folder / CONFIG_FILE))) from None
-    generator = DFGenerator(gen_config)
+    generator = GENERATORS[arch](gen_config)
     try:
         state = load_file(str(folder / WEIGHTS_FILE))
     except (SafetensorError, OSError) as exc:
@@ -100,23 +126,3 @@ def load_generator(ref: str | Path) -> DFGenerator:
         raise ModelError(f"{folder / WEIGHTS_FILE} holds NaN or infinite weights; use an earlier checkpoint")
     generator.meta = config.get("meta", {})
     return generator.eval()
-
-
-def load_torch_generator(folder: str | Path):
-    """A compresskit generator folder (config.json) or a user factory folder (factory.json)."""
-    from .user import FACTORY_FILE, load_user_generator
-
-    if (Path(folder) / FACTORY_FILE).is_file():
-        return load_user_generator(Path(folder))
-    return load_generator(folder)
-
-
-def write_torch_generator(folder: Path, model, meta: dict | None = None, *, pruning_history: list | None = None) -> None:
-    """Write ``model`` in the form it was loaded from (compresskit config or user factory spec)."""
-    from .user import UserConfig, write_user_generator
-
-    if isinstance(getattr(model, "config", None), UserConfig):
-        history = pruning_history if pruning_history is not None else getattr(model, "pruning_history", [])
-        write_user_generator(folder, model, model.config.spec, pruning_history=history, meta=meta)
-    else:
-        write_generator(folder, model, meta)

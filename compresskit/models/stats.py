@@ -29,6 +29,6 @@ def generator_stats(generator: torch.nn.Module) -> dict:
         "macs_per_image": macs_per_image(generator),
         "weights_mb_fp32": round(params * 4 / 2**20, 2),
         "image_size": generator.config.image_size,
-        "channels": generator.config.channels,
-        "hidden": generator.config.hidden,
+        **({"channels": generator.config.channels, "hidden": generator.config.hidden}
+           if hasattr(generator.config, "channels") else {}),  # the DF-GAN's widths by stage; a user model has none
     }

@@ -180,6 +180,7 @@ def read_user_doc(folder: Path) -> dict:
 
 
 def load_user_generator(folder: Path) -> nn.Module:
+    """Called by ``io.load_model``: the factory's fresh instance, history replayed, weights loaded strictly."""
     doc = read_user_doc(folder)
     spec = FactorySpec.model_validate(doc["spec"])
     model = build(spec, doc.get("pruning_history"))

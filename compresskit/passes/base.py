@@ -5,57 +5,124 @@ runner renames into place and checksums); it never edits its input. It declares:
 
 * ``name`` and ``about`` (one line, shown by ``compresskit passes``);
 * ``Config``: a strict pydantic model of its options (unknown keys are errors);
-* ``accepts`` (input formats) and ``produces`` (output format), checked when a recipe is loaded;
-* ``needs``: what the context must provide (``"teacher"``, ``"captions"``) — validated up front;
+* ``accepts`` (input formats) and ``produces`` (output format): members of ``artifact.Format``, checked when
+  a recipe is loaded;
+* ``needs``: what it asks the context for (``teacher``, ``captions``, ``calibration``): checked when the
+  recipe loads, and the context refuses what a pass did not declare;
+* ``metrics``: the figures its ``PassResult`` reports (name -> unit, direction, about); they join the bench
+  report under the step's name and can be gated (``{metric: int8_mac_share, goal: threshold, value: 0.9}``);
 * ``libraries``: distributions whose versions enter the artifact id (a library upgrade re-runs the step);
 * ``distributed``: under torchrun, the pass runs on every rank (it shards its own work; rank 0 writes).
 
-Heavy backends (onnx, openvino, nncf, torch_pruning) are imported inside ``run``.
+The runner, not the pass, carries the input's lineage and dataset identity to the new artifact. Heavy
+backends (onnx, openvino, nncf, torch_pruning) are imported inside ``run``. A pass in another package
+registers through the ``compresskit.passes`` entry-point group (see ``registry.py``).
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from ..artifact import Artifact
+from ..artifact import Artifact, Format
+from ..errors import PassFailed
+
+NEEDS = {
+    "teacher": "the recipe's input generator (an artifact in torch format)",
+    "captions": "captions from the train split of the dataset the generator learnt",
+    "calibration": "seeded (z, caption vector) input dicts from that dataset, for quantisation",
+}
 
 
 class PassConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+@dataclass(frozen=True)
+class PassMetric:
+    """A figure a pass reports about what it made; gateable by name."""
+
+    unit: str
+    direction: str  # "higher" or "lower" is better
+    about: str
+
+
+@dataclass
+class PassResult:
+    """What ``run`` returns: declared ``metrics`` (finite numbers; reported and gateable) and free ``details``."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+
+    def checked(self, cls: type[Pass]) -> PassResult:
+        """The result, checked against what the pass declared (a broken plugin fails here, by name)."""
+        declared, reported = set(cls.metrics), set(self.metrics)
+        if reported - declared:
+            raise PassFailed(f"{cls.name}: reported undeclared metric(s) {sorted(reported - declared)}; add them to "
+                             f"{cls.__name__}.metrics")
+        for name in sorted(declared):
+            value = self.metrics.get(name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise PassFailed(f"{cls.name}: declared metric {name!r} is missing or not a finite number ({value!r})")
+        return self
+
+
 @dataclass
 class PassContext:
-    """What a pass may use besides its input: the recipe's teacher, seed, threads, captions, a logger."""
+    """A pass's one door to the rest of the package: the teacher, captions and calibration inputs of the
+    artifact's own dataset, seed, threads, log, progress, and a scratch folder for checkpoints."""
 
     run_dir: Path
     seed: int = 0
     threads: int | None = None
     teacher: Artifact | None = None
-    captions: list[str] = field(default_factory=list)
     log: Callable[[str], None] = lambda message: None
     progress: Callable[[int, int, dict], None] = lambda done, total, stats: None
     scratch: Path | None = None  # per-step folder that survives a crash (checkpoints); removed on success
+    source: Artifact | None = None  # the step's input (set by the runner): its dataset is the one offered
+    needs: tuple[str, ...] = ()  # what the running pass declared (set by the runner)
 
+    def _require(self, need: str) -> None:
+        if need not in self.needs:
+            raise PassFailed(f"a pass asked the context for {need} without declaring it; add {need!r} to its needs")
+        if self.source is None:
+            raise PassFailed("the context has no source artifact; run the pass through the runner")
 
-def generator_meta(src: Artifact) -> dict:
-    """The ``generator_*`` entries of an artifact's meta, carried to the artifacts made from it."""
-    return {k: v for k, v in src.meta.items() if k.startswith("generator_")}
+    def captions(self, n: int, seed: int | None = None) -> list[str]:
+        """``n`` train captions (repeating if the split is smaller) of the dataset the generator learnt."""
+        self._require("captions")
+        from .calibration import dataset_captions
+
+        return dataset_captions(self.source.dataset, n, self.seed if seed is None else seed)
+
+    def calibration(self, n: int, seed: int | None = None) -> list[dict[str, np.ndarray]]:
+        """``n`` single-image input dicts {z, text} for the source's io spec and dataset."""
+        self._require("calibration")
+        from .calibration import calibration_inputs
+
+        return calibration_inputs(self.source, n, self.seed if seed is None else seed)
+
+    def for_step(self, source: Artifact, needs: tuple[str, ...], scratch: Path | None = None) -> PassContext:
+        from dataclasses import replace
+
+        return replace(self, source=source, needs=tuple(needs), scratch=scratch)
 
 
 class Pass(ABC):
     name: ClassVar[str]
     about: ClassVar[str]
     Config: ClassVar[type[PassConfig]] = PassConfig
-    accepts: ClassVar[tuple[str, ...]]
-    produces: ClassVar[str]
+    accepts: ClassVar[tuple[Format, ...]]
+    produces: ClassVar[Format]
     needs: ClassVar[tuple[str, ...]] = ()
+    metrics: ClassVar[dict[str, PassMetric]] = {}
     libraries: ClassVar[tuple[str, ...]] = ("torch",)
     version: ClassVar[str] = "1"  # bump when the pass's output changes for the same config
     distributed: ClassVar[bool] = False  # under torchrun: runs on every rank (else on rank 0 alone)
@@ -64,5 +131,28 @@ class Pass(ABC):
         self.config = config if config is not None else self.Config()
 
     @abstractmethod
-    def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> dict:
-        """Write the new artifact's payload into ``out_dir``; return its ``meta`` (figures, notes)."""
+    def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> PassResult:
+        """Write the new artifact's payload into ``out_dir``; return its figures."""
+
+
+def contract_problems(cls: type) -> list[str]:
+    """What is wrong with a pass class (empty when it honours the contract): checked on registration."""
+    if not (isinstance(cls, type) and issubclass(cls, Pass)):
+        return [f"{cls!r} is not a subclass of compresskit.passes.base.Pass"]
+    problems = []
+    for attr in ("name", "about", "accepts", "produces"):
+        if not getattr(cls, attr, None):
+            problems.append(f"declares no {attr}")
+    formats = set(Format)
+    for fmt in [*getattr(cls, "accepts", ()), getattr(cls, "produces", None)]:
+        if fmt is not None and fmt not in formats:
+            problems.append(f"format {fmt!r} is not one of {', '.join(Format)}")
+    unknown = [n for n in cls.needs if n not in NEEDS]
+    if unknown:
+        problems.append(f"needs {unknown[0]!r}, not one of {', '.join(NEEDS)}")
+    if not (isinstance(cls.Config, type) and issubclass(cls.Config, PassConfig)):
+        problems.append("Config is not a PassConfig")
+    bad = [n for n, m in cls.metrics.items() if not isinstance(m, PassMetric) or m.direction not in ("higher", "lower")]
+    if bad:
+        problems.append(f"metric {bad[0]!r} is not a PassMetric with direction 'higher' or 'lower'")
+    return problems

@@ -1,13 +1,19 @@
 """``distill``: teach a smaller generator to reproduce the teacher (the recipe's input generator).
 
-Student: the incoming artifact (e.g. a pruned generator: ``student: input``) or a fresh slim copy of the
-teacher's architecture (``student: slim``: every width times ``width``, optionally one conv per block
-(``convs_per_block: 1``) and depthwise-separable convs (``separable``)). Data-free by default: each step
+Student, for any generator (the model contract), one of:
+
+* ``student: input``: the incoming artifact itself (e.g. a pruned generator, ours or a user's);
+* ``student: factory``: a fresh instance from the user's own factory with ``student_kwargs`` merged into
+  its kwargs (``{width: 16}``): for a user generator whose factory takes width arguments;
+* ``student: slim``: the project's own DF-GAN, slim: the teacher's widths times ``width`` when the teacher is
+  a DF-GAN, else DF-GAN's default widths times ``width`` fitted to the teacher's io spec (z, text, image
+  size); optionally one conv per block (``convs_per_block: 1``) and depthwise-separable convs (``separable``). Data-free by default: each step
 draws noise and train-split captions, and the teacher's output is the target. Losses (weights in config):
 
 * ``pixel``: L1 between student and teacher images;
 * ``perceptual``: L1 between their EfficientNet-Lite0 features (costly: Lite0 runs at 128 px);
-* ``feature``: MSE between named intermediate layers, the student's through learnable 1x1 adapters;
+* ``feature``: MSE between named intermediate layers (``feature_layers``, present in both models and
+  drawing feature maps), the student's through learnable 1x1 adapters;
 * ``adversarial``: hinge loss against a discriminator that learns teacher images (real) from student
   images (fake) for the same caption.
 
@@ -34,16 +40,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
-from ..artifact import Artifact
-from ..cache import atomic_dir
-from ..models import DFDiscriminator, count_params
-from ..models.dfgan import DFGenerator, GeneratorConfig
-from ..models.io import load_torch_generator, write_torch_generator
+from ..artifact import Artifact, Format
+from ..errors import PassFailed
+from ..models import DFDiscriminator, DFGenerator, count_params
+from ..models.contract import is_user_model, layer_widths
+from ..models.dfgan import GeneratorConfig
+from ..models.io import load_model, save_model
 from ..models.stats import macs_per_image
-from ..train.distributed import current as current_world
-from ..train.state import load_train_state, save_train_state
-from .base import Pass, PassConfig, PassContext
-from .calibration import model_captions
+from ..train.kit import Checkpointer, EarlyStop, autocast, current, hinge_d_loss, hinge_g_loss, step_rng
+from .base import Pass, PassConfig, PassContext, PassMetric, PassResult
 
 
 class LossWeights(PassConfig):
@@ -54,10 +59,11 @@ class LossWeights(PassConfig):
 
 
 class DistillConfig(PassConfig):
-    student: Literal["input", "slim"] = "input"
+    student: Literal["input", "slim", "factory"] = "input"
     width: float = Field(0.5, gt=0, le=1)  # slim: every channel width times this
     convs_per_block: Literal[1, 2] | None = None  # slim: depth (None: the teacher's)
     separable: bool = False  # slim: depthwise-separable 3x3 convolutions
+    student_kwargs: dict = {}  # factory: merged into the user factory's kwargs, e.g. {width: 16}
     steps: int = Field(2000, ge=1, le=10_000_000)
     batch_size: int = Field(32, ge=2, le=4096)
     lr: float = Field(5e-4, gt=0, le=1.0)
@@ -77,6 +83,31 @@ def slim_config(teacher: GeneratorConfig, width: float, convs_per_block: int | N
     return GeneratorConfig(**{**teacher.model_dump(), "channels": scale(teacher.channels),
                               "hidden": scale(teacher.hidden), "separable": separable,
                               "convs_per_block": convs_per_block or teacher.convs_per_block})
+
+
+def make_student(cfg: DistillConfig, src: Artifact, teacher: nn.Module) -> nn.Module:
+    """The student the config asks for (see the module docstring), untrained unless ``input``."""
+    if cfg.student == "input":
+        return load_model(src.path)
+    if cfg.student == "factory":
+        if not is_user_model(teacher):
+            raise PassFailed("distill: student: factory needs a user generator (input.factory); this teacher is a "
+                             "compresskit model: use student: slim")
+        from ..models.user import build
+
+        spec = teacher.config.spec
+        student = build(spec.model_copy(update={"kwargs": {**spec.kwargs, **cfg.student_kwargs}}))
+        student.meta = dict(teacher.meta)
+        return student.train()
+    if isinstance(getattr(teacher, "config", None), GeneratorConfig):
+        config = slim_config(teacher.config, cfg.width, cfg.convs_per_block, cfg.separable)
+    else:  # a user generator: DF-GAN's default widths, scaled, on the teacher's io spec
+        c = teacher.config
+        base = GeneratorConfig(z_dim=c.z_dim, text_dim=c.text_dim, image_size=c.image_size)
+        config = slim_config(base, cfg.width, cfg.convs_per_block or 1, cfg.separable)
+    student = DFGenerator(config)
+    student.meta = dict(teacher.meta)
+    return student
 
 
 class _Trainable(nn.Module):
@@ -99,9 +130,8 @@ class _DiscriminatorLoss(nn.Module):
         self.disc = disc
 
     def forward(self, target: torch.Tensor, fake: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        disc = self.disc
-        return (F.relu(1 - disc.judge_pair(disc.features(target), text)).mean()
-                + F.relu(1 + disc.judge_pair(disc.features(fake), text)).mean())
+        judge = lambda images: self.disc.judge_pair(self.disc.features(images), text)  # noqa: E731
+        return hinge_d_loss(judge(target), judge(fake))
 
 
 class _Taps:
@@ -114,52 +144,64 @@ class _Taps:
             modules[name].register_forward_hook(lambda m, i, o, name=name: self.out.__setitem__(name, o))
 
 
-def _probe(model: nn.Module, name: str, example: tuple) -> int:
+def _feature_widths(model: nn.Module, names: list[str], example: tuple, which: str) -> dict[str, int]:
+    """Channels of each named layer's output (a feature map), checked to exist: one line naming the fix."""
+    modules = dict(model.named_modules())
+    missing = [n for n in names if n not in modules]
+    if missing:
+        raise PassFailed(f"distill: the {which} has no layer {missing[0]!r} for the feature loss; set feature_layers "
+                         f"to layers both models have (e.g. {', '.join(list(modules)[1:5])}) or losses.feature: 0")
     probe = copy.deepcopy(model)
-    taps = _Taps(probe, [name])
+    taps = _Taps(probe, names)
     with torch.no_grad():
         probe(*example)
-    return taps.out[name].shape[1]
+    bad = [n for n in names if not (isinstance(taps.out.get(n), torch.Tensor) and taps.out[n].dim() == 4)]
+    if bad:
+        raise PassFailed(f"distill: {which} layer {bad[0]!r} does not output a feature map (N, C, H, W); "
+                         "choose convolutional layers for feature_layers")
+    return {n: taps.out[n].shape[1] for n in names}
 
 
 class Distill(Pass):
     name = "distill"
     about = "teacher -> student distillation (pixel L1, Lite0 perceptual, feature MSE via 1x1 adapters, hinge)"
     Config = DistillConfig
-    accepts = ("torch",)
-    produces = "torch"
-    needs = ("teacher",)
+    accepts = (Format.TORCH,)
+    produces = Format.TORCH
+    needs = ("teacher", "captions")
+    metrics = {"val_l1_best": PassMetric("", "lower", "mean |student - teacher| pixel on the validation inputs"),
+               "params_ratio": PassMetric("", "lower", "student parameters / teacher parameters"),
+               "macs_ratio": PassMetric("", "lower", "student MACs per image / teacher MACs per image")}
+    version = "2"  # 2: any generator (the model contract); factory students
     distributed = True
 
-    def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> dict:
+    def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> PassResult:
         from ..text import TextEncoder
 
         cfg, w = self.config, self.config.losses
-        world = current_world()
+        world = current()
         world.per_rank_batch(cfg.batch_size, "distill batch_size")
         if ctx.threads:
             torch.set_num_threads(ctx.threads)
         torch.manual_seed(ctx.seed)
         device = world.device  # this rank's GPU when there is one, else the CPU
-        teacher = load_torch_generator(ctx.teacher.path).eval().requires_grad_(False)
-        if cfg.student == "input":
-            student = load_torch_generator(src.path)
-        else:
-            student = DFGenerator(slim_config(teacher.config, cfg.width, cfg.convs_per_block, cfg.separable))
+        teacher = load_model(ctx.teacher.path).eval().requires_grad_(False)
+        student = make_student(cfg, src, teacher)
         teacher, student = teacher.to(device), student.to(device).train()
-        pool = TextEncoder().encode(model_captions(src, cfg.captions, ctx.seed)).to(device)
+        pool = TextEncoder().encode(ctx.captions(cfg.captions)).to(device)
         z_dim = teacher.config.z_dim
         val_gen = torch.Generator().manual_seed(ctx.seed + 99)
         val_z = torch.randn(cfg.validation_size, z_dim, generator=val_gen).to(device)
         val_text = pool[torch.randint(len(pool), (cfg.validation_size,), generator=val_gen).to(device)]
-        if world.is_main:  # rank 0 alone validates
-            with torch.no_grad():
-                val_target = teacher(val_z, val_text)
+        val_target = teacher(val_z, val_text) if world.is_main else None  # rank 0 alone validates (no grad: frozen)
 
         example = (val_z[:2], val_text[:2])
-        adapters = nn.ModuleDict({
-            name.replace(".", "_"): nn.Conv2d(_probe(student, name, example), _probe(teacher, name, example), 1)
-            for name in cfg.feature_layers} if w.feature else {}).to(device)
+        adapters = nn.ModuleDict()
+        if w.feature:
+            s_width = _feature_widths(student, cfg.feature_layers, example, "student")
+            t_width = _feature_widths(teacher, cfg.feature_layers, example, "teacher")
+            adapters = nn.ModuleDict({n.replace(".", "_"): nn.Conv2d(s_width[n], t_width[n], 1) for n in cfg.feature_layers})
+        adapters = adapters.to(device)
         t_taps, s_taps = (_Taps(teacher, cfg.feature_layers), _Taps(student, cfg.feature_layers)) if w.feature else (None, None)
         disc = DFDiscriminator(teacher.config.image_size, 32, teacher.config.text_dim).to(device) if w.adversarial else None
         lite0 = None
@@ -169,58 +211,57 @@ class Distill(Pass):
             lite0 = load_lite0().to(device)
         opt = torch.optim.Adam([*student.parameters(), *adapters.parameters()], lr=cfg.lr, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr * 2, betas=(0.0, 0.9)) if disc else None
-        modules = {"student": student, "adapters": adapters, **({"disc": disc} if disc else {})}
+        checkpointer = Checkpointer({"student": student, "adapters": adapters, **({"disc": disc} if disc else {})},
+                                    {"opt": opt, **({"opt_d": opt_d} if opt_d else {})})
         trainable = world.wrap(_Trainable(student, adapters))
         disc_loss = world.wrap(_DiscriminatorLoss(disc)) if disc else None
-        optimizers = {"opt": opt, **({"opt_d": opt_d} if opt_d else {})}
+        bf16 = lambda: autocast(device, cfg.bf16)  # noqa: E731
 
         checkpoint = (ctx.scratch or out_dir / ".scratch") / "checkpoint"
-        start, best, history = 0, {"l1": float("inf"), "step": 0}, []
-        best_state = copy.deepcopy(student.state_dict())
+        start, history, stop = 0, [], EarlyStop(cfg.patience)
         if (checkpoint / "train_state.json").exists():
-            state = load_train_state(checkpoint, modules=modules, optimizers=optimizers)
-            start, best, history = state["step"], state["best"], state["history"]
-            best_state = load_file(str(checkpoint / "best.safetensors"))
+            state = checkpointer.load(checkpoint)
+            start, history = state["step"], state["history"]
+            stop.best, stop.best_step, stop.stale = state["best"]["l1"], state["best"]["step"], state.get("stale", 0)
+            stop.best_state = load_file(str(checkpoint / "best.safetensors"))
             ctx.log(f"distill: resuming at step {start} from {checkpoint}")
-        autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)  # noqa: E731
 
         def validate() -> float:
             student.eval()
-            with torch.no_grad(), autocast():
+            with torch.no_grad(), bf16():
                 l1 = (student(val_z, val_text).float() - val_target).abs().mean().item()
             student.train()
             return l1
 
-        if start == 0:
+        if start == 0:  # the untrained student is a candidate too: training that only hurts writes it back
             history.append({"step": 0, "val_l1": world.broadcast(validate() if world.is_main else 0.0)})
-        started, stale = time.perf_counter(), 0
+            stop.update(history[0]["val_l1"], 0, student)
+        started = time.perf_counter()
         for step in range(start, cfg.steps):
-            g = torch.Generator().manual_seed(ctx.seed * 1_000_003 + step)
-            z = torch.randn(cfg.batch_size, z_dim, generator=g).to(device)
-            text = pool[torch.randint(len(pool), (cfg.batch_size,), generator=g).to(device)]
-            z, text = world.shard(z), world.shard(text)  # this rank's slice of the global batch
-            with torch.no_grad(), autocast():
+            g = step_rng(ctx.seed, step)  # the global batch of this step; this rank keeps its slice
+            z = world.shard(torch.randn(cfg.batch_size, z_dim, generator=g).to(device))
+            text = world.shard(pool[torch.randint(len(pool), (cfg.batch_size,), generator=g).to(device)])
+            with torch.no_grad(), bf16():
                 target = teacher(z, text).float()
-            with autocast():
-                fake = trainable(z, text)
-            fake = fake.float()
+            with bf16():
+                fake = trainable(z, text).float()
             losses = {"pixel": (fake - target).abs().mean()}
             if lite0 is not None:
                 to01 = lambda x: (x.clamp(-1, 1) + 1) / 2  # noqa: E731
-                with autocast():
+                with bf16():
                     losses["perceptual"] = (lite0(to01(fake)) - lite0(to01(target)).detach()).abs().mean().float()
             if w.feature:
                 losses["feature"] = sum(
                     F.mse_loss(adapters[n.replace(".", "_")](s_taps.out[n].float()), t_taps.out[n].float())
                     for n in cfg.feature_layers) / len(cfg.feature_layers)
             if disc is not None:
-                with autocast():
+                with bf16():
                     d_loss = disc_loss(target, fake.detach(), text).float()
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
                 opt_d.step()
-                with autocast():
-                    losses["adversarial"] = -disc.judge_pair(disc.features(fake), text).mean().float()
+                with bf16():
+                    losses["adversarial"] = hinge_g_loss(disc.judge_pair(disc.features(fake), text)).float()
             total = sum(getattr(w, k) * v for k, v in losses.items())
             opt.zero_grad(set_to_none=True)
             total.backward()
@@ -228,34 +269,35 @@ class Distill(Pass):
             done = step + 1
             if done % cfg.validate_every == 0 or done == cfg.steps:
                 val_l1 = world.broadcast(validate() if world.is_main else 0.0)  # same decisions on every rank
-                world.check_in_sync(modules, done)
+                world.check_in_sync(checkpointer.modules, done)
                 mean_losses = world.mean({k: v.item() for k, v in losses.items()})  # over ranks
                 history.append({"step": done, "val_l1": val_l1, **{k: round(v, 5) for k, v in mean_losses.items()}})
-                if val_l1 < best["l1"]:
-                    best, stale = {"l1": val_l1, "step": done}, 0
-                    best_state = copy.deepcopy(student.state_dict())
-                else:
-                    stale += 1
+                stop.update(val_l1, done, student)
                 ctx.progress(done, cfg.steps, {"val_l1": round(val_l1, 5)})
             if done % cfg.checkpoint_every == 0 and done < cfg.steps and world.is_main:
-                with atomic_dir(checkpoint, replace=True) as tmp:  # both files or neither
-                    save_file({k: v.cpu().contiguous() for k, v in best_state.items()}, str(tmp / "best.safetensors"))
-                    save_train_state(tmp, modules=modules, optimizers=optimizers,
-                                     meta={"step": done, "best": best, "history": history})
-            if stale >= cfg.patience:
+                best = {k: v.cpu().contiguous() for k, v in stop.best_state.items()}
+                checkpointer.save(checkpoint, {"step": done, "best": {"l1": stop.best, "step": stop.best_step},
+                                               "stale": stop.stale, "history": history},
+                                  extra=lambda tmp: save_file(best, str(tmp / "best.safetensors")))
+            if stop.should_stop:
                 ctx.log(f"distill: early stop at step {done}: no better validation L1 in {cfg.patience} checks")
                 break
         seconds = time.perf_counter() - started
 
-        student.load_state_dict(best_state)
-        student = student.cpu().eval()
-        teacher = teacher.cpu()
-        meta = {**student.meta} if hasattr(student, "meta") else {**teacher.meta}
+        student.load_state_dict(stop.best_state)
+        student, teacher = student.cpu().eval(), teacher.cpu()
         if world.is_main:
-            write_torch_generator(out_dir, student, meta)
+            save_model(out_dir, student)
             (out_dir / "distill_history.json").write_text(json.dumps(history, indent=1) + "\n")
-        return {"val_l1_start": history[0]["val_l1"], "val_l1_best": best["l1"], "best_step": best["step"],
-                "steps_run": history[-1]["step"], "seconds_this_session": round(seconds, 1), "processes": world.size,
-                "student_params": count_params(student), "student_macs": macs_per_image(student),
-                "teacher_params": count_params(teacher), "teacher_macs": macs_per_image(teacher),
-                "student_channels": list(student.config.channels), "generator_meta": meta}
+        s_size = {"params": count_params(student), "macs": macs_per_image(student)}
+        t_size = {"params": count_params(teacher), "macs": macs_per_image(teacher)}
+        return PassResult(
+            metrics={"val_l1_best": stop.best, "params_ratio": s_size["params"] / t_size["params"],
+                     "macs_ratio": s_size["macs"] / t_size["macs"]},
+            details={"val_l1_start": history[0]["val_l1"], "best_step": stop.best_step, "steps_run": history[-1]["step"],
+                     "seconds_this_session": round(seconds, 1), "processes": world.size, "student": cfg.student,
+                     "student_params": s_size["params"], "student_macs": s_size["macs"],
+                     "teacher_params": t_size["params"], "teacher_macs": t_size["macs"],
+                     "student_widths": layer_widths(student),
+                     **({"student_channels": list(student.current_config().channels)}
+                        if hasattr(student, "current_config") else {})})

@@ -15,9 +15,9 @@ from pydantic import Field
 
 from ..artifact import Artifact
 from ..errors import PassFailed
-from ..models.io import load_torch_generator
+from ..models.io import load_model
 from ..runtimes import ONNX_FILE, onnx_runtime, torch_runtime
-from .base import Pass, PassConfig, PassContext
+from .base import Pass, PassConfig, PassContext, PassMetric, PassResult
 from .parity import max_abs_error, parity_inputs
 
 
@@ -34,12 +34,13 @@ class ExportOnnx(Pass):
     accepts = ("torch",)
     produces = "onnx"
     libraries = ("torch", "onnx", "onnxruntime")
+    metrics = {"parity_max_abs_error": PassMetric("", "lower", "max |exported - source| pixel, seeded inputs")}
 
-    def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> dict:
+    def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> PassResult:
         import onnx
 
         cfg = self.config
-        generator = load_torch_generator(src.path).eval()
+        generator = load_model(src.path).eval()
         example = parity_inputs(src.io, 2, ctx.seed)
         path = out_dir / ONNX_FILE
         with warnings.catch_warnings():  # the TorchScript exporter announces its successor; ours is pinned
@@ -55,6 +56,5 @@ class ExportOnnx(Pass):
         if worst > cfg.tolerance:
             raise PassFailed(f"export_onnx: max abs error vs torch {worst:.3g} > tolerance {cfg.tolerance:g}; "
                              "check for unsupported ops or raise tolerance")
-        return {"parity_max_abs_error": worst, "parity_by_batch": errors, "parity_reference": "torch eager fp32",
-                "opset": cfg.opset, "generator_config": generator.config.model_dump(),
-                "generator_meta": generator.meta}
+        return PassResult(metrics={"parity_max_abs_error": worst},
+                          details={"parity_by_batch": errors, "parity_reference": "torch eager fp32", "opset": cfg.opset})

@@ -14,7 +14,7 @@ from pydantic import Field
 from ..artifact import Artifact
 from ..errors import PassFailed
 from ..runtimes import ONNX_FILE, OPENVINO_XML, onnx_runtime, openvino_runtime
-from .base import Pass, PassConfig, PassContext, generator_meta
+from .base import Pass, PassConfig, PassContext, PassMetric, PassResult
 from .parity import max_abs_error
 
 
@@ -46,9 +46,10 @@ class ExportOpenvino(Pass):
     accepts = ("onnx",)
     produces = "openvino"
     libraries = ("openvino",)
+    metrics = {"parity_max_abs_error": PassMetric("", "lower", "max |exported - source| pixel, seeded inputs")}
     version = "2"  # 2: auto-named nodes renamed by position (byte-identical IR on every run)
 
-    def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> dict:
+    def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> PassResult:
         import openvino as ov
 
         cfg = self.config
@@ -61,5 +62,6 @@ class ExportOpenvino(Pass):
         tolerance = max(cfg.tolerance, 2e-2) if cfg.compress_to_fp16 else cfg.tolerance
         if worst > tolerance:
             raise PassFailed(f"export_openvino: max abs error vs ONNX {worst:.3g} > tolerance {tolerance:g}")
-        return {"parity_max_abs_error": worst, "parity_by_batch": errors, "parity_reference": "onnxruntime fp32",
-                "compress_to_fp16": cfg.compress_to_fp16, **generator_meta(src)}
+        return PassResult(metrics={"parity_max_abs_error": worst},
+                          details={"parity_by_batch": errors, "parity_reference": "onnxruntime fp32",
+                                   "compress_to_fp16": cfg.compress_to_fp16})

@@ -19,8 +19,7 @@ from pydantic import Field
 from ..artifact import Artifact
 from ..errors import PassFailed
 from ..runtimes import OPENVINO_XML, openvino_runtime
-from .base import Pass, PassConfig, PassContext, generator_meta
-from .calibration import calibration_inputs
+from .base import Pass, PassConfig, PassContext, PassMetric, PassResult
 from .export_openvino import stable_names
 from .parity import int8_parity
 
@@ -48,23 +47,52 @@ def _similarity(compiled, items: list[dict], reference: list[np.ndarray]) -> tup
     return float(np.mean(per_item)), per_item
 
 
+COMPUTE_OPS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul")
+PASS_THROUGH = ("Pad", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Convert")  # FakeQuantize may sit before these
+
+
+def _length(dim) -> int:
+    return dim.get_length() if dim.is_static else 1  # the dynamic batch counts as 1 image
+
+
+def _macs(node) -> int:
+    """Multiply-accumulates of one compute node per image (dynamic dimensions counted as 1)."""
+    out_shape = [_length(d) for d in node.get_output_partial_shape(0)][1:]
+    w_shape = [_length(d) for d in node.input(1).get_partial_shape()]
+    kind = node.get_type_name()
+    if kind == "ConvolutionBackpropData":  # every input pixel scatters C_out x kh x kw products
+        in_shape = [_length(d) for d in node.input(0).get_partial_shape()][1:]
+        return int(np.prod(in_shape)) * int(np.prod(w_shape[1:]))
+    if kind == "GroupConvolution":  # weights (groups, C_out/g, C_in/g, kh, kw)
+        return int(np.prod(out_shape)) * int(np.prod(w_shape[2:]))
+    if kind == "Convolution":
+        return int(np.prod(out_shape)) * int(np.prod(w_shape[1:]))
+    transpose_a = node.get_attributes().get("transpose_a", False)
+    a_shape = [_length(d) for d in node.input(0).get_partial_shape()]
+    inner = a_shape[-2] if transpose_a else a_shape[-1]
+    return int(np.prod(out_shape)) * inner  # MatMul
+
+
+def _quantized_input(node) -> bool:
+    source = node.input_value(0).get_node()
+    while source.get_type_name() in PASS_THROUGH:
+        source = source.input_value(0).get_node()
+    return source.get_type_name() == "FakeQuantize"
+
+
 def int8_fraction(model) -> dict:
-    """Share of Convolution/MatMul MACs (per image) whose activations pass a FakeQuantize (run in INT8)."""
+    """Share of convolution / transposed-convolution / MatMul MACs (per image) whose activations pass a
+    FakeQuantize (through padding or reshapes): the share that runs in INT8."""
     total = quantized = 0
     ops = {"int8": 0, "fp32": 0}
     for node in model.get_ordered_ops():
-        if node.get_type_name() not in ("Convolution", "MatMul"):
+        if node.get_type_name() not in COMPUTE_OPS:
             continue
-        out_shape = [d.get_length() if d.is_static else 1 for d in node.get_output_partial_shape(0)][1:]
-        w_shape = [d.get_length() for d in node.input(1).get_partial_shape()]
-        per_output = int(np.prod(w_shape[1:])) if node.get_type_name() == "Convolution" else w_shape[-1]
-        macs = int(np.prod(out_shape)) * per_output
-        source = node.input_value(0).get_node()
-        is_int8 = source.get_type_name() == "FakeQuantize"
+        macs, is_int8 = _macs(node), _quantized_input(node)
         total += macs
         quantized += macs if is_int8 else 0
         ops["int8" if is_int8 else "fp32"] += 1
-    return {"int8_macs_fraction": quantized / total if total else 0.0, "int8_ops": ops["int8"], "fp32_ops": ops["fp32"]}
+    return {"int8_mac_share": quantized / total if total else 0.0, "int8_ops": ops["int8"], "fp32_ops": ops["fp32"]}
 
 
 class QuantizeNncf(Pass):
@@ -74,16 +102,19 @@ class QuantizeNncf(Pass):
     accepts = ("openvino",)
     produces = "openvino"
     libraries = ("openvino", "nncf")
+    needs = ("calibration",)
+    metrics = {"int8_mac_share": PassMetric("", "higher", "share of Convolution/MatMul MACs whose input is INT8"),
+               "parity_mean_abs_error_vs_fp32": PassMetric("", "lower", "mean |int8 - fp32| pixel, 16 seeded images")}
     version = "2"  # 2: auto-named nodes renamed by position (byte-identical IR on every run)
 
-    def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> dict:
+    def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> PassResult:
         import nncf
         import openvino as ov
 
         cfg = self.config
         core = ov.Core()
         model = core.read_model(str(src.file(OPENVINO_XML)))
-        calib = nncf.Dataset(calibration_inputs(src, cfg.subset_size, ctx.seed))
+        calib = nncf.Dataset(ctx.calibration(cfg.subset_size))
         common = dict(preset=nncf.QuantizationPreset(cfg.preset), subset_size=cfg.subset_size,
                       fast_bias_correction=cfg.fast_bias_correction,
                       ignored_scope=nncf.IgnoredScope(**cfg.ignored_scope.model_dump(), validate=True))
@@ -91,7 +122,7 @@ class QuantizeNncf(Pass):
         if cfg.mode == "ptq":
             quantized = nncf.quantize(model, calib, **common)
         else:
-            items = calibration_inputs(src, cfg.validation_size, ctx.seed + 1)
+            items = ctx.calibration(cfg.validation_size, seed=ctx.seed + 1)
             fp32 = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
             reference = [fp32(item)[0] for item in items]
             quantized = nncf.quantize_with_accuracy_control(
@@ -108,6 +139,9 @@ class QuantizeNncf(Pass):
             raise PassFailed(f"quantize_nncf: INT8 output differs from fp32 by {parity['parity_mean_abs_error_vs_fp32']:.4f} "
                              f"mean abs (max_mean_abs_error {cfg.max_mean_abs_error:g}); try mode: accuracy_control, "
                              f"preset: mixed, more calibration pairs, or an ignored_scope for the sensitive layers")
-        return {**int8_fraction(quantized), **figures, **parity, "parity_tolerance": cfg.max_mean_abs_error,
-                "calibration_pairs": cfg.subset_size, "mode": cfg.mode, "preset": cfg.preset,
-                **generator_meta(src)}
+        share = int8_fraction(quantized)
+        return PassResult(
+            metrics={"int8_mac_share": share.pop("int8_mac_share"),
+                     "parity_mean_abs_error_vs_fp32": parity.pop("parity_mean_abs_error_vs_fp32")},
+            details={**share, **figures, **parity, "parity_tolerance": cfg.max_mean_abs_error,
+                     "calibration_pairs": cfg.subset_size, "mode": cfg.mode, "preset": cfg.preset})

@@ -17,8 +17,7 @@ from pydantic import Field
 
 from ..artifact import Artifact
 from ..runtimes import ONNX_FILE, onnx_runtime
-from .base import Pass, PassConfig, PassContext, generator_meta
-from .calibration import calibration_inputs
+from .base import Pass, PassConfig, PassContext, PassMetric, PassResult
 from .parity import max_abs_error
 
 
@@ -48,13 +47,15 @@ class QuantizeOrt(Pass):
     accepts = ("onnx",)
     produces = "onnx"
     libraries = ("onnx", "onnxruntime")
+    needs = ("calibration",)
+    metrics = {"parity_max_abs_error_vs_fp32": PassMetric("", "lower", "max |int8 - fp32| pixel, 4 seeded images")}
 
-    def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> dict:
+    def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> PassResult:
         from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
         cfg = self.config
-        items = calibration_inputs(src, cfg.subset_size, ctx.seed)
+        items = ctx.calibration(cfg.subset_size)
 
         class Reader(CalibrationDataReader):
             def __init__(self):
@@ -75,6 +76,6 @@ class QuantizeOrt(Pass):
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         errors = max_abs_error(onnx_runtime(src.file(ONNX_FILE)), onnx_runtime(out_dir / ONNX_FILE), src.io, [4], ctx.seed)
-        return {**quantized_share(out_dir / ONNX_FILE, cfg.op_types), "parity_max_abs_error_vs_fp32": errors[4],
-                "calibration_pairs": cfg.subset_size, "calibration": cfg.calibration, "per_channel": cfg.per_channel,
-                **generator_meta(src)}
+        return PassResult(metrics={"parity_max_abs_error_vs_fp32": errors[4]},
+                          details={**quantized_share(out_dir / ONNX_FILE, cfg.op_types), "calibration_pairs": cfg.subset_size,
+                                   "calibration": cfg.calibration, "per_channel": cfg.per_channel})

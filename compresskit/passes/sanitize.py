@@ -13,8 +13,8 @@ from torch import nn
 
 from ..artifact import Artifact
 from ..errors import PassFailed
-from ..models.io import load_torch_generator, write_torch_generator
-from .base import Pass, PassConfig, PassContext
+from ..models.io import load_model, save_model
+from .base import Pass, PassConfig, PassContext, PassResult
 
 
 def fold_weight_norms(model: nn.Module) -> list[str]:
@@ -41,11 +41,11 @@ class Sanitize(Pass):
     accepts = ("torch",)
     produces = "torch"
 
-    def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> dict:
-        generator = load_torch_generator(src.path).eval()
+    def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> PassResult:
+        generator = load_model(src.path).eval()
         folded = fold_weight_norms(generator)
         bad = [n for n, t in generator.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
         if bad:
             raise PassFailed(f"sanitize: {len(bad)} tensor(s) hold NaN/inf (first: {bad[0]}); use an earlier checkpoint")
-        write_torch_generator(out_dir, generator, generator.meta)
-        return {"folded_norms": folded, "generator_meta": generator.meta}
+        save_model(out_dir, generator, generator.meta)
+        return PassResult(details={"folded_norms": folded})

@@ -90,11 +90,11 @@ def _plain(value) -> str | int:
 def torch_runtime(folder: Path, threads: int | None = None) -> Runtime:
     import torch
 
-    from ..models.io import load_torch_generator
+    from ..models.io import load_model
 
     if threads:
         torch.set_num_threads(threads)
-    generator = load_torch_generator(folder).eval()
+    generator = load_model(folder).eval()
 
     def call(inputs: dict[str, np.ndarray]) -> np.ndarray:
         with torch.inference_mode():

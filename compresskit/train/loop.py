@@ -36,14 +36,12 @@ from ..cache import atomic_dir
 from ..data import load_dataset
 from ..errors import ConfigError, TrainingDiverged
 from ..grid import save_grid, to_images
-from ..models import DFDiscriminator, DFGenerator, count_params, save_generator
-from ..models.checksums import write_checksums
-from ..models.io import write_generator
+from ..models import DFDiscriminator, DFGenerator, count_params, save_model
 from ..text import TextEncoder
 from ..threads import torch_threads
 from .config import TrainConfig
 from .distributed import DEFAULT_TIMEOUT_S, World, main_first, process_group
-from .state import load_train_state, save_train_state
+from .kit import Checkpointer, autocast, ema_update, hinge_d_loss, hinge_g_loss, step_rng
 
 CHECKPOINTS = "checkpoints"
 SAMPLE_SEED = 12345
@@ -57,10 +55,6 @@ class TrainResult:
     resumed_from: int
     seconds: float
     images_per_second: float
-
-
-def _step_generator(seed: int, step: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
 def _batch_indices(seed: int, step: int, n: int, batch: int) -> torch.Tensor:
@@ -84,12 +78,6 @@ def existing_checkpoint(out_dir: Path, resume: bool) -> Path | None:
     return existing
 
 
-def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    with torch.no_grad():
-        for p_ema, p in zip(ema.parameters(), model.parameters()):
-            p_ema.lerp_(p, 1.0 - decay)
-
-
 class DiscriminatorLoss(nn.Module):
     """D's whole loss for one step in one forward (DDP needs one forward per backward).
 
@@ -105,25 +93,21 @@ class DiscriminatorLoss(nn.Module):
 
     def forward(self, real, text, mismatched, fake, with_gp: bool):
         D, cfg = self.D, self.config
-        with _autocast(cfg, real.device):
+        with autocast(real.device, cfg.bf16):
             feats_real = D.features(real)
             d_real = D.judge_pair(feats_real, text)
             d_mismatch = D.judge_pair(feats_real, mismatched)
             d_fake = D.judge_pair(D.features(fake), text)
-        loss = (F.relu(1 - d_real).mean() + 0.5 * (F.relu(1 + d_fake).mean() + F.relu(1 + d_mismatch).mean())).float()
+        loss = hinge_d_loss(d_real, d_fake, d_mismatch).float()
         if not with_gp:
             return loss, None
         real = real.detach().requires_grad_(True)
         text = text.detach().requires_grad_(True)
-        with _autocast(cfg, real.device):
+        with autocast(real.device, cfg.bf16):
             out = D.judge_pair(D.features(real), text)
         grad_img, grad_txt = torch.autograd.grad(out.sum(), (real, text), create_graph=True)
         gp = torch.cat([grad_img.flatten(1), grad_txt.flatten(1)], dim=1).float().norm(2, dim=1).pow(cfg.gp_power).mean()
         return loss + cfg.gp_weight * cfg.gp_every * gp, gp
-
-
-def _autocast(config: TrainConfig, device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
 
 
 def _stop(reason: str, last_good: Path | None) -> NoReturn:
@@ -172,8 +156,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     opt_g = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=config.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=config.betas)
-    modules = {"G": G, "D": D, "G_ema": G_ema}
-    optimizers = {"opt_g": opt_g, "opt_d": opt_d}
+    checkpointer = Checkpointer({"G": G, "D": D, "G_ema": G_ema}, {"opt_g": opt_g, "opt_d": opt_d})
 
     start_step = 0
     if resume and existing is not None:
@@ -184,7 +167,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
                 f"cannot resume {out_dir}: {', '.join(changed)} differ from the run's config.yaml; "
                 "restore them or start a new --out"
             )
-        start_step = load_train_state(existing, modules=modules, optimizers=optimizers)["step"]
+        start_step = checkpointer.load(existing)["step"]
     if world.broadcast(start_step) != start_step:
         raise ConfigError(f"rank {world.rank} would resume at step {start_step}, rank 0 elsewhere: "
                           "--out must be one folder every node sees (a shared filesystem)")
@@ -206,10 +189,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
     def checkpoint(step: int) -> Path:
         folder = out_dir / CHECKPOINTS / f"step-{step:07d}"
         if world.is_main:
-            with atomic_dir(folder, replace=True) as tmp:
-                write_generator(tmp, G_ema, {**meta, "step": step})
-                save_train_state(tmp, modules=modules, optimizers=optimizers, meta={"step": step})
-                write_checksums(tmp)
+            checkpointer.save(folder, {"step": step}, extra=lambda tmp: save_model(tmp, G_ema, {**meta, "step": step}))
             for old in sorted((out_dir / CHECKPOINTS).glob("step-*"))[: -config.keep_checkpoints]:
                 shutil.rmtree(old)
         return folder
@@ -217,7 +197,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
     def samples(step: int) -> None:
         if not world.is_main:
             return
-        with torch.no_grad(), _autocast(config, device):
+        with torch.no_grad(), autocast(device, config.bf16):
             fake = G_ema(sample_z, sample_text)
         labels = [c for c in config.sample_captions for _ in range(config.sample_seeds)]
         save_grid(out_dir / "samples" / f"step-{step:07d}.png", to_images(fake), labels,
@@ -225,14 +205,14 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
 
     for step in range(start_step, config.steps):
         # the global batch of this step, from (seed, step) alone; this rank keeps its slice
-        noise = _step_generator(config.seed, step)
+        noise = step_rng(config.seed, step)
         idx = _batch_indices(config.seed, step, len(images), config.batch_size).to(device)
         z = torch.randn(len(idx), config.generator.z_dim, generator=noise).to(device)
         real, text, mismatched = images[idx], text_vecs[idx], text_vecs[idx].roll(1, 0)
         real, text, mismatched, z = (world.shard(t) for t in (real, text, mismatched, z))
 
         # discriminator: real/matching vs fake and real/mismatched captions (hinge), plus lazy MA-GP
-        with _autocast(config, device):
+        with autocast(device, config.bf16):
             fake = G_train(z, text)
         loss_d, gp = D_loss(real, text, mismatched, fake.detach(), step % config.gp_every == 0)
         opt_d.zero_grad(set_to_none=True)
@@ -243,14 +223,14 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
         # has one or two real images, so the pair anchors layout and colour early on). MSE, not pix2pix's L1:
         # on sparse images (shapes: 92% white) L1's per-pixel median is a blank canvas, a dead end.
         # D here is the bare module: its gradients from this pass are never synced or used (zeroed at its step)
-        with _autocast(config, device):
-            loss_adv = -D.judge_pair(D.features(fake), text).mean().float()
+        with autocast(device, config.bf16):
+            loss_adv = hinge_g_loss(D.judge_pair(D.features(fake), text)).float()
         loss_recon = F.mse_loss(fake.float(), real)
         loss_g = loss_adv + config.recon_weight * loss_recon if config.recon_weight else loss_adv
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
-        _ema_update(G_ema, G, min(config.ema_decay, (1 + step) / (10 + step)))
+        ema_update(G_ema, G, min(config.ema_decay, (1 + step) / (10 + step)))
 
         losses = world.mean({"loss_d": loss_d.item(), "loss_g": loss_adv.item(), "mse": loss_recon.item(),
                              **({"gp": gp.item()} if gp is not None else {})})
@@ -271,7 +251,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
             if spread < config.min_sample_spread:
                 _stop(f"generator collapsed at step {done}: all samples are the same image "
                       f"(spread {spread:.2g} < min_sample_spread {config.min_sample_spread})", last_good)
-            world.check_in_sync(modules, done)
+            world.check_in_sync(checkpointer.modules, done)
             if world.is_main:
                 with log_path.open("a") as fh:
                     fh.write(json.dumps(record) + "\n")
@@ -286,7 +266,8 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
     seconds = time.perf_counter() - started
     final_dir = out_dir / "final"
     if world.is_main:
-        save_generator(final_dir, G_ema, {**meta, "step": config.steps})
+        with atomic_dir(final_dir, replace=True) as tmp:
+            save_model(tmp, G_ema, {**meta, "step": config.steps})
     world.barrier()  # every rank returns once the final model is on disk
     return TrainResult(out_dir, final_dir, config.steps, start_step, seconds,
                        total_images / seconds if seconds > 0 else 0.0)

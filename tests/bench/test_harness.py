@@ -23,12 +23,12 @@ def exported(tmp_path_factory):
     """A tiny generator exported to ONNX and OpenVINO, and a 16x wider one in ONNX (the busy co-candidate)."""
     import torch
 
-    from compresskit.models import create_generator, save_generator
+    from compresskit.models import create_generator, save_model
 
     folders = {}
     for name, ngf in (("small", 8), ("big", 64)):
         torch.manual_seed(0)
-        model = save_generator(tmp_path_factory.mktemp(name) / "g", create_generator(ngf=ngf, text_hidden=16, fuse_hidden=8))
+        model = save_model(tmp_path_factory.mktemp(name) / "g", create_generator(ngf=ngf, text_hidden=16, fuse_hidden=8))
         result = run(parse_recipe(recipe_dict(model, {"export_onnx": {}}, {"export_openvino": {}}), "r.yaml"),
                      tmp_path_factory.mktemp(name) / "run")
         folders[f"{name}_torch"] = str(result.input.path)

@@ -15,7 +15,7 @@ from compresskit.bench.quality import measure_quality
 from compresskit.bench.report import bench_run
 from compresskit.bench.settings import QualitySettings
 from compresskit.metrics.evaluate import eval_set
-from compresskit.models import create_generator, save_generator
+from compresskit.models import create_generator, save_model
 from compresskit.recipe import parse_recipe
 from compresskit.runner import input_artifact, run
 from tests.helpers import run_cli
@@ -29,7 +29,7 @@ FAST_BENCH = {"speed": {"threads": [1], "batch_sizes": [1, 4], "warmup": 1, "war
 def shapes_generator_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny-shapes") / "generator"
-    return save_generator(folder, create_generator(ngf=4, text_hidden=16, fuse_hidden=8), meta={"data": SHAPES})
+    return save_model(folder, create_generator(ngf=4, text_hidden=16, fuse_hidden=8), meta={"data": SHAPES})
 
 
 def _recipe(model: Path, steps: list, **extra) -> dict:

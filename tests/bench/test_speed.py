@@ -21,10 +21,10 @@ def test_time_calls_times_each_call():
 
 
 def test_probe_reports_first_inference_and_memory_of_a_fresh_process(tmp_path):
-    from compresskit.models import create_generator, save_generator
+    from compresskit.models import create_generator, save_model
     from compresskit.runner import input_artifact
 
-    folder = save_generator(tmp_path / "g", create_generator(ngf=4, text_hidden=16, fuse_hidden=8))
+    folder = save_model(tmp_path / "g", create_generator(ngf=4, text_hidden=16, fuse_hidden=8))
     artifact = input_artifact(str(folder), tmp_path / "artifacts")
     result = probe(artifact.path, 1)
     assert result["first_inference_ms"] > 0 and result["peak_rss_mb"] >= result["baseline_rss_mb"] > 10
@@ -34,12 +34,12 @@ def test_probe_memory_is_the_probe_process_own_not_its_parent_peak(tmp_path):
     import numpy as np
 
     from compresskit.bench.probe import peak_rss_mb
-    from compresskit.models import create_generator, save_generator
+    from compresskit.models import create_generator, save_model
     from compresskit.runner import input_artifact
 
     ballast = np.ones(1_500 * 2**20 // 8)  # 1.5 GiB touched in this (parent) process
     assert peak_rss_mb() > 1_500
-    folder = save_generator(tmp_path / "g", create_generator(ngf=4, text_hidden=16, fuse_hidden=8))
+    folder = save_model(tmp_path / "g", create_generator(ngf=4, text_hidden=16, fuse_hidden=8))
     result = probe(input_artifact(str(folder), tmp_path / "artifacts").path, 1)
     assert result["peak_rss_mb"] < 1_200, "ru_maxrss would report the parent's 1.5 GiB+ after fork + exec"
     del ballast

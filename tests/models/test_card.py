@@ -4,7 +4,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from compresskit.models import load_generator
+from compresskit.models import load_model
 from compresskit.models.card import training_figures, write_card
 from compresskit.train import load_train_config, train
 
@@ -16,7 +16,7 @@ def test_card_packages_a_run_with_measured_figures(tmp_path):
     folder = write_card(tmp_path / "run", tmp_path / "model")
     assert sorted(p.name for p in folder.iterdir()) == ["MODEL_CARD.md", "checksums.sha256", "config.json",
                                                         "model.safetensors", "samples.png"]
-    generator = load_generator(folder)
+    generator = load_model(folder)
     assert generator.meta["step"] == 6 and generator.meta["name"] == "model"
     card = (folder / "MODEL_CARD.md").read_text()
     params = sum(p.numel() for p in generator.parameters())

@@ -7,7 +7,7 @@ import torch
 
 from compresskit.errors import ModelError
 from compresskit.models import (
-    DFDiscriminator, GeneratorConfig, count_params, create_generator, io_spec, load_generator, save_generator,
+    DFDiscriminator, GeneratorConfig, count_params, create_generator, io_spec, load_model, save_model,
 )
 
 
@@ -50,14 +50,14 @@ def test_pruned_widths_build_and_run_from_config_alone(tmp_path):
     pruned = create_generator(ngf=8, channels=[40, 24, 12, 6], hidden=[20, 10, 5], text_hidden=16, fuse_hidden=8)
     assert pruned.stem.out_features == 40 * 16
     assert pruned(torch.randn(2, 100), torch.randn(2, 384)).shape == (2, 3, 32, 32)
-    reloaded = load_generator(save_generator(tmp_path / "pruned", pruned))
+    reloaded = load_model(save_model(tmp_path / "pruned", pruned))
     assert reloaded.config.channels == [40, 24, 12, 6]
 
 
 def test_checkpoint_round_trip_is_bit_exact(tmp_path):
     torch.manual_seed(1)
     g = create_generator(ngf=8, text_hidden=16, fuse_hidden=8)
-    h = load_generator(save_generator(tmp_path / "g", g, {"note": "x"}))
+    h = load_model(save_model(tmp_path / "g", g, {"note": "x"}))
     assert h.meta == {"note": "x"}
     for (name, a), (_, b) in zip(g.state_dict().items(), h.state_dict().items()):
         assert torch.equal(a, b), name
@@ -100,40 +100,40 @@ class TestBadCheckpoints:
 
     @pytest.fixture
     def folder(self, tmp_path):
-        folder = save_generator(tmp_path / "g", create_generator(ngf=4, text_hidden=8, fuse_hidden=4))
+        folder = save_model(tmp_path / "g", create_generator(ngf=4, text_hidden=8, fuse_hidden=4))
         (folder / "checksums.sha256").unlink()
         return folder
 
     def test_missing_folder(self, tmp_path):
         with pytest.raises(ModelError, match="not a shipped model"):
-            load_generator(tmp_path / "nope")
+            load_model(tmp_path / "nope")
 
     def test_missing_weights(self, folder):
         (folder / "model.safetensors").unlink()
         with pytest.raises(ModelError, match="has no model.safetensors"):
-            load_generator(folder)
+            load_model(folder)
 
     def test_truncated_weights(self, folder):
         data = (folder / "model.safetensors").read_bytes()
         (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
         with pytest.raises(ModelError, match="corrupt or truncated"):
-            load_generator(folder)
+            load_model(folder)
 
     def test_unknown_config_key(self, folder):
         config = json.loads((folder / "config.json").read_text())
         config["generator"]["ngff"] = 3
         (folder / "config.json").write_text(json.dumps(config))
         with pytest.raises(ModelError, match="unknown key 'ngff'; did you mean 'ngf'"):
-            load_generator(folder)
+            load_model(folder)
 
     def test_weights_that_do_not_match_the_config(self, folder):
         config = json.loads((folder / "config.json").read_text())
         config["generator"]["channels"] = [64, 32, 16, 8]
         (folder / "config.json").write_text(json.dumps(config))
         with pytest.raises(ModelError, match="does not match its config.json"):
-            load_generator(folder)
+            load_model(folder)
 
     def test_not_json(self, folder):
         (folder / "config.json").write_text("{oops")
         with pytest.raises(ModelError, match="not valid JSON"):
-            load_generator(folder)
+            load_model(folder)

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from compresskit.models import load_generator, resolve_model_dir
+from compresskit.models import load_model, resolve_model_dir
 from compresskit.models.io import ZOO_DIR, zoo_names
 from compresskit.models.stats import generator_stats
 
@@ -31,7 +31,7 @@ def test_every_zoo_folder_is_complete():
 def test_shipped_model_loads_by_name_and_its_card_matches(name):
     folder = resolve_model_dir(name)
     assert folder == ZOO_DIR / name
-    generator = load_generator(name)
+    generator = load_model(name)
     card = (folder / "MODEL_CARD.md").read_text()
     stats = generator_stats(generator)
     assert f"| parameters | {stats['params']:,} " in card
@@ -45,7 +45,7 @@ def test_shipped_model_loads_by_name_and_its_card_matches(name):
 
 @pytest.mark.parametrize("name", [n for n in SHIPPED if "tiny" not in n])  # tiny: 6 steps, for smoke tests
 def test_shipped_model_output_depends_on_the_caption(name):
-    generator = load_generator(name)
+    generator = load_model(name)
     from compresskit.text import TextEncoder
 
     z = torch.randn(4, generator.config.z_dim, generator=torch.Generator().manual_seed(0))

@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from compresskit.models.io import load_torch_generator
+from compresskit.models.io import load_model
 from compresskit.passes.base import PassContext
 from compresskit.passes.distill import Distill, DistillConfig
 from compresskit.recipe import parse_recipe
@@ -38,7 +38,7 @@ def test_slim_student_can_be_shallower_and_depthwise_separable_and_still_prunes_
              {"prune": {"ratio": 0.5, "importance": "l1", "round_to": 1}}, {"export_onnx": {}}]
     result = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run")
     slim, pruned, exported = (r.meta for r in result.steps)
-    student = load_torch_generator(result.steps[0].path)
+    student = load_model(result.steps[0].path)
     assert student.config.separable and student.config.convs_per_block == 1
     assert not hasattr(student.blocks[0], "conv1") and student.blocks[0].conv0[0].groups == 16
     assert slim["student_macs"] < 0.2 * slim["teacher_macs"] and slim["val_l1_best"] < slim["val_l1_start"]
@@ -56,7 +56,7 @@ def test_a_killed_distillation_resumes_and_ends_where_an_uninterrupted_one_does(
 
     def once(out, scratch, progress=lambda done, total, stats: None, log=lambda m: None):
         out.mkdir(parents=True)
-        ctx = PassContext(run_dir=tmp_path, teacher=teacher, scratch=scratch, progress=progress, log=log)
+        ctx = PassContext(run_dir=tmp_path, teacher=teacher, progress=progress, log=log).for_step(teacher, Distill.needs, scratch)
         Distill(config).run(teacher, out, ctx)
         return load_file(str(out / "model.safetensors"))
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from compresskit.errors import RecipeError
-from compresskit.models import load_generator
+from compresskit.models import load_model
 from compresskit.recipe import parse_recipe
 from compresskit.runner import run
 from tests.passes.conftest import recipe_dict
@@ -12,7 +12,7 @@ from tests.passes.conftest import recipe_dict
 
 def prune(model_dir, tmp_path, **config):
     result = run(parse_recipe(recipe_dict(model_dir, {"prune": config}), "r.yaml"), tmp_path / "run")
-    return result.steps[-1].meta, load_generator(result.final.path)
+    return result.steps[-1].meta, load_model(result.final.path)
 
 
 @pytest.mark.parametrize("importance", ["l1", "l2", "taylor", "lamp", "random"])
@@ -27,7 +27,7 @@ def test_widths_shrink_by_the_ratio_and_the_model_still_runs(tiny_generator_dir,
 
 def test_stem_keeps_whole_channels_of_16_rows(tiny_generator_dir, tmp_path):
     """The stem's view to (C, 4, 4) means a kept channel keeps its 16 consecutive rows, in order."""
-    original = load_generator(tiny_generator_dir).stem.weight
+    original = load_model(tiny_generator_dir).stem.weight
     _, pruned = prune(tiny_generator_dir, tmp_path, ratio=0.5, round_to=None)
     rows = pruned.stem.weight
     for c in range(rows.shape[0] // 16):

@@ -14,7 +14,7 @@ import yaml
 from safetensors.torch import load_file
 
 from compresskit.errors import ConfigError, TrainingDiverged
-from compresskit.models import load_generator
+from compresskit.models import load_model
 from compresskit.train import TrainConfig, latest_checkpoint, load_train_config, train
 
 TINY = Path(__file__).resolve().parents[2] / "recipes" / "train" / "emoji32-tiny.yaml"
@@ -36,7 +36,7 @@ def test_tiny_training_changes_weights_and_keeps_losses_finite(tmp_path):
     assert all(torch.isfinite(torch.tensor([r["loss_d"], r["loss_g"]])).all() for r in records)
     first, last = weights(tmp_path / "run" / "checkpoints" / "step-0000003"), weights(result.final_dir)
     assert any(not torch.equal(first[k], last[k]) for k in first), "training must move the weights"
-    generator = load_generator(result.final_dir)
+    generator = load_model(result.final_dir)
     assert generator(torch.randn(2, 16), torch.randn(2, 384)).shape == (2, 3, 32, 32)
     assert sorted(p.name for p in (tmp_path / "run" / "samples").iterdir()) == ["step-0000003.png", "step-0000006.png"]
 

@@ -1,0 +1,68 @@
+"""The model contract: the small surface every generator offers, the project's own and a user's alike.
+
+    io_spec(model)            named inputs (z, text) and output (image), symbolic batch
+    layer_widths(model)       output width of every convolution and linear layer, by module name
+    fixed_width_layers(model) layers whose output width the model's form cannot change (never pruned)
+    rebuilt(model)            a fresh instance of the same form with the model's current widths
+    model_meta(model)         its metadata (dataset, training run ...)
+
+Two forms satisfy it. A compresskit generator (``config.json``: an architecture of ``GENERATORS`` and its
+widths) is rebuilt from its config. A user's generator (``factory.json``: an importable factory, its
+kwargs, and the pruning history Torch-Pruning recorded) is rebuilt by calling the factory and replaying
+that history. ``load_model`` / ``save_model`` (``models/io.py``) read and write both.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def is_user_model(model: nn.Module) -> bool:
+    from .user import UserConfig
+
+    return isinstance(getattr(model, "config", None), UserConfig)
+
+
+def io_spec(model: nn.Module) -> dict:
+    """Named inputs and outputs with symbolic batch: what exporters and runtimes agree on."""
+    c = model.config
+    return {
+        "inputs": {
+            "z": {"shape": ["batch", c.z_dim], "dtype": "float32", "about": "standard normal noise"},
+            "text": {"shape": ["batch", c.text_dim], "dtype": "float32", "about": "unit-norm MiniLM caption vector"},
+        },
+        "outputs": {
+            "image": {"shape": ["batch", 3, c.image_size, c.image_size], "dtype": "float32", "about": "RGB in [-1, 1]"},
+        },
+    }
+
+
+def layer_widths(model: nn.Module) -> dict[str, int]:
+    """Output width of every convolution and linear layer."""
+    return {n: getattr(m, "out_channels", None) or m.out_features for n, m in model.named_modules()
+            if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))}
+
+
+def fixed_width_layers(model: nn.Module) -> list[str]:
+    """Layers the model's own form says must keep their width (a user model: none known in advance; the
+    pruner finds the unsafe ones by trying)."""
+    return list(model.fixed_width_layers()) if hasattr(model, "fixed_width_layers") else []
+
+
+def rebuilt(model: nn.Module) -> nn.Module:
+    """A fresh instance with ``model``'s current widths (weights not copied), in eval mode."""
+    if is_user_model(model):
+        from .user import build
+
+        return build(model.config.spec, getattr(model, "pruning_history", []))
+    return type(model)(model.current_config()).eval()
+
+
+def model_meta(model: nn.Module) -> dict:
+    return dict(getattr(model, "meta", {}) or {})
+
+
+def example_inputs(model: nn.Module, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, model.config.z_dim, generator=g), torch.randn(batch, model.config.text_dim, generator=g)
