@@ -14,7 +14,6 @@ that history. ``load_model`` / ``save_model`` (``models/io.py``) read and write 
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 
@@ -62,7 +61,3 @@ def rebuilt(model: nn.Module) -> nn.Module:
 def model_meta(model: nn.Module) -> dict:
     return dict(getattr(model, "meta", {}) or {})
 
-
-def example_inputs(model: nn.Module, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, model.config.z_dim, generator=g), torch.randn(batch, model.config.text_dim, generator=g)

@@ -22,7 +22,7 @@ from torch import nn
 from ..config_errors import validation_message
 from ..errors import ModelError
 from .checksums import verify_model_folder, write_checksums
-from .contract import is_user_model
+from .contract import is_user_model, model_meta
 from .dfgan import GeneratorConfig
 
 CONFIG_FILE = "config.json"
@@ -68,7 +68,7 @@ def save_model(folder: Path, model: nn.Module, meta: dict | None = None) -> Path
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    meta = dict(getattr(model, "meta", {}) or {}) if meta is None else meta
+    meta = model_meta(model) if meta is None else meta
     if is_user_model(model):
         write_user_generator(folder, model, model.config.spec, pruning_history=getattr(model, "pruning_history", []),
                              meta=meta)
