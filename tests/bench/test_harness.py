@@ -75,13 +75,16 @@ def _p50_of(folder, co_candidates: dict, rounds: int = 6) -> float:
 
 def test_a_busy_co_candidate_does_not_move_another_candidates_p50(exported):
     """A 16x heavier co-candidate on 2 threads with onnxruntime's idle spinning on shares the run: the small
-    model's p50 stays where it is alone, within noise."""
+    model's p50 stays where it is alone, within noise. Alone and shared runs alternate, so a slow spell of a
+    shared machine hits both; the claim is on the median of the paired ratios."""
     busy = (exported["big_onnx"], Deployment(threads=2, batch=1, hint="latency", ort_spinning=True))
-    alone = [_p50_of(exported["small_openvino"], {}) for _ in range(2)]
-    shared = [_p50_of(exported["small_openvino"], {"busy": busy}) for _ in range(2)]
-    noise = abs(alone[0] - alone[1]) / np.mean(alone)
-    moved = abs(np.mean(shared) - np.mean(alone)) / np.mean(alone)
-    assert moved < max(0.15, 2 * noise), (alone, shared)
+    alone, shared = [], []
+    for _ in range(4):
+        alone.append(_p50_of(exported["small_openvino"], {}))
+        shared.append(_p50_of(exported["small_openvino"], {"busy": busy}))
+    noise = (max(alone) - min(alone)) / np.median(alone)
+    moved = abs(float(np.median(np.array(shared) / np.array(alone))) - 1.0)
+    assert moved < max(0.15, noise), (alone, shared)
 
 
 @pytest.mark.parametrize("busy_kind", ["onnxruntime spinning", "torch"])
@@ -98,14 +101,15 @@ def test_the_previous_candidates_threads_are_quiet_while_the_next_is_timed(expor
     with WorkerPool(["timed", "busy"]) as pool:
         pool.load("k", {"timed": (exported["small_openvino"], LATENCY_1T), "busy": busy})
         pid = pool.workers["busy"].pid
-        for quiet in (False, True) * 3:
+        for quiet in (False, True) * 5:
             pool.workers["busy"].ask({**command, "calls": 20})
             if quiet:
                 wait_until_quiet([pid])
             before = _cpu_ns(pid)
             pool.workers["timed"].ask(command)
             stolen[quiet].append((_cpu_ns(pid) - before) / 1e6)
-    assert max(stolen[True]) < 1.0, f"the co-candidate used {stolen[True]} ms CPU during blocks after the wait"
+    # the median: one block in five may meet a scheduler hiccup of a shared machine, the mechanism may not
+    assert np.median(stolen[True]) < 1.0, f"the co-candidate used {stolen[True]} ms CPU during blocks after the wait"
     assert np.median(stolen[False]) > 2.0, f"control: without the wait it used only {stolen[False]} ms"
 
 
