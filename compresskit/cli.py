@@ -69,7 +69,10 @@ def data(
     ] = None,
     skin_tones: Annotated[Optional[str], typer.Option(help="emoji: keep or drop skin-tone variants [keep].")] = None,
     eval_fraction: Annotated[
-        Optional[float], typer.Option(help="emoji: share of captions with one style held out [0.2].")
+        Optional[float], typer.Option(help="emoji: share of base emoji with one style held out for eval [0.2].")
+    ] = None,
+    val_fraction: Annotated[
+        Optional[float], typer.Option(help="emoji: share of base emoji with one style held out for val [0.1].")
     ] = None,
     rebuild: Annotated[bool, typer.Option(help="Rebuild even if the cache has it.")] = False,
     grid: Annotated[Optional[Path], typer.Option(help="Also write a labelled PNG grid of samples here.")] = None,
@@ -81,7 +84,8 @@ def data(
     options: dict = {"size": size, "rebuild": rebuild}
     per_dataset = {
         "shapes": {"n": n, "seed": seed, "max_objects": max_objects},
-        "emoji": {"styles": styles, "skin_tones": skin_tones, "eval_fraction": eval_fraction},
+        "emoji": {"styles": styles, "skin_tones": skin_tones, "eval_fraction": eval_fraction,
+                  "val_fraction": val_fraction},
     }
     for dataset, opts in per_dataset.items():
         for key, value in opts.items():
@@ -286,15 +290,16 @@ def passes(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
 @app.command("eval")
 def eval_command(
     model: Annotated[Optional[str], typer.Option(help="Shipped model name or checkpoint folder.")] = None,
-    real: Annotated[bool, typer.Option("--real", help="Score the real eval split instead (the floor).")] = False,
+    real: Annotated[bool, typer.Option("--real", help="Score the real images of the split instead (the floor).")] = False,
     teacher: Annotated[Optional[str], typer.Option(help="Teacher to compare with (PSNR, SSIM, perceptual).")] = None,
     data: Annotated[Optional[str], typer.Option(help="emoji or shapes [default: the model's own dataset].")] = None,
-    n: Annotated[Optional[int], typer.Option("--n", help="Eval captions to use [default: all].")] = None,
+    n: Annotated[Optional[int], typer.Option("--n", help="Captions of the split to use [default: all].")] = None,
+    split: Annotated[str, typer.Option(help="eval (report, gate) or val (tune on it).")] = "eval",
     seed: Annotated[int, typer.Option(help="Noise seed of the generated images.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON on stdout.")] = False,
 ) -> None:
-    """Quality of a generator (or of the real eval split): KID, FID, attributes, fidelity to a teacher."""
-    from .metrics.evaluate import DEFAULT_DATA, eval_set, evaluate, generate_for, model_data
+    """Quality of a generator (or of real held-out images): KID, FID, attributes, diversity, fidelity to a teacher."""
+    from .metrics.evaluate import DEFAULT_DATA, eval_set, evaluate, generate_diversity, generate_for, model_data
     from .models import load_model, resolve_model_dir
 
     if real == (model is not None):
@@ -316,29 +321,35 @@ def eval_command(
                 tasks[name] = bar.add_task(name, total=total)
             bar.update(tasks[name], completed=done)
 
-        evalset = eval_set(data_config, n)
+        evalset = eval_set(data_config, n, split)
+        diversity_images = None
         if generator is None:
             images = evalset.real_eval
         else:
             images = generate_for(generator, evalset.captions, seed=seed,
                                   progress=lambda done: progress("generate", done, len(evalset.captions)))
+            diversity_images = generate_diversity(generator, evalset, seed=seed)
         teacher_images = None
         if teacher_model is not None:
             teacher_images = generate_for(teacher_model, evalset.captions, seed=seed,
                                           progress=lambda done: progress("teacher", done, len(evalset.captions)))
-        metrics = evaluate(images, evalset, teacher_images=teacher_images, seed=seed, progress=progress)
-    result = {"model": model or "real eval split", "teacher": teacher, "data": evalset.data, "seed": seed,
+        metrics = evaluate(images, evalset, teacher_images=teacher_images, diversity_images=diversity_images,
+                           seed=seed, progress=progress)
+    result = {"model": model or f"real {split} split", "teacher": teacher, "data": evalset.data, "split": split,
+              "seed": seed,
               "seconds": round(time.perf_counter() - started, 1), "metrics": metrics}
     if as_json:
         _print_json(result)
         return
-    table = Table(title=f"quality of {result['model']} ({evalset.data['name']}, {len(images)} eval captions)")
+    table = Table(title=f"quality of {result['model']} ({evalset.data['name']}, {len(images)} {split} captions)")
     for column in ("metric", "value", "n", "spread / detail"):
         table.add_column(column)
     for name, m in metrics.items():
         detail = f"std {m['std']:.5f} over {m['subsets']} subsets of {m['subset_size']}" if "std" in m else ""
         if "per_attribute" in m:
-            detail = ", ".join(f"{k} {v:.3f}" for k, v in m["per_attribute"].items())
+            detail = f"{m['objects']} objects; " + ", ".join(f"{k} {v:.3f}" for k, v in m["per_attribute"].items())
+        if "samples_per_caption" in m:
+            detail = f"captions x {m['samples_per_caption']} samples, stderr {m['stderr']:.4f}"
         table.add_row(name, f"{m['value']:.5g}", str(m["n"]), detail)
     out.print(table)
 

@@ -44,7 +44,8 @@ def print_report(report: dict) -> None:
         out.print(f"[bold red]run {name} failed at step {report.get('failed_step')}[/]: {report.get('error')}")
     if report.get("candidates"):
         out.print(_rich_table(f"{name}: batch-1 latency at {report['headline_threads']} thread(s), img/s at the "
-                              f"largest batch, quality on {report['quality_n']} eval captions (every column: report.md)",
+                              f"largest batch, quality on {report['quality_n']} {report['settings']['quality'].get('split', 'eval')} "
+                              "captions (every column: report.md)",
                               *table_rows(report["candidates"], columns=TERMINAL_COLUMNS)))
         out.print(f"Pareto front (latency p50 vs KID): {', '.join(report['pareto']['front']) or '-'}")
     if report.get("gates"):
@@ -128,7 +129,8 @@ def _run_and_measure(parsed, folder: Path, bench: bool, as_json: bool) -> None:
 def bench(
     run_dir: Annotated[Path, typer.Argument(help="A run folder (compresskit run) to measure again.")],
     threads: Annotated[Optional[str], typer.Option(help="Comma-separated thread counts [recipe's, default 1,2].")] = None,
-    n: Annotated[Optional[int], typer.Option("--n", min=1, help="Eval captions for quality [all].")] = None,
+    n: Annotated[Optional[int], typer.Option("--n", min=1, help="Captions of the scored split for quality [all].")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Score quality on eval (report, gate) or val (tune) [recipe's].")] = None,
     candidates: Annotated[Optional[str], typer.Option(help="Comma-separated step names to measure [all but sanitize].")] = None,
     gates: Annotated[Optional[Path], typer.Option(help="Gates YAML [the recipe's gates].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json on stdout.")] = False,
@@ -150,8 +152,11 @@ def bench(
         except ValueError:
             raise ConfigError(f"--threads takes comma-separated integers like 1,2; got {threads!r}") from None
         settings = settings.model_copy(update={"speed": settings.speed.model_copy(update={"threads": counts})})
-    if n:
-        settings = settings.model_copy(update={"quality": settings.quality.model_copy(update={"n": n})})
+    if n or split:
+        if split not in (None, "eval", "val"):
+            raise ConfigError(f"--split must be eval or val, got {split!r}")
+        update = {k: v for k, v in (("n", n), ("split", split)) if v}
+        settings = settings.model_copy(update={"quality": settings.quality.model_copy(update=update)})
     if candidates:
         settings = settings.model_copy(update={"candidates": candidates.split(",")})
     with contextlib.redirect_stdout(sys.stderr), run_lock(run_dir, wait=wait):

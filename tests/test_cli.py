@@ -24,8 +24,8 @@ def test_shapes_json_summary(fresh_cache, tmp_path):
     result = run_cli("data", "shapes", "--n", "40", "--size", "32", "--json", "--grid", str(grid))
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert {k: summary[k] for k in ("images", "train", "eval", "size")} == {
-        "images": 40, "train": 36, "eval": 4, "size": 32}
+    assert {k: summary[k] for k in ("images", "train", "val", "eval", "size")} == {
+        "images": 40, "train": 24, "val": 7, "eval": 9, "size": 32}
     assert summary["cache_path"].startswith(str(fresh_cache))
     assert summary["built"] is True
     assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -37,9 +37,9 @@ def test_emoji_json_has_the_documented_keys():
     result = run_cli("data", "emoji", "--size", "32", "--styles", "twemoji,openmoji", "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    for key in ("images", "captions", "styles", "train", "eval", "size", "cache_path"):
+    for key in ("images", "captions", "styles", "train", "val", "eval", "size", "cache_path"):
         assert key in summary
-    assert summary["images"] == summary["train"] + summary["eval"] > 7000
+    assert summary["images"] == summary["train"] + summary["val"] + summary["eval"] > 7000
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -53,7 +53,8 @@ def test_emoji_json_has_the_documented_keys():
     (["eval"], "give exactly one of --model NAME_OR_DIR and --real"),
     (["eval", "--real", "--model", "x"], "give exactly one of --model NAME_OR_DIR and --real"),
     (["eval", "--real", "--data", "shapez"], "--data must be one of emoji, shapes, got 'shapez'"),
-    (["eval", "--real", "--data", "shapes", "--n", "5000"], "--n must be between 1 and 1000"),
+    (["eval", "--real", "--data", "shapes", "--n", "5000"], "--n must be between 1 and 1474"),
+    (["eval", "--real", "--data", "shapes", "--split", "test"], "--split must be one of eval, val, got 'test'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     result = run_cli(*args)

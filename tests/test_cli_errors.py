@@ -15,15 +15,15 @@ PATH_COMMANDS = {"train": ["--out", "--resume", "--nproc-per-node", "--timeout"]
                  "card": ["--out", "--checkpoint"],
                  "time": ["--threads", "--rounds", "--per-round", "--warmup", "--precision", "--crosscheck", "--json"],
                  "run": ["--out", "--no-bench", "--json", "--nproc-per-node", "--wait"],
-                 "bench": ["--threads", "--n", "--candidates", "--gates", "--json", "--wait"],
+                 "bench": ["--threads", "--n", "--split", "--candidates", "--gates", "--json", "--wait"],
                  "gate": ["--gates", "--json"],
                  "compare": ["-o"]}
 # commands that would do real work when every argument is valid: each case gets one argument they refuse
 WORK_COMMANDS = {"data": ["--size", "--n", "--seed", "--max-objects", "--styles", "--skin-tones", "--eval-fraction",
-                          "--grid", "--json"],
+                          "--val-fraction", "--grid", "--json"],
                  "encode": ["--tokens", "--json"],
                  "generate": ["--model", "--n", "--seed", "-o", "--json"],
-                 "eval": ["--model", "--real", "--teacher", "--data", "--n", "--seed", "--json"],
+                 "eval": ["--model", "--real", "--teacher", "--data", "--n", "--split", "--seed", "--json"],
                  "info": ["--json"], "passes": ["--json"]}
 REFUSED = [["--no-such-option"], ["--n", "0"], ["--n", "-1"], ["--n", "abc"], ["--seed", "abc"], ["--size", "1e309"],
            ["--threads", "0"], ["--n", "99999999999999999999999"], ["--model", "/no/such/model"], ["-z"]]

@@ -16,13 +16,16 @@ SPEED_COLUMNS = [  # (metric, header, format)
 QUALITY_COLUMNS = [
     ("kid", "KID", "{:.4f}"), ("fid", "FID", "{:.1f}"), ("r_precision", "R-prec", "{:.3f}"),
     ("caption_similarity", "cap sim", "{:.3f}"), ("attr_accuracy", "attr acc", "{:.3f}"),
+    ("attr_accuracy_seen", "attr seen", "{:.3f}"), ("attr_accuracy_unseen", "attr unseen", "{:.3f}"),
+    ("attr_accuracy_unseen_1obj", "unseen 1obj", "{:.3f}"), ("attr_accuracy_unseen_2obj", "unseen 2obj", "{:.3f}"),
+    ("diversity", "diversity", "{:.4f}"), ("diversity_vs_real", "div/real", "{:.2f}"),
     ("psnr_vs_teacher", "PSNR dB", "{:.2f}"), ("ssim_vs_teacher", "SSIM", "{:.3f}"),
     ("perceptual_vs_teacher", "perc", "{:.4f}"),
 ]
 COLUMNS = SPEED_COLUMNS + QUALITY_COLUMNS
 TERMINAL_COLUMNS = [c for c in COLUMNS if c[0] in (  # what fits a terminal; report.md has every column
     "latency_ms_p50", "speedup_vs_baseline", "speedup_vs_exported_teacher", "speedup_vs_teacher_int8",
-    "throughput_ips", "size_mb", "kid", "r_precision", "attr_accuracy", "psnr_vs_teacher")]
+    "throughput_ips", "size_mb", "kid", "r_precision", "attr_accuracy_unseen", "diversity", "psnr_vs_teacher")]
 
 
 def cell(metrics: dict, name: str, fmt: str) -> str:
@@ -95,8 +98,10 @@ def report_markdown(report: dict) -> str:
             f"own, deployed as for batch-1 latency (static shapes; OpenVINO: LATENCY hint); {s['warmup']} warm-up "
             f"calls, then {s['rounds']} rounds x {s['per_round']} calls, one worker busy at a time, seeded random "
             f"order each round. Throughput at batch {max(s['batch_sizes'])} (static shapes, throughput hint). "
-            f"Quality: {report['quality_n']} {report['data']['name']} eval captions, noise seed {q['seed']}, one "
-            f"image each, from the deployed artifact's own runtime; ± is the standard error.", "",
+            f"Quality: {report['quality_n']} {report['data']['name']} {q.get('split', 'eval')} captions, noise seed "
+            f"{q['seed']}, one image each, from the deployed artifact's own runtime; diversity: 8 noise samples "
+            f"of each of up to 100 of those captions (mean pairwise Lite0 cosine distance); ± is the standard "
+            f"error.", "",
             "Baselines: `baseline` is the teacher in torch eager fp32 (speedup `vs torch`); `teacher_onnx`, "
             "`teacher_openvino` and `teacher_int8` are the teacher merely exported (fp32) and its plain NNCF INT8 "
             "export (`vs export`: over the teacher in the candidate's own runtime and precision; `vs int8`: over "

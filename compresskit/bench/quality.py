@@ -1,8 +1,8 @@
 """Quality of deployed artifacts: images come from each artifact's own runtime, then ``compresskit eval``'s metrics.
 
-Every candidate and the baseline get identical inputs: the eval split's captions (MiniLM vectors) and
+Every candidate and the baseline get identical inputs: the scored split's captions (MiniLM vectors) and
 noise rows from ``seed`` (the same stream as ``compresskit eval --seed``), so ``*_vs_teacher`` pairs
-image i of a candidate with image i of the baseline. Non-finite outputs fail the candidate's quality
+image i of a candidate with image i of the baseline; and the diversity protocol's K samples per caption. Non-finite outputs fail the candidate's quality
 measurement (no metric is reported for it, and any gate on one fails) rather than scoring.
 """
 
@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import CompresskitError
 from ..metrics.distribution import MIN_SAMPLES
+from ..metrics.diversity import diversity_inputs
 from ..metrics.evaluate import EvalSet, eval_noise, evaluate
 from ..runtimes import Deployment, load_runtime
 from ..text import TextEncoder
@@ -55,6 +56,8 @@ def measure_quality(candidates: list[Candidate], evalset: EvalSet, settings: Qua
     z_dim = candidates[0].artifact.io["inputs"]["z"]["shape"][1]
     text, z = inputs_for(evalset.captions, z_dim, settings.seed)
     grid_text, grid_z = inputs_for(sample_captions, z_dim, settings.seed)
+    diversity_captions, diversity_z = diversity_inputs(evalset.diversity_captions, z_dim, settings.seed)
+    diversity_text = TextEncoder().encode(diversity_captions).numpy()
     results: dict[str, dict] = {}
     errors: dict[str, str] = {}
     samples: dict[str, np.ndarray] = {}
@@ -68,6 +71,7 @@ def measure_quality(candidates: list[Candidate], evalset: EvalSet, settings: Qua
             samples[c.name] = np.zeros((len(sample_captions), *evalset.real_eval.shape[1:]), np.uint8)
         try:
             images = render(runtime, c.name, text, z, settings.batch_size)
+            diversity_images = render(runtime, c.name, diversity_text, diversity_z.numpy(), settings.batch_size)
         except NonFiniteOutput as exc:
             errors[c.name] = str(exc)
             continue
@@ -75,6 +79,7 @@ def measure_quality(candidates: list[Candidate], evalset: EvalSet, settings: Qua
         if is_baseline:
             teacher_images = images
         found = evaluate(images, evalset, seed=settings.seed, distribution=len(images) >= MIN_SAMPLES,
+                         diversity_images=diversity_images,
                          teacher_images=None if is_baseline or teacher_images is None else teacher_images)
         results[c.name] = {name: metric(name, rec.pop("value"), rec.pop("n", len(images)), **rec)
                            for name, rec in found.items() if name in METRICS}

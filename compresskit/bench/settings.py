@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,7 +37,8 @@ class SpeedSettings(BaseModel):
 class QualitySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    n: int | None = Field(None, ge=1, le=1_000_000)  # at most this many eval captions (default: the whole eval split)
+    n: int | None = Field(None, ge=1, le=1_000_000)  # at most this many captions (default: the whole split)
+    split: Literal["eval", "val"] = "eval"  # report and gate on eval; tune a recipe on val (--split val)
     seed: int = Field(0, ge=0, le=2**32 - 1)
     batch_size: int = Field(32, ge=1, le=4096)
 

@@ -9,9 +9,11 @@ Choices (documented in README's data section):
   tone"; flags keep CLDR's "flag: " prefix ("flag: Laos", "flag: England"); keycaps read "keycap: #".
 * **Skin tones.** ``keep`` (default) keeps each tone variant as its own caption: they are half the
   captions, and a colour attribute the generator must follow. ``drop`` keeps only the base emoji.
-* **Split.** Deterministic, by caption hash: for ``eval_fraction`` of the captions that have at least
-  two styles, one style's image (also picked by hash) is held out for evaluation. The caption itself
-  is still seen in training in another style, so evaluation measures unseen *art*, not unseen words.
+* **Split.** Deterministic, by hash of the *base* emoji (its code points without skin-tone modifiers): for
+  ``eval_fraction`` of the base emoji drawn in at least two styles, one style (also picked by hash) is
+  held out for evaluation *with all its tone variants*, and for ``val_fraction`` more, for validation.
+  So no near-copy of a held-out drawing (the same art under a sibling tone) stays in train, while every
+  held-out caption is still learnt from another style: eval measures unseen *art*, not unseen words.
 * **Pixels.** RGBA art -> crop to the alpha bounding box -> pad to a centred square -> composite on
   white -> LANCZOS resize to ``size``.
 """
@@ -34,7 +36,7 @@ from ..errors import DataError
 from .emoji_sources import STYLES, sequence_key
 from .store import INFO_FILE, CaptionedImages, check_image_size, load_cached, store_built
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2  # 2: tone variants held out together, val split
 SKIN_TONE_MODES = ("keep", "drop")
 _TONES = ("medium-light skin tone", "medium-dark skin tone", "light skin tone", "medium skin tone", "dark skin tone")
 _TONE_RE = re.compile(r"\b(" + "|".join(re.escape(t) for t in _TONES) + r")\b")
@@ -98,19 +100,37 @@ def normalise(art: Image.Image, size: int) -> np.ndarray | None:
     return np.asarray(square.convert("RGB").resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
 
 
-def split_for(captions: list[str], styles: list[str], eval_fraction: float) -> list[str]:
-    """Hold out one style's image for ``eval_fraction`` of the captions with >= 2 styles (by hash)."""
-    by_caption: dict[str, list[int]] = defaultdict(list)
-    for i, caption in enumerate(captions):
-        by_caption[caption].append(i)
+def base_key(key: str) -> str:
+    """An emoji's code points without skin-tone modifiers: every tone variant shares its base's key."""
+    return "-".join(p for p in key.split("-") if not 0x1F3FB <= int(p, 16) <= 0x1F3FF)
+
+
+def split_for(captions: list[str], styles: list[str], keys: list[str], eval_fraction: float,
+              val_fraction: float = 0.0) -> list[str]:
+    """train / val / eval per image: per base emoji (by hash), one style's drawings with all their tone
+    variants go to eval (``eval_fraction`` of the bases) or val (``val_fraction``). Only a style whose every
+    caption is also drawn in another style can be held out, so each held-out caption stays learnable."""
+    by_base: dict[str, list[int]] = defaultdict(list)
+    for i, key in enumerate(keys):
+        by_base[base_key(key)].append(i)
     splits = ["train"] * len(captions)
-    for caption, idx in by_caption.items():
-        if len(idx) < 2:
+    for base, idx in by_base.items():
+        digest = hashlib.sha256(base.encode("utf-8")).digest()
+        u = int.from_bytes(digest[:8], "big") / 2**64
+        held_split = "eval" if u < eval_fraction else "val" if u < eval_fraction + val_fraction else None
+        if held_split is None:
             continue
-        digest = hashlib.sha256(caption.encode("utf-8")).digest()
-        if int.from_bytes(digest[:8], "big") / 2**64 < eval_fraction:
-            held = sorted(idx, key=lambda i: styles[i])[digest[8] % len(idx)]
-            splits[held] = "eval"
+        styles_of = defaultdict(set)
+        for i in idx:
+            styles_of[captions[i]].add(styles[i])
+        holdable = sorted(st for st in {styles[i] for i in idx}
+                          if all(len(drawn) >= 2 for c, drawn in styles_of.items() if st in drawn))
+        if not holdable:
+            continue
+        held_style = holdable[digest[8] % len(holdable)]
+        for i in idx:
+            if styles[i] == held_style:
+                splits[i] = held_split
     return splits
 
 
@@ -136,16 +156,19 @@ def build_emoji(
     styles: Iterable[str] | None = None,
     skin_tones: str = "keep",
     eval_fraction: float = 0.2,
+    val_fraction: float = 0.1,
     limit: int | None = None,
     rebuild: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> CaptionedImages:
     """Build (or load from the cache) the emoji dataset. ``limit`` keeps the first N emoji (for tests)."""
     check_image_size(size)
-    if not 0.0 <= eval_fraction < 1.0:
-        raise DataError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
+    if not (0.0 <= eval_fraction < 1.0 and 0.0 <= val_fraction < 1.0 and eval_fraction + val_fraction < 1.0):
+        raise DataError(f"eval_fraction and val_fraction must be in [0, 1) with a sum below 1, got "
+                        f"{eval_fraction} and {val_fraction}")
     chosen = resolve_styles(styles)
-    options = {"size": size, "skin_tones": skin_tones, "eval_fraction": eval_fraction, "limit": limit}
+    options = {"size": size, "skin_tones": skin_tones, "eval_fraction": eval_fraction, "val_fraction": val_fraction,
+               "limit": limit}
     sources = {name: STYLES[name].version() for name in chosen}
     sources["emoji"] = importlib.metadata.version("emoji")
     sources["pillow"] = importlib.metadata.version("pillow")
@@ -180,7 +203,7 @@ def build_emoji(
         images=np.stack([images[i] for i in order]),
         captions=captions,
         styles=style_of,
-        splits=split_for(captions, style_of, eval_fraction),
+        splits=split_for(captions, style_of, keys, eval_fraction, val_fraction),
         keys=keys,
         info={"options": options, "sources": sources},
     )

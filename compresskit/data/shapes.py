@@ -11,12 +11,25 @@ overlap and every attribute is exact:
 Caption: "a small red circle at the top left and a large blue square at the center" (objects in the
 order they were drawn). ``labels[i, k] = (colour, shape, size, position)`` as indices into the tuples
 below, -1 for absent objects. Image ``i`` depends only on ``(seed, i)``, so a larger ``n`` extends a
-smaller one. Rendering is 4x supersampled and area-averaged down (no ringing). Every 10th image
-(``i % 10 == 9``) is in the eval split.
+smaller one. Rendering is 4x supersampled and area-averaged down (no ringing).
+
+Splits hold out *combinations*, so a held-out image never has a label-identical twin in train (an image
+depends only on its labels) and controllability means composing known words in new ways:
+
+* **unseen pairings**: ``HELD_PAIRS`` fixed, seeded (colour, shape) pairings, two for eval and two for
+  val, never drawn in train. Every colour and every shape still appears in train with other partners.
+  An image holding one of them is in that split (eval wins when it holds both kinds).
+* **seen pairings, unseen images**: of the rest, ``SEEN_FRACTION`` of the *compositions* go to eval and
+  as many to val, by hash: for one object the whole (colour, shape, size, position) tuple, for two objects
+  the unordered pair of (colour, shape) pairings (so "a red circle ... and a blue square ..." is never
+  seen together in train, in any cells or sizes).
+
+``combination_group(labels)`` says which of the two an image is ("unseen" / "seen").
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import numpy as np
@@ -26,7 +39,7 @@ from ..cache import cache_root, stable_hash
 from ..errors import DataError
 from .store import INFO_FILE, CaptionedImages, check_image_size, load_cached, store_built
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2  # 2: combination splits with val (1: i % 10 == 9)
 COLOURS = {
     "red": (220, 38, 38),
     "orange": (245, 130, 20),
@@ -36,6 +49,7 @@ COLOURS = {
     "purple": (130, 50, 170),
 }
 SHAPES = ("circle", "square", "triangle", "diamond")
+COLOURS_LIST = tuple(COLOURS)
 SIZES = {"small": 0.5, "large": 0.9}
 POSITIONS = ("top left", "top", "top right", "left", "center", "right", "bottom left", "bottom", "bottom right")
 ATTRIBUTES = ("colour", "shape", "size", "position")
@@ -47,6 +61,48 @@ ATTRIBUTE_VALUES = {
 }
 SUPERSAMPLE = 4
 MAX_N = 1_000_000
+SEEN_FRACTION = 0.05  # of the seen-pairing compositions, per held-out split
+SPLIT_SEED = 20261129
+
+
+def _held_pairs() -> dict[tuple[int, int], str]:
+    """Four (colour, shape) pairings held out of train: two -> eval, two -> val. Four distinct colours and
+    four distinct shapes, so each colour keeps 3 of its 4 shapes in train and each shape 5 of its 6 colours."""
+    rng = np.random.default_rng(SPLIT_SEED)
+    colours = rng.permutation(len(COLOURS))[:4]
+    shapes = rng.permutation(len(SHAPES))
+    return {(int(c), int(s)): split for c, s, split in zip(colours, shapes, ("eval", "eval", "val", "val"))}
+
+
+HELD_PAIRS = _held_pairs()
+
+
+def _unit_hash(key: str) -> float:
+    return int.from_bytes(hashlib.sha256(f"{SPLIT_SEED}:{key}".encode()).digest()[:8], "big") / 2**64
+
+
+def composition_key(objects: np.ndarray) -> str:
+    """What must not repeat across splits: one object's full tuple, or two objects' (colour, shape) pairings."""
+    present = objects[objects[:, 0] >= 0]
+    if len(present) == 1:
+        return "1:" + ",".join(str(int(v)) for v in present[0])
+    return f"{len(present)}:" + "|".join(sorted(f"{int(o[0])},{int(o[1])}" for o in present))
+
+
+def split_of(objects: np.ndarray) -> str:
+    """train / val / eval of an image from its labels alone (see the module docstring)."""
+    held = {HELD_PAIRS.get((int(o[0]), int(o[1]))) for o in objects if o[0] >= 0}
+    if "eval" in held:
+        return "eval"
+    if "val" in held:
+        return "val"
+    u = _unit_hash(composition_key(objects))
+    return "eval" if u < SEEN_FRACTION else "val" if u < 2 * SEEN_FRACTION else "train"
+
+
+def combination_group(objects: np.ndarray) -> str:
+    """"unseen" when an object's (colour, shape) pairing is never drawn in train, else "seen"."""
+    return "unseen" if any((int(o[0]), int(o[1])) in HELD_PAIRS for o in objects if o[0] >= 0) else "seen"
 
 
 def cell_box(position: int, size: int) -> tuple[float, float, float, float]:
@@ -138,9 +194,11 @@ def build_shapes(
         images=np.stack([render_shapes(objects, size) for objects in labels]),
         captions=[caption_for(objects) for objects in labels],
         styles=["shapes"] * n,
-        splits=["eval" if i % 10 == 9 else "train" for i in range(n)],
+        splits=[split_of(objects) for objects in labels],
         keys=[f"{seed}:{i}" for i in range(n)],
-        info={"options": options, "attributes": {a: list(v) for a, v in ATTRIBUTE_VALUES.items()}},
+        info={"options": options, "attributes": {a: list(v) for a, v in ATTRIBUTE_VALUES.items()},
+              "held_pairs": {split: [f"{COLOURS_LIST[c]} {SHAPES[s]}" for (c, s), sp in HELD_PAIRS.items()
+                                     if sp == split] for split in ("eval", "val")}},
         labels=labels,
     )
     return store_built(dataset, folder, start)

@@ -24,7 +24,7 @@ import numpy as np
 from ..cache import atomic_dir
 from ..errors import DataError
 
-SPLITS = ("train", "eval")
+SPLITS = ("train", "val", "eval")  # tune on val, report and gate on eval
 IMAGE_SIZES = (16, 32, 64, 128)
 IMAGES_FILE = "images.npy"
 LABELS_FILE = "labels.npy"
@@ -40,7 +40,7 @@ class CaptionedImages:
     images: np.ndarray  # uint8 (N, H, W, 3)
     captions: list[str]
     styles: list[str]
-    splits: list[str]  # "train" | "eval"
+    splits: list[str]  # "train" | "val" | "eval"
     keys: list[str]
     info: dict = field(default_factory=dict)
     labels: np.ndarray | None = None  # int16 (N, max_objects, n_attributes)
@@ -54,7 +54,7 @@ class CaptionedImages:
         return int(self.images.shape[1])
 
     def split(self, which: str) -> CaptionedImages:
-        """The images of one split ("train" or "eval")."""
+        """The images of one split ("train", "val" or "eval")."""
         if which not in SPLITS:
             raise DataError(f"unknown split {which!r}; use one of {', '.join(SPLITS)}")
         keep = [i for i, s in enumerate(self.splits) if s == which]
@@ -78,6 +78,7 @@ class CaptionedImages:
             "captions": len(set(self.captions)),
             "styles": dict(sorted(Counter(self.styles).items())),
             "train": split_counts.get("train", 0),
+            "val": split_counts.get("val", 0),
             "eval": split_counts.get("eval", 0),
             "size": self.size,
             "cache_path": str(self.path) if self.path else None,

@@ -2,19 +2,23 @@
 
 Protocol (fixed, so runs compare):
 * reference: the dataset's real *train* split, Lite0 features cached once per split;
-* generated: one image per *eval*-split caption (``n`` captions, default all of them), noise from
-  ``seed``; image i uses caption i and noise row i, so a teacher and its student see identical inputs;
-* ``--real``: the real eval split stands in for the generated images (the floor a model can reach);
+* generated: one image per caption of the scored split (``eval``, or ``val`` for tuning; ``n`` captions,
+  default all of them), noise from ``seed``; image i uses caption i and noise row i, so a teacher and its
+  student see identical inputs;
+* ``--real``: the real images of the split stand in for the generated ones (the floor a model can reach);
 * distribution: KID (mean, std over subsets: its ``stderr``) and FID vs the reference;
 * emoji: R-precision (binomial ``stderr``) and caption similarity from the shipped aligner ``emoji32-align``;
-* shapes: attribute accuracy of the generated images against their captions' labels;
+* shapes: attribute accuracy of the generated images against their captions' labels, overall and on
+  seen / unseen (colour, shape) pairings, the unseen ones also by object count;
+* diversity (``diversity.py``): K samples of each of a fixed set of the split's captions, and the real
+  reference (emoji's cross-style distance);
 * ``teacher``: PSNR / SSIM / perceptual distance against the teacher's images for the same inputs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -26,6 +30,7 @@ from ..text import TextEncoder
 from .alignment import R_CANDIDATES, aligner_installed, alignment_scores, embed_images, load_aligner
 from .attributes import attribute_accuracy
 from .distribution import kid_fid, real_features
+from .diversity import diversity, diversity_inputs, pick_captions, sample_diversity
 from .features import extract_features
 from .fidelity import fidelity
 
@@ -33,9 +38,17 @@ DEFAULT_DATA = {"emoji": {"name": "emoji", "size": 32, "styles": ["twemoji", "op
                 "shapes": {"name": "shapes", "size": 32, "n": 10_000, "seed": 0, "max_objects": 2}}
 
 
+SCORED_SPLITS = ("eval", "val")  # report and gate on eval; tune on val
+
+
 @dataclass(frozen=True)
 class EvalSet:
-    """The eval captions (and labels for shapes) and the real train images they are judged against."""
+    """The scored split's captions (and labels for shapes) and the real train images they are judged against.
+
+    ``groups``: shapes only, per caption "seen" or "unseen" (its (colour, shape) pairings in train or not).
+    ``diversity_captions`` and ``diversity_real`` (the distinct real images of each of those captions, any
+    split): the diversity protocol's captions and its real reference.
+    """
 
     data: dict
     captions: list[str]
@@ -43,20 +56,41 @@ class EvalSet:
     real_eval: np.ndarray
     real_train: np.ndarray
     train_captions: list[str]
+    split: str = "eval"
+    groups: list[str] | None = None
+    diversity_captions: list[str] = field(default_factory=list)
+    diversity_real: list[np.ndarray] = field(default_factory=list)
 
 
-def eval_set(data: dict, n: int | None = None) -> EvalSet:
+def eval_set(data: dict, n: int | None = None, split: str = "eval") -> EvalSet:
+    from ..data.shapes import combination_group
     from ..train.config import DataConfig
 
+    if split not in SCORED_SPLITS:
+        raise ConfigError(f"--split must be one of {', '.join(SCORED_SPLITS)}, got {split!r}")
     config = DataConfig.model_validate(data)
     dataset = load_dataset(config.name, **config.build_options())
-    held_out, train = dataset.split("eval"), dataset.split("train")
+    held_out, train = dataset.split(split), dataset.split("train")
+    if not len(held_out):
+        raise ConfigError(f"the {config.name} dataset has no {split} images; build it with more images")
     if n is not None and not 1 <= n <= len(held_out):
-        raise ConfigError(f"--n must be between 1 and {len(held_out)} (the {config.name} eval split), got {n}")
+        raise ConfigError(f"--n must be between 1 and {len(held_out)} (the {config.name} {split} split), got {n}")
     n = n or len(held_out)
     labels = held_out.labels[:n] if held_out.labels is not None else None
+    groups = [combination_group(objects) for objects in labels] if labels is not None else None
+    chosen = pick_captions(list(held_out.captions[:n]))
+    rows = {c: [] for c in chosen}
+    for i, caption in enumerate(dataset.captions):
+        if caption in rows:
+            rows[caption].append(i)
     return EvalSet(config.model_dump(mode="json"), list(held_out.captions[:n]), labels,
-                   held_out.images[:n], train.images, list(train.captions))
+                   held_out.images[:n], train.images, list(train.captions), split, groups,
+                   chosen, [_distinct(dataset.images[rows[c]]) for c in chosen])
+
+
+def _distinct(images: np.ndarray) -> np.ndarray:
+    """The pixel-distinct images of a group (a shapes caption's copies are one rendering, not a reference)."""
+    return np.unique(images, axis=0) if len(images) > 1 else images
 
 
 def model_data(generator: torch.nn.Module) -> dict:
@@ -77,10 +111,11 @@ def eval_noise(n: int, z_dim: int, seed: int) -> torch.Tensor:
 
 
 def generate_for(generator: torch.nn.Module, captions: list[str], *, seed: int, batch_size: int = 128,
-                 encoder: TextEncoder | None = None, progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Image i from caption i and noise row i of ``seed``'s stream (uint8 NHWC)."""
+                 encoder: TextEncoder | None = None, progress: Callable[[int], None] | None = None,
+                 z: torch.Tensor | None = None) -> np.ndarray:
+    """Image i from caption i and noise row i of ``seed``'s stream, or of ``z`` when given (uint8 NHWC)."""
     text = (encoder or TextEncoder()).encode(captions)
-    z = eval_noise(len(captions), generator.config.z_dim, seed)
+    z = eval_noise(len(captions), generator.config.z_dim, seed) if z is None else z
     chunks = []
     generator.eval()
     with torch.inference_mode():
@@ -89,6 +124,13 @@ def generate_for(generator: torch.nn.Module, captions: list[str], *, seed: int, 
             if progress:
                 progress(min(start + batch_size, len(captions)))
     return np.concatenate(chunks)
+
+
+def generate_diversity(generator: torch.nn.Module, evalset: EvalSet, *, seed: int,
+                       encoder: TextEncoder | None = None) -> np.ndarray:
+    """The diversity protocol's samples of a torch generator (``DIVERSITY_K`` per diversity caption)."""
+    captions, z = diversity_inputs(evalset.diversity_captions, generator.config.z_dim, seed)
+    return generate_for(generator, captions, seed=seed, encoder=encoder, z=z)
 
 
 def binomial_stderr(share: float, n: int) -> float:
@@ -116,6 +158,7 @@ def evaluate(
     evalset: EvalSet,
     *,
     teacher_images: np.ndarray | None = None,
+    diversity_images: np.ndarray | None = None,
     seed: int = 0,
     distribution: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
@@ -123,6 +166,7 @@ def evaluate(
     """Quality metrics of ``images`` (image i made for ``evalset.captions[i]``), each with its sample count.
 
     ``distribution=False`` skips KID/FID (for eval splits too small for them, e.g. tiny test datasets).
+    ``diversity_images``: ``DIVERSITY_K`` samples per ``evalset.diversity_captions`` (``diversity_inputs``).
     """
     step = (lambda name, total: (lambda done: progress(name, done, total))) if progress else (lambda *_: None)
     metrics = {}
@@ -142,9 +186,8 @@ def evaluate(
     if evalset.data["name"] == "emoji":
         metrics.update(_alignment(images, evalset, seed))
     if evalset.labels is not None:
-        accuracy = attribute_accuracy(images, evalset.labels)
-        metrics["attr_accuracy"] = {"value": accuracy["object"], "n": len(images), "per_attribute": accuracy,
-                                    "stderr": binomial_stderr(accuracy["object"], len(images))}
+        metrics.update(_attributes(images, evalset))
+    metrics.update(_diversity(diversity_images, evalset))
     if teacher_images is not None:  # the teacher's features: cached by pixel hash, so every student reuses them
         paired = fidelity(images, teacher_images, student_features=generated,
                           teacher_features=real_features(teacher_images) if distribution else None)
@@ -152,3 +195,38 @@ def evaluate(
             if name != "n":
                 metrics[name] = {"value": value, "n": len(images)}
     return metrics
+
+
+def _accuracy_record(images: np.ndarray, labels: np.ndarray) -> dict:
+    """Whole-object accuracy (all four attributes right) with its counts; per attribute and per image."""
+    accuracy = attribute_accuracy(images, labels)
+    objects = int((labels[:, :, 0] >= 0).sum())
+    return {"value": accuracy["object"], "n": len(images), "objects": objects, "per_attribute": accuracy,
+            "stderr": binomial_stderr(accuracy["object"], objects)}
+
+
+def _attributes(images: np.ndarray, evalset: EvalSet) -> dict:
+    """attr_accuracy on every image, on seen and on unseen (colour, shape) pairings, unseen by object count."""
+    labels, groups = evalset.labels, np.array(evalset.groups)
+    count = (labels[:, :, 0] >= 0).sum(1)
+    subsets = {"attr_accuracy": np.ones(len(images), bool), "attr_accuracy_seen": groups == "seen",
+               "attr_accuracy_unseen": groups == "unseen",
+               "attr_accuracy_unseen_1obj": (groups == "unseen") & (count == 1),
+               "attr_accuracy_unseen_2obj": (groups == "unseen") & (count == 2)}
+    return {name: _accuracy_record(images[mask], labels[mask]) for name, mask in subsets.items() if mask.any()}
+
+
+def _diversity(images: np.ndarray | None, evalset: EvalSet) -> dict:
+    """diversity of the generated samples and the real reference (where captions have several real images)."""
+    found = {}
+    real = [g for g in evalset.diversity_real if len(g) > 1]
+    reference = diversity(real) if real else None
+    if images is not None:
+        found["diversity"] = {**sample_diversity(images), "real_reference": reference["value"] if reference else None}
+        if reference:
+            found["diversity_vs_real"] = {"value": found["diversity"]["value"] / reference["value"],
+                                          "n": found["diversity"]["n"], "real_reference": reference["value"],
+                                          "real_n": reference["n"]}
+    if reference:
+        found["diversity_real"] = reference
+    return found

@@ -20,7 +20,8 @@ from compresskit.recipe import parse_recipe
 from compresskit.runner import input_artifact, run
 from tests.helpers import run_cli
 
-SHAPES = {"name": "shapes", "n": 600, "size": 32, "seed": 5}  # 60 eval captions: enough for KID
+SHAPES = {"name": "shapes", "n": 600, "size": 32, "seed": 5}  # 93 eval captions: enough for KID
+N_EVAL = 93
 FAST_BENCH = {"speed": {"threads": [1], "batch_sizes": [1, 4], "warmup": 1, "warmup_s": 0, "rounds": 2, "per_round": 3},
               "quality": {"batch_size": 16}}
 
@@ -42,6 +43,8 @@ def measured_run(shapes_generator_dir, tmp_path_factory) -> tuple[Path, dict]:
                   name="tiny-export", gates=[
                       {"metric": "psnr_vs_teacher", "goal": "threshold", "value": 40},
                       {"metric": "speedup_vs_baseline", "goal": "threshold", "value": 1000},
+                      # an export keeps the teacher's weights, so it keeps (about) all of its diversity
+                      {"metric": "diversity", "goal": "percent_max_degradation", "value": 10},
                   ])
     run_dir = tmp_path_factory.mktemp("runs") / "tiny-export"
     run(parse_recipe(raw, "tiny-export.yaml"), run_dir)
@@ -65,13 +68,17 @@ def test_report_measures_every_candidate_with_units_directions_and_counts(measur
              "speedup_vs_exported_teacher", "speedup_vs_teacher_int8"]
     for c in report["candidates"]:
         m = c["metrics"]
-        for name in speed + ["kid", "fid", "attr_accuracy"]:
+        for name in speed + ["kid", "fid", "attr_accuracy", "attr_accuracy_seen", "attr_accuracy_unseen", "diversity"]:
             assert {"value", "unit", "direction"} <= set(m[name]), (c["name"], name)
         assert m["latency_ms_p50"]["value"] <= m["latency_ms_p90"]["value"] <= m["latency_ms_p99"]["value"]
-        assert m["latency_ms_p50"]["n"] == 6 and m["kid"]["n"] == 60
+        assert m["latency_ms_p50"]["n"] == 6 and m["kid"]["n"] == N_EVAL
         assert m["latency_ms_p50"]["spread"]["iqr_ms"] >= 0 and m["kid"]["stderr"] == m["kid"]["std"] > 0
+        objects = m["attr_accuracy"]["objects"]
         assert m["attr_accuracy"]["stderr"] == pytest.approx(
-            (m["attr_accuracy"]["value"] * (1 - m["attr_accuracy"]["value"]) / 60) ** 0.5)
+            (m["attr_accuracy"]["value"] * (1 - m["attr_accuracy"]["value"]) / objects) ** 0.5)
+        assert m["attr_accuracy_seen"]["n"] + m["attr_accuracy_unseen"]["n"] == N_EVAL
+        assert m["diversity"]["samples_per_caption"] == 8 and m["diversity"]["n"] == len(set(
+            eval_set(SHAPES).captions)) and m["diversity"]["value"] > 0
         assert m["throughput_ips"]["batch"] == 4 and m["throughput_ips"]["value"] > 0
         assert m["e2e_latency_ms_p50"]["value"] > 0 and m["peak_rss_mb"]["value"] > 50
         assert m["params"]["value"] == report["candidates"][0]["metrics"]["params"]["value"], "an export keeps the weights"
@@ -126,7 +133,9 @@ def test_report_files_front_and_gates(measured_run):
     assert set(report["pareto"]["front"]) <= {"baseline", *REFERENCES, "export_onnx", "export_openvino"}
     assert report["pareto"]["front"]
     passed = [g["passed"] for g in report["gates"]]
-    assert passed == [True, False] and report["verdict"] == "fail"
+    assert passed == [True, False, True] and report["verdict"] == "fail"
+    diversity = report["gates"][2]
+    assert diversity["metric"] == "diversity" and diversity["baseline"] > 0
     md = (run_dir / "report.md").read_text()
     assert "| export_openvino | openvino |" in md and "**Verdict: fail**" in md
 
@@ -158,7 +167,7 @@ def test_nan_output_fails_the_candidate_quality_instead_of_scoring(shapes_genera
                                               ["a large red circle at the center"])
     assert "broken" not in scores and "NaN" in errors["broken"]
     assert samples["broken"].max() == 0 and samples["baseline"].shape == (1, 32, 32, 3)
-    assert scores["baseline"]["attr_accuracy"]["n"] == 60
+    assert scores["baseline"]["attr_accuracy"]["n"] == N_EVAL
 
 
 def test_compare_writes_one_table_plot_grid_and_self_contained_html(measured_run, shapes_generator_dir, tmp_path):

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
 
 from compresskit.data import build_emoji
-from compresskit.data.emoji import cldr_caption, emoji_catalog, normalise, split_for
+from compresskit.data.emoji import base_key, cldr_caption, emoji_catalog, normalise, split_for
 from compresskit.data.emoji_sources import STYLES, sequence_key, sequence_key_from_stem
 from compresskit.errors import DataError
 
@@ -79,18 +79,30 @@ def test_normalise_crops_centres_and_whitens():
     assert 14 <= cols.max() - cols.min() + 1 <= 18, "aspect ratio is kept (20x40 -> 16x32)"
 
 
-def test_split_holds_out_one_style_of_some_captions():
-    captions = [f"c{i}" for i in range(200) for _ in range(3)] + ["lonely"]
-    styles = ["a", "b", "c"] * 200 + ["a"]
-    splits = split_for(captions, styles, 0.3)
-    assert splits == split_for(captions, styles, 0.3)  # deterministic
-    held = defaultdict(list)
-    for caption, style, split in zip(captions, styles, splits):
-        held[caption].append(split)
-    assert all(s.count("eval") <= 1 for s in held.values())
-    assert held["lonely"] == ["train"], "a caption with one image is never held out"
-    eval_captions = sum("eval" in s for s in held.values())
-    assert 40 <= eval_captions <= 80  # ~30% of 200
+def test_split_holds_out_one_style_of_some_base_emoji_with_all_its_tones():
+    # 200 base emoji in three styles, every fifth with its five tone variants; plus one drawn in one style only
+    captions, styles, keys = [], [], []
+    for i in range(200):
+        variants = [("", "")] + ([(f"-1f3f{t}", f": tone {t}") for t in "bcdef"] if i % 5 == 0 else [])
+        for style in "abc":
+            for key_tail, caption_tail in variants:
+                captions.append(f"c{i}{caption_tail}"), styles.append(style), keys.append(f"{i + 0x1f600:x}{key_tail}")
+    captions.append("lonely"), styles.append("a"), keys.append("1f9ff")
+    splits = split_for(captions, styles, keys, 0.3, 0.1)
+    assert splits == split_for(captions, styles, keys, 0.3, 0.1)  # deterministic
+    by_base = defaultdict(list)
+    for key, style, split in zip(keys, styles, splits):
+        by_base[base_key(key)].append((style, split))
+    for rows in by_base.values():
+        held = {(style, split) for style, split in rows if split != "train"}
+        assert len({style for style, _ in held}) <= 1, "one style per base emoji is held out"
+        if held:  # every tone variant of the held style goes with it, so no sibling drawing stays in train
+            style, split = next(iter(held))
+            assert all(s == split for st, s in rows if st == style)
+            assert any(s == "train" for st, s in rows if st != style), "the caption stays learnable"
+    assert by_base["1f9ff"] == [("a", "train")], "an emoji drawn in one style only is never held out"
+    held_bases = Counter(next((s for _, s in rows if s != "train"), "train") for rows in by_base.values())
+    assert 40 <= held_bases["eval"] <= 80 and 8 <= held_bases["val"] <= 35, held_bases  # ~30% and ~10% of 200
 
 
 def test_build_is_deterministic_and_cached(fresh_cache, tmp_path, monkeypatch):
@@ -150,13 +162,19 @@ def test_full_pypi_build_counts_and_split():
     assert 7800 <= summary["images"] <= 8000
     assert 3900 <= summary["captions"] <= 4000
     assert summary["styles"] == {"openmoji": summary["captions"], "twemoji": summary["captions"]}
-    assert summary["train"] + summary["eval"] == summary["images"]
-    assert 0.15 < summary["eval"] / summary["captions"] < 0.25
-    train = ds.split("train")
-    train_pairs = set(zip(train.captions, train.styles))
-    train_captions = set(train.captions)
-    for caption, style in zip(*(lambda e: (e.captions, e.styles))(ds.split("eval"))):
-        assert (caption, style) not in train_pairs, "a held-out image is never also in train"
-        assert caption in train_captions, "its caption is still learnable from another style"
+    assert summary["train"] + summary["val"] + summary["eval"] == summary["images"]
+    assert 0.15 < summary["eval"] / summary["captions"] < 0.25 and 0.05 < summary["val"] / summary["captions"] < 0.15
+    # a held-out (style, base emoji) has no drawing in train (no sibling tone), every held-out caption is
+    # drawn in train in the other style, and val and eval hold out different drawings
+    train_pairs = {(st, base_key(k)) for st, k, sp in zip(ds.styles, ds.keys, ds.splits) if sp == "train"}
+    train_captions = {c for c, sp in zip(ds.captions, ds.splits) if sp == "train"}
+    held = defaultdict(set)
+    for caption, style, key, split in zip(ds.captions, ds.styles, ds.keys, ds.splits):
+        if split != "train":
+            assert (style, base_key(key)) not in train_pairs, f"{caption} ({style}) has a near-copy in train"
+            assert caption in train_captions, "its caption is still learnable from another style"
+            held[split].add((style, base_key(key)))
+    assert not held["eval"] & held["val"]
+    assert any("skin tone" in c for c, sp in zip(ds.captions, ds.splits) if sp == "eval"), "tone variants held out too"
     corners = ds.images[:, [0, 0, -1, -1], [0, -1, 0, -1]]
     assert np.mean(corners.min(axis=(1, 2)) >= 235) > 0.8, "most images sit on white"

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
 from compresskit.data import build_shapes
-from compresskit.data.shapes import ATTRIBUTE_VALUES, COLOURS, POSITIONS, caption_for, cell_box, render_shapes
+from compresskit.data.shapes import (
+    ATTRIBUTE_VALUES, COLOURS, HELD_PAIRS, POSITIONS, caption_for, cell_box, combination_group, composition_key,
+    render_shapes, sample_objects, split_of,
+)
 from compresskit.errors import DataError
 
 
@@ -66,8 +71,43 @@ def test_deterministic_by_seed_and_prefix_stable(fresh_cache):
     small, big = build_shapes(30, seed=7), build_shapes(50, seed=7)
     assert np.array_equal(small.images, big.images[:30]) and small.captions == big.captions[:30]
     assert not np.array_equal(build_shapes(30, seed=8).images, small.images)
-    assert small.splits[9] == "eval" and small.splits[8] == "train"
-    assert small.summary()["eval"] == 3
+    assert small.splits == [split_of(objects) for objects in small.labels] == big.splits[:30]
+    assert small.summary()["train"] + small.summary()["val"] + small.summary()["eval"] == 30
+
+
+def _objects(labels: np.ndarray) -> frozenset:
+    return frozenset(tuple(int(v) for v in o) for o in labels if o[0] >= 0)
+
+
+def test_no_held_out_image_has_a_label_identical_train_image_and_held_pairings_never_train():
+    """The leak of the old index split (every one-object eval image had a pixel-identical train twin) is gone:
+    on the default 10,000 images, no val/eval image shares its labels (hence its pixels) with a train image,
+    the held (colour, shape) pairings never appear in train, and no two-object pairing of held-out images
+    is drawn together in train."""
+    labels = [sample_objects(0, i, 2) for i in range(10_000)]
+    splits = [split_of(objects) for objects in labels]
+    train = [objects for objects, split in zip(labels, splits) if split == "train"]
+    train_sets = {_objects(o) for o in train}
+    train_pairings = {(int(o[0]), int(o[1])) for objects in train for o in objects if o[0] >= 0}
+    train_two = {composition_key(o) for o in train if (o[:, 0] >= 0).sum() == 2}
+    counts = Counter((s, combination_group(o), int((o[:, 0] >= 0).sum())) for o, s in zip(labels, splits))
+    for objects, split in zip(labels, splits):
+        if split == "train":
+            continue
+        assert _objects(objects) not in train_sets, (split, objects)
+        if (objects[:, 0] >= 0).sum() == 2:
+            assert composition_key(objects) not in train_two
+    assert not train_pairings & set(HELD_PAIRS), "a held-out pairing is drawn in train"
+    assert {c for c, _ in train_pairings} == set(range(len(COLOURS))) and {s for _, s in train_pairings} == set(range(4))
+    # held-out sets large enough to score: unseen one- and two-object images in both eval and val, seen ones too
+    for split in ("eval", "val"):
+        for group in ("seen", "unseen"):
+            for k in (1, 2):
+                assert counts[(split, group, k)] >= 100, counts
+    assert 0.6 < sum(s == "train" for s in splits) / len(splits) < 0.75
+    # eval and val are disjoint in what they hold out
+    eval_keys = {composition_key(o) for o, s in zip(labels, splits) if s == "eval"}
+    assert not eval_keys & {composition_key(o) for o, s in zip(labels, splits) if s == "val"}
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
