@@ -26,6 +26,7 @@ def test_shapes_json_summary(fresh_cache, tmp_path):
     summary = json.loads(result.stdout)
     assert {k: summary[k] for k in ("images", "train", "val", "eval", "size")} == {
         "images": 40, "train": 24, "val": 7, "eval": 9, "size": 32}
+    assert summary["held_pairs"] == {"eval": ["red triangle", "purple square"], "val": ["blue circle", "green diamond"]}
     assert summary["cache_path"].startswith(str(fresh_cache))
     assert summary["built"] is True
     assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

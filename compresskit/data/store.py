@@ -82,7 +82,7 @@ class CaptionedImages:
             "eval": split_counts.get("eval", 0),
             "size": self.size,
             "cache_path": str(self.path) if self.path else None,
-            **{k: v for k, v in self.info.items() if k in ("options", "sources", "built", "build_seconds")},
+            **{k: v for k, v in self.info.items() if k in ("options", "sources", "held_pairs", "built", "build_seconds")},
         }
 
     def save(self, folder: Path) -> None:

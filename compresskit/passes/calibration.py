@@ -9,9 +9,11 @@ from ..artifact import Artifact
 
 def dataset_captions(dataset: dict, n: int, seed: int) -> list[str]:
     """``n`` captions (with repeats if the split is smaller) from the train split of ``dataset``."""
-    from ..metrics.evaluate import eval_set
+    from ..data import load_dataset
+    from ..train.config import DataConfig
 
-    captions = sorted(set(eval_set(dataset).train_captions))
+    config = DataConfig.model_validate(dataset)
+    captions = sorted(set(load_dataset(config.name, **config.build_options()).split("train").captions))
     order = np.random.default_rng(seed).permutation(len(captions))
     return [captions[order[i % len(order)]] for i in range(n)]
 

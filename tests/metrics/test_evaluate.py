@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from compresskit.errors import ConfigError
 from compresskit.metrics.evaluate import EvalSet, eval_set, evaluate, generate_for, model_data
 from compresskit.models import create_generator
 from tests.helpers import run_cli
@@ -87,3 +88,12 @@ def test_alignment_scores_real_eval_art_high_and_shuffled_captions_near_chance(e
     assert real["r_precision"]["value"] >= 0.7 and real["r_precision"]["n"] == len(emoji_eval.captions)
     assert mixed["r_precision"]["value"] < 0.05
     assert real["caption_similarity"]["value"] > mixed["caption_similarity"]["value"] + 0.1
+
+
+def test_the_val_split_is_scored_like_eval_and_shares_no_caption_with_it(small_shapes):
+    val = eval_set({"name": "shapes", "n": 600, "size": 32, "seed": 5}, split="val")
+    assert val.split == "val" and len(val.captions) > 50
+    assert not set(val.captions) & set(small_shapes.captions)
+    assert evaluate(val.real_eval, val, distribution=False)["attr_accuracy_unseen"]["value"] == 1.0
+    with pytest.raises(ConfigError, match="--split must be one of eval, val"):
+        eval_set({"name": "shapes", "n": 600, "size": 32, "seed": 5}, split="train")
