@@ -319,10 +319,10 @@ def _bench_run(run_dir: Path, settings: BenchSettings | None, gates: list[GateSp
     final_name = step_names([s["name"] for s in summary["steps"]])[-1]
     candidates = with_bf16(with_references(candidates, references), settings.speed.bf16, final_name)
     data = candidates[0].artifact.dataset  # the input's dataset, carried by the runner to every step
-    split = settings.quality.split
-    evalset = eval_set(data, split=split)  # quality.n is an upper bound: a smaller split is used whole
+    split, diversity_n = settings.quality.split, settings.quality.diversity_captions
+    evalset = eval_set(data, split=split, diversity_n=diversity_n)  # quality.n is an upper bound: a smaller split is used whole
     if settings.quality.n and settings.quality.n < len(evalset.captions):
-        evalset = eval_set(data, settings.quality.n, split)
+        evalset = eval_set(data, settings.quality.n, split, diversity_n)
     factory = summary["recipe"]["input"].get("factory")
     context = {"recipe": summary["recipe"], "recipe_hash": summary["recipe_hash"], "run_dir": str(run_dir),
                "code_imported": [factory] if factory else [],  # only what the recipe names explicitly

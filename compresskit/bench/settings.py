@@ -39,6 +39,7 @@ class QualitySettings(BaseModel):
 
     n: int | None = Field(None, ge=1, le=1_000_000)  # at most this many captions (default: the whole split)
     split: Literal["eval", "val"] = "eval"  # report and gate on eval; tune a recipe on val (--split val)
+    diversity_captions: int = Field(100, ge=2, le=10_000)  # captions of the diversity protocol (8 samples each)
     seed: int = Field(0, ge=0, le=2**32 - 1)
     batch_size: int = Field(32, ge=1, le=4096)
 

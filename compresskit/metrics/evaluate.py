@@ -30,7 +30,7 @@ from ..text import TextEncoder
 from .alignment import R_CANDIDATES, aligner_installed, alignment_scores, embed_images, load_aligner
 from .attributes import attribute_accuracy
 from .distribution import kid_fid, real_features
-from .diversity import diversity, diversity_inputs, pick_captions, sample_diversity
+from .diversity import DIVERSITY_CAPTIONS, diversity, diversity_inputs, pick_captions, sample_diversity
 from .features import extract_features
 from .fidelity import fidelity
 
@@ -62,7 +62,7 @@ class EvalSet:
     diversity_real: list[np.ndarray] = field(default_factory=list)
 
 
-def eval_set(data: dict, n: int | None = None, split: str = "eval") -> EvalSet:
+def eval_set(data: dict, n: int | None = None, split: str = "eval", diversity_n: int = DIVERSITY_CAPTIONS) -> EvalSet:
     from ..data.shapes import combination_group
     from ..train.config import DataConfig
 
@@ -78,7 +78,7 @@ def eval_set(data: dict, n: int | None = None, split: str = "eval") -> EvalSet:
     n = n or len(held_out)
     labels = held_out.labels[:n] if held_out.labels is not None else None
     groups = [combination_group(objects) for objects in labels] if labels is not None else None
-    chosen = pick_captions(list(held_out.captions[:n]))
+    chosen = pick_captions(list(held_out.captions[:n]), diversity_n)
     rows = {c: [] for c in chosen}
     for i, caption in enumerate(dataset.captions):
         if caption in rows:

@@ -33,7 +33,7 @@ FAST_DISTILL = {"steps": 12, "batch_size": 8, "captions": 32, "validation_size":
 FAST_BENCH = {"candidates": ["prune", "distill", "quantize_nncf"],
               "speed": {"threads": [1], "batch_sizes": [1], "warmup": 1, "warmup_s": 0, "rounds": 2, "per_round": 3,
                         "exported_teacher": False, "probe": False},
-              "quality": {"batch_size": 16}}
+              "quality": {"batch_size": 16, "diversity_captions": 12}}
 
 
 @pytest.mark.parametrize("style", STYLES)
