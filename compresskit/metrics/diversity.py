@@ -51,10 +51,13 @@ def mean_pairwise_distance(features: torch.Tensor) -> float:
     return float((1.0 - similarity[~torch.eye(n, dtype=torch.bool)]).mean().clamp_min(0.0))
 
 
-def diversity(groups: list[np.ndarray]) -> dict:
-    """Per-group mean pairwise feature distance, averaged: {value, n (groups), stderr, per_group}."""
+def diversity(groups: list[np.ndarray], featurize=extract_features) -> dict:
+    """Per-group mean pairwise feature distance, averaged: {value, n (groups), stderr, samples_per_caption}.
+
+    ``featurize``: uint8 NHWC -> Lite0 features; the real reference passes the pixel-hash cached
+    ``real_features``, so a benchmark computes it once, not once per candidate."""
     sizes = [len(g) for g in groups]
-    features = extract_features(np.concatenate(groups)) if groups else torch.empty(0)
+    features = featurize(np.concatenate(groups)) if groups else torch.empty(0)
     per_group, start = [], 0
     for size in sizes:
         per_group.append(mean_pairwise_distance(features[start : start + size]))

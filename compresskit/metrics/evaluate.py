@@ -220,7 +220,7 @@ def _diversity(images: np.ndarray | None, evalset: EvalSet) -> dict:
     """diversity of the generated samples and the real reference (where captions have several real images)."""
     found = {}
     real = [g for g in evalset.diversity_real if len(g) > 1]
-    reference = diversity(real) if real else None
+    reference = diversity(real, featurize=real_features) if real else None
     if images is not None:
         found["diversity"] = {**sample_diversity(images), "real_reference": reference["value"] if reference else None}
         if reference:
