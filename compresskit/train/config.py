@@ -53,6 +53,10 @@ class TrainConfig(_Strict):
     gp_power: float = 6.0
     gp_every: int = Field(4, ge=1)  # lazy regularisation: every k steps, weight scaled by k
     recon_weight: float = Field(0.0, ge=0)  # paired MSE between G(z, caption) and the caption's real image
+    recon_until: int | None = Field(None, ge=1)  # anneal recon_weight linearly to 0 at this step (None: constant)
+    # mode seeking (DSGAN, Yang et al. 2019): each caption of a G batch is drawn with two noises and G is
+    # rewarded for making them differ: weight / (mean|G(z1)-G(z2)| / mean|z1-z2| + eps)
+    diversity_weight: float = Field(0.0, ge=0)
     ema_decay: float = Field(0.999, ge=0, lt=1)
     threads: int | None = None  # torch intra-op threads; None = torch's default
     bf16: bool = True  # bfloat16 autocast (fast on CPUs with AMX / AVX512-BF16)
@@ -70,6 +74,12 @@ class TrainConfig(_Strict):
         """Keys whose change makes an old checkpoint unusable for resuming (architecture, data)."""
         keys = ("data", "generator", "discriminator", "batch_size", "seed")
         return [k for k in keys if getattr(self, k) != getattr(other, k)]
+
+    def recon_weight_at(self, step: int) -> float:
+        """The reconstruction weight of ``step`` (linear anneal to 0 at ``recon_until``, if set)."""
+        if self.recon_until is None:
+            return self.recon_weight
+        return self.recon_weight * max(0.0, 1.0 - step / self.recon_until)
 
 
 def load_train_config(path: str | Path) -> TrainConfig:

@@ -65,6 +65,11 @@ def _batch_indices(seed: int, step: int, n: int, batch: int) -> torch.Tensor:
     return order[i * batch : (i + 1) * batch]
 
 
+def _paired(batch: torch.Tensor, half: int) -> torch.Tensor:
+    """Rows ``[0, half)`` twice, then the rest (``half`` = 0: the batch unchanged)."""
+    return torch.cat([batch[:half], batch[:half], batch[2 * half :]]) if half else batch
+
+
 def latest_checkpoint(out_dir: Path) -> Path | None:
     folders = sorted((out_dir / CHECKPOINTS).glob("step-*")) if (out_dir / CHECKPOINTS).is_dir() else []
     return folders[-1] if folders else None
@@ -82,7 +87,7 @@ class DiscriminatorLoss(nn.Module):
     """D's whole loss for one step in one forward (DDP needs one forward per backward).
 
     Hinge on real images with their captions (real), with mismatched captions (fake) and on generated
-    images (fake), plus on every ``gp_every``-th step the matching-aware gradient penalty (DF-GAN) on real
+    images with the captions they were made from (fake), plus on every ``gp_every``-th step the matching-aware gradient penalty (DF-GAN) on real
     pairs, weighted by ``gp_every`` (lazy regularisation). The penalty's input gradients are taken with
     ``create_graph`` inside this forward, so the one backward gives D its full gradient.
     """
@@ -91,13 +96,13 @@ class DiscriminatorLoss(nn.Module):
         super().__init__()
         self.D, self.config = D, config
 
-    def forward(self, real, text, mismatched, fake, with_gp: bool):
+    def forward(self, real, text, mismatched, fake, fake_text, with_gp: bool):
         D, cfg = self.D, self.config
         with autocast(real.device, cfg.bf16):
             feats_real = D.features(real)
             d_real = D.judge_pair(feats_real, text)
             d_mismatch = D.judge_pair(feats_real, mismatched)
-            d_fake = D.judge_pair(D.features(fake), text)
+            d_fake = D.judge_pair(D.features(fake), fake_text)
         loss = hinge_d_loss(d_real, d_fake, d_mismatch).float()
         if not with_gp:
             return loss, None
@@ -210,30 +215,41 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
         z = torch.randn(len(idx), config.generator.z_dim, generator=noise).to(device)
         real, text, mismatched = images[idx], text_vecs[idx], text_vecs[idx].roll(1, 0)
         real, text, mismatched, z = (world.shard(t) for t in (real, text, mismatched, z))
+        # mode seeking: the first half's captions drawn twice (rows i and i + half share a caption)
+        half = len(z) // 2 if config.diversity_weight else 0
+        text_g, real_g = (_paired(t, half) for t in (text, real))
 
         # discriminator: real/matching vs fake and real/mismatched captions (hinge), plus lazy MA-GP
         with autocast(device, config.bf16):
-            fake = G_train(z, text)
-        loss_d, gp = D_loss(real, text, mismatched, fake.detach(), step % config.gp_every == 0)
+            fake = G_train(z, text_g)
+        loss_d, gp = D_loss(real, text, mismatched, fake.detach(), text_g, step % config.gp_every == 0)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
 
         # generator: fool D on matching captions, plus an optional paired reconstruction term (each caption
-        # has one or two real images, so the pair anchors layout and colour early on). MSE, not pix2pix's L1:
-        # on sparse images (shapes: 92% white) L1's per-pixel median is a blank canvas, a dead end.
+        # has one or two real images, so the pair anchors layout and colour early on; annealed away with
+        # recon_until, since a term that pulls every noise to one image erases variety). MSE, not pix2pix's
+        # L1: on sparse images (shapes: 92% white) L1's per-pixel median is a blank canvas, a dead end.
         # D here is the bare module: its gradients from this pass are never synced or used (zeroed at its step)
         with autocast(device, config.bf16):
-            loss_adv = hinge_g_loss(D.judge_pair(D.features(fake), text)).float()
-        loss_recon = F.mse_loss(fake.float(), real)
-        loss_g = loss_adv + config.recon_weight * loss_recon if config.recon_weight else loss_adv
+            loss_adv = hinge_g_loss(D.judge_pair(D.features(fake), text_g)).float()
+        loss_recon = F.mse_loss(fake.float(), real_g)
+        recon_weight = config.recon_weight_at(step)
+        loss_g = loss_adv + recon_weight * loss_recon if recon_weight else loss_adv
+        mode_ratio = None
+        if half:
+            mode_ratio = ((fake[:half] - fake[half : 2 * half]).float().abs().mean()
+                          / (z[:half] - z[half : 2 * half]).abs().mean())
+            loss_g = loss_g + config.diversity_weight / (mode_ratio + 1e-5)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
         ema_update(G_ema, G, min(config.ema_decay, (1 + step) / (10 + step)))
 
         losses = world.mean({"loss_d": loss_d.item(), "loss_g": loss_adv.item(), "mse": loss_recon.item(),
-                             **({"gp": gp.item()} if gp is not None else {})})
+                             **({"gp": gp.item()} if gp is not None else {}),
+                             **({"mode_ratio": mode_ratio.item()} if mode_ratio is not None else {})})
         bad = {k: v for k, v in losses.items() if not math.isfinite(v) or abs(v) > config.max_loss}
         if bad:
             name, value = next(iter(bad.items()))

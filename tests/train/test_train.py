@@ -53,6 +53,30 @@ def test_recon_weight_pulls_samples_towards_their_captions_images(tmp_path):
     assert with_recon < 0.7 * adversarial_only
 
 
+def test_recon_weight_anneals_linearly_to_zero_at_recon_until():
+    config = tiny(recon_weight=10.0, recon_until=100)
+    assert [config.recon_weight_at(s) for s in (0, 50, 100, 500)] == [10.0, 5.0, 0.0, 0.0]
+    assert tiny(recon_weight=10.0).recon_weight_at(10_000) == 10.0
+
+
+def test_mode_seeking_term_makes_two_noises_of_one_caption_differ_more(tmp_path):
+    def late_mode_ratio(diversity_weight: float, run: str) -> float:
+        # recon 20 pulls every noise towards the caption's one real image; mode seeking pushes back
+        train(tiny(steps=48, log_every=4, lr_g=1e-3, recon_weight=20.0, diversity_weight=diversity_weight),
+              tmp_path / run)
+        generator = load_model(tmp_path / run / "final")
+        z = torch.randn(16, 16, generator=torch.Generator().manual_seed(0))
+        text = torch.nn.functional.normalize(torch.randn(1, 384, generator=torch.Generator().manual_seed(1)), dim=1)
+        with torch.no_grad():
+            images = generator(z, text.expand(16, -1))
+        return images.std(dim=0).mean().item()
+
+    plain, seeking = late_mode_ratio(0.0, "plain"), late_mode_ratio(1.0, "seeking")
+    assert seeking > 1.5 * plain
+    records = [json.loads(line) for line in (tmp_path / "seeking" / "log.jsonl").read_text().splitlines()]
+    assert all(r["mode_ratio"] > 0 for r in records)
+
+
 def test_resume_continues_at_the_saved_step_with_the_same_stream(tmp_path):
     straight = train(tiny(), tmp_path / "straight")
     train(tiny(steps=3), tmp_path / "split")
