@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from .grid import to_images
-from .models import load_model
+from .models import io_spec, load_model
+from .models.inputs import call_torch, caption_inputs
 from .text import TextEncoder, check_captions
 
 
@@ -31,9 +32,10 @@ def generate(
     """``n`` images per caption; sample ``j`` of every caption uses the same noise vector."""
     captions = check_captions(captions)
     generator = load_model(model) if not isinstance(model, torch.nn.Module) else model.eval()
-    text = (encoder or TextEncoder()).encode(captions)
     z = torch.randn(n, generator.config.z_dim, generator=torch.Generator().manual_seed(seed))
+    rows = [caption for caption in captions for _ in range(n)]
     with torch.inference_mode():
-        images = generator(z.repeat(len(captions), 1), text.repeat_interleave(n, 0))
+        images = call_torch(generator, caption_inputs(io_spec(generator), rows, z.repeat(len(captions), 1),
+                                                      encoder or TextEncoder()))
     pixels = to_images(images).reshape(len(captions), n, *images.shape[2:], 3)
     return Generated(captions, pixels, seed)

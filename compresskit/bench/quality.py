@@ -1,6 +1,7 @@
 """Quality of deployed artifacts: images come from each artifact's own runtime, then ``compresskit eval``'s metrics.
 
-Every candidate and the baseline get identical inputs: the scored split's captions (MiniLM vectors) and
+Every candidate and the baseline get identical inputs: the scored split's captions (MiniLM vectors, and
+token states for token-conditioned generators) and
 noise rows from ``seed`` (the same stream as ``compresskit eval --seed``), so ``*_vs_teacher`` pairs
 image i of a candidate with image i of the baseline; and the diversity protocol's K samples per caption. Non-finite outputs fail the candidate's quality
 measurement (no metric is reported for it, and any gate on one fails) rather than scoring.
@@ -16,8 +17,8 @@ from ..errors import CompresskitError
 from ..metrics.distribution import MIN_SAMPLES
 from ..metrics.diversity import diversity_inputs
 from ..metrics.evaluate import EvalSet, eval_noise, evaluate
+from ..models.inputs import caption_inputs, rows
 from ..runtimes import Deployment, load_runtime
-from ..text import TextEncoder
 from .measure import Candidate
 from .schema import METRICS, metric
 from .settings import QualitySettings
@@ -29,10 +30,10 @@ class NonFiniteOutput(CompresskitError):
     exit_code = 1
 
 
-def render(runtime, name: str, text: np.ndarray, z: np.ndarray, batch_size: int) -> np.ndarray:
-    """uint8 NHWC images of a runtime for rows (z[i], text[i]); NonFiniteOutput if any pixel is NaN/inf."""
-    chunks = [runtime({"z": z[s : s + batch_size], "text": text[s : s + batch_size]})
-              for s in range(0, len(z), batch_size)]
+def render(runtime, name: str, inputs: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
+    """uint8 NHWC images of a runtime for the rows of ``inputs``; NonFiniteOutput if any pixel is NaN/inf."""
+    count = len(inputs["z"])
+    chunks = [runtime(rows(inputs, s, s + batch_size)) for s in range(0, count, batch_size)]
     images = np.concatenate(chunks)
     if not np.isfinite(images).all():
         bad = int((~np.isfinite(images)).any(axis=(1, 2, 3)).sum())
@@ -40,9 +41,10 @@ def render(runtime, name: str, text: np.ndarray, z: np.ndarray, batch_size: int)
     return np.round((np.clip(images, -1, 1) + 1) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
-def inputs_for(captions: list[str], z_dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Caption vectors and noise rows as ``compresskit eval`` draws them (row i: caption i, noise row i)."""
-    return TextEncoder().encode(captions).numpy(), eval_noise(len(captions), z_dim, seed).numpy()
+def inputs_for(io: dict, captions: list[str], seed: int, z: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Inputs as ``compresskit eval`` draws them (row i: caption i, noise row i of ``seed``, or of ``z``)."""
+    z = eval_noise(len(captions), io["inputs"]["z"]["shape"][1], seed).numpy() if z is None else z
+    return caption_inputs(io, captions, z)
 
 
 def measure_quality(candidates: list[Candidate], evalset: EvalSet, settings: QualitySettings, threads: int | None,
@@ -53,11 +55,14 @@ def measure_quality(candidates: list[Candidate], evalset: EvalSet, settings: Qua
     Returns ({name: {metric: record}}, {name: error}, {name: sample-grid images}); the sample grid uses
     ``sample_captions`` with the same noise rows for every candidate (black tiles for a NaN candidate).
     """
-    z_dim = candidates[0].artifact.io["inputs"]["z"]["shape"][1]
-    text, z = inputs_for(evalset.captions, z_dim, settings.seed)
-    grid_text, grid_z = inputs_for(sample_captions, z_dim, settings.seed)
+    # every input any candidate reads (a token-conditioned teacher's student may read fewer); each candidate
+    # gets the ones its io spec names
+    io = {"inputs": {name: spec for c in candidates for name, spec in c.artifact.io["inputs"].items()}}
+    z_dim = io["inputs"]["z"]["shape"][1]
+    scored = inputs_for(io, evalset.captions, settings.seed)
+    grid = inputs_for(io, sample_captions, settings.seed)
     diversity_captions, diversity_z = diversity_inputs(evalset.diversity_captions, z_dim, settings.seed)
-    diversity_text = TextEncoder().encode(diversity_captions).numpy()
+    diverse = inputs_for(io, diversity_captions, settings.seed, diversity_z.numpy())
     results: dict[str, dict] = {}
     errors: dict[str, str] = {}
     samples: dict[str, np.ndarray] = {}
@@ -65,13 +70,14 @@ def measure_quality(candidates: list[Candidate], evalset: EvalSet, settings: Qua
     for c in candidates:
         progress(f"quality of {c.name}")
         runtime = load_runtime(c.artifact, deploy=Deployment(threads=threads, precision=c.precision))
+        own = lambda inputs: {name: inputs[name] for name in c.artifact.io["inputs"]}  # noqa: E731
         try:
-            samples[c.name] = render(runtime, c.name, grid_text, grid_z, len(sample_captions))
+            samples[c.name] = render(runtime, c.name, own(grid), len(sample_captions))
         except NonFiniteOutput:
             samples[c.name] = np.zeros((len(sample_captions), *evalset.real_eval.shape[1:]), np.uint8)
         try:
-            images = render(runtime, c.name, text, z, settings.batch_size)
-            diversity_images = render(runtime, c.name, diversity_text, diversity_z.numpy(), settings.batch_size)
+            images = render(runtime, c.name, own(scored), settings.batch_size)
+            diversity_images = render(runtime, c.name, own(diverse), settings.batch_size)
         except NonFiniteOutput as exc:
             errors[c.name] = str(exc)
             continue

@@ -24,6 +24,7 @@ from pathlib import Path
 
 def _serve(protocol) -> None:
     from ..artifact import load_artifact
+    from ..models.inputs import caption_inputs
     from ..passes.parity import parity_inputs
     from ..runtimes import Deployment, load_runtime
     from .speed import time_calls, warm_up
@@ -60,7 +61,7 @@ def _serve(protocol) -> None:
             z = parity_inputs(io, 1, 0)["z"]
 
             def caption_to_image():
-                return runtime({"z": z, "text": encoder.encode([command["caption"]]).numpy()})
+                return runtime(caption_inputs(io, [command["caption"]], z, encoder))
 
             warm_up(caption_to_image, command["warmup"], command.get("warmup_s", 0.0))
             return {"ms": time_calls(caption_to_image, command["calls"])}

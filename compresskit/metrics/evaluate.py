@@ -26,6 +26,8 @@ import torch
 from ..data import load_dataset
 from ..errors import ConfigError
 from ..grid import to_images
+from ..models.contract import io_spec
+from ..models.inputs import call_torch, caption_inputs, rows
 from ..text import TextEncoder
 from .alignment import R_CANDIDATES, aligner_installed, alignment_scores, embed_images, load_aligner
 from .attributes import attribute_accuracy
@@ -114,13 +116,13 @@ def generate_for(generator: torch.nn.Module, captions: list[str], *, seed: int, 
                  encoder: TextEncoder | None = None, progress: Callable[[int], None] | None = None,
                  z: torch.Tensor | None = None) -> np.ndarray:
     """Image i from caption i and noise row i of ``seed``'s stream, or of ``z`` when given (uint8 NHWC)."""
-    text = (encoder or TextEncoder()).encode(captions)
     z = eval_noise(len(captions), generator.config.z_dim, seed) if z is None else z
+    inputs = caption_inputs(io_spec(generator), captions, z, encoder or TextEncoder())
     chunks = []
     generator.eval()
     with torch.inference_mode():
         for start in range(0, len(captions), batch_size):
-            chunks.append(to_images(generator(z[start : start + batch_size], text[start : start + batch_size])))
+            chunks.append(to_images(call_torch(generator, rows(inputs, start, start + batch_size))))
             if progress:
                 progress(min(start + batch_size, len(captions)))
     return np.concatenate(chunks)

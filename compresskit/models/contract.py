@@ -1,6 +1,6 @@
 """The model contract: the small surface every generator offers, the project's own and a user's alike.
 
-    io_spec(model)            named inputs (z, text) and output (image), symbolic batch
+    io_spec(model)            named inputs (z, text[, tokens, token_mask]) and output (image), symbolic batch
     layer_widths(model)       output width of every convolution and linear layer, by module name
     fixed_width_layers(model) layers whose output width the model's form cannot change (never pruned)
     rebuilt(model)            a fresh instance of the same form with the model's current widths
@@ -26,10 +26,17 @@ def is_user_model(model: nn.Module) -> bool:
 def io_spec(model: nn.Module) -> dict:
     """Named inputs and outputs with symbolic batch: what exporters and runtimes agree on."""
     c = model.config
+    tokens = {}
+    if getattr(c, "attention", None):
+        tokens = {"tokens": {"shape": ["batch", c.token_length, c.text_dim], "dtype": "float32",
+                             "about": "MiniLM last hidden states of the caption's tokens, zero-padded"},
+                  "token_mask": {"shape": ["batch", c.token_length], "dtype": "float32",
+                                 "about": "1 on the caption's tokens ([CLS] ... [SEP]), 0 on padding"}}
     return {
         "inputs": {
             "z": {"shape": ["batch", c.z_dim], "dtype": "float32", "about": "standard normal noise"},
             "text": {"shape": ["batch", c.text_dim], "dtype": "float32", "about": "unit-norm MiniLM caption vector"},
+            **tokens,
         },
         "outputs": {
             "image": {"shape": ["batch", 3, c.image_size, c.image_size], "dtype": "float32", "about": "RGB in [-1, 1]"},

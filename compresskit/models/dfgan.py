@@ -44,6 +44,12 @@ class GeneratorConfig(BaseModel):
     hidden: list[int] | None = None  # each block's first-conv output (unused when convs_per_block is 1)
     convs_per_block: Literal[1, 2] = 2  # depth: 1 = one fusion + 3x3 conv per block (slim students)
     separable: bool = False  # 3x3 convs as depthwise 3x3 + pointwise 1x1 (slim students)
+    # token-level conditioning: cross-attention from the image to the caption's MiniLM token states after
+    # each block whose output has one of these resolutions (empty: pooled caption vector only)
+    attention: list[int] = []
+    attn_dim: int = 64  # query/key/value width of each attention layer
+    attn_heads: int = 4
+    token_length: int = 24  # tokens are zero-padded (or cut) to this length: a static shape for export
 
     @model_validator(mode="after")
     def _fill_widths(self) -> GeneratorConfig:
@@ -58,6 +64,12 @@ class GeneratorConfig(BaseModel):
             raise ValueError(f"{self.image_size}px needs {n_blocks + 1} channels and {n_blocks} hidden widths")
         if min(self.channels + self.hidden) < 1:
             raise ValueError("every width must be >= 1")
+        resolutions = [8 * 2**i for i in range(n_blocks)]
+        if any(r not in resolutions for r in self.attention):
+            raise ValueError(f"attention resolutions must be block outputs of a {self.image_size}px generator: "
+                             f"{resolutions}, got {self.attention}")
+        if self.attn_dim % self.attn_heads:
+            raise ValueError(f"attn_dim {self.attn_dim} must be a multiple of attn_heads {self.attn_heads}")
         return self
 
     @property
@@ -134,10 +146,48 @@ class GBlock(nn.Module):
         return self.shortcut(x) + h
 
 
-class DFGenerator(nn.Module):
-    """``forward(z, text) -> image`` in [-1, 1], (N, 3, S, S)."""
+class CrossAttention(nn.Module):
+    """Image positions attend over the caption's token states (multi-head, residual, output zero-initialised).
 
-    input_names = ("z", "text")
+    A learned per-position embedding joins the queries, so a position can ask for the words that name it
+    ("... at the top left"); the token states carry MiniLM's own word order, so a second layer can follow
+    from a clause's position words to that clause's colour and shape. Padding is masked with a large
+    negative bias, not -inf (finite through INT8 and bf16). Plain matmuls and softmax: ONNX opset 17,
+    OpenVINO and NNCF take it as it is. Keys and values are 1x1 ``Conv1d`` over the token axis rather than
+    ``Linear`` on (N, L, 384): a 3-D Linear output makes Torch-Pruning drop its index mapping for every
+    reshape in the model, and the stem's 1-D -> 4x4 view would then be pruned inconsistently.
+    """
+
+    def __init__(self, channels: int, token_dim: int, dim: int, heads: int, size: int):
+        super().__init__()
+        self.heads = heads
+        self.query = nn.Conv2d(channels, dim, 1)
+        self.key = nn.Conv1d(token_dim, dim, 1)
+        self.value = nn.Conv1d(token_dim, dim, 1)
+        self.position = nn.Parameter(torch.randn(1, dim, size, size) * 0.02)
+        self.out = nn.Conv2d(dim, channels, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``tokens``: (N, 384, L), channels first; ``bias``: (N, 1, 1, L), 0 on tokens, -1e4 on padding."""
+        n, _, h, w = x.shape
+        dim = self.key.out_channels
+        head = dim // self.heads
+        q = (self.query(x) + self.position).reshape(n, self.heads, head, h * w).transpose(2, 3)  # n, H, hw, d
+        k = self.key(tokens).reshape(n, self.heads, head, -1)  # n, H, d, L
+        v = self.value(tokens).reshape(n, self.heads, head, -1).transpose(2, 3)  # n, H, L, d
+        attn = torch.softmax(torch.matmul(q, k) * head**-0.5 + bias, dim=-1)
+        out = torch.matmul(attn, v).transpose(2, 3).reshape(n, dim, h, w)
+        return x + self.out(out)
+
+
+class DFGenerator(nn.Module):
+    """``forward(z, text[, tokens, token_mask]) -> image`` in [-1, 1], (N, 3, S, S).
+
+    ``tokens`` (N, L, 384) and ``token_mask`` (N, L; 1 on real tokens, 0 on padding, float) are read when
+    the config names ``attention`` resolutions; L is ``token_length``.
+    """
 
     def __init__(self, config: GeneratorConfig | None = None, **kwargs):
         super().__init__()
@@ -155,13 +205,31 @@ class DFGenerator(nn.Module):
             for c_in, hid, c_out in zip(c.channels[:-1], c.hidden, c.channels[1:])
         )
         self.to_rgb = nn.Conv2d(c.channels[-1], 3, 3, padding=1)
+        if c.attention:
+            self.token_norm = nn.LayerNorm(c.text_dim)
+            self.attend = nn.ModuleDict({
+                str(i): CrossAttention(c.channels[i + 1], c.text_dim, c.attn_dim, c.attn_heads, 8 * 2**i)
+                for i in range(len(self.blocks)) if 8 * 2**i in c.attention})
 
-    def forward(self, z: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return ("z", "text", "tokens", "token_mask") if self.config.attention else ("z", "text")
+
+    def forward(self, z: torch.Tensor, text: torch.Tensor, tokens: torch.Tensor | None = None,
+                token_mask: torch.Tensor | None = None) -> torch.Tensor:
         cond = torch.cat([z, self.text_mlp(text)], dim=1)
         x = self.stem(cond)  # the caption reaches the 4x4 layout too, not only the channel gains
         x = x.view(x.shape[0], self.stem.out_features // 16, 4, 4)  # channels from the layer, not a constant
-        for block in self.blocks:
+        attend = getattr(self, "attend", {})
+        if attend:
+            if tokens is None or token_mask is None:
+                raise ValueError("this generator reads caption tokens: pass tokens and token_mask")
+            tokens = self.token_norm(tokens).transpose(1, 2)  # n, 384, L
+            bias = ((token_mask - 1.0) * 1e4)[:, None, None, :]  # n, 1, 1, L: padding out of every softmax
+        for i, block in enumerate(self.blocks):
             x = block(x, cond)
+            if str(i) in attend:
+                x = attend[str(i)](x, tokens, bias)
         rgb = self.to_rgb(F.leaky_relu(x, 0.2))
         return rgb if self.training else rgb.clamp(-1.0, 1.0)
 
@@ -176,7 +244,9 @@ class DFGenerator(nn.Module):
         """Layers whose output width the config cannot express per layer: the caption MLP and every fusion MLP's
         hidden layer (one ``text_hidden``, one ``fuse_hidden``) and the RGB head."""
         fused = [f"{name}.0" for name, _ in self.named_modules() if name.endswith((".gamma", ".beta"))]
-        return ["to_rgb", "text_mlp", *fused]
+        # attention: query and key widths meet in a matmul the pruner cannot follow, value's in the heads
+        attention = [f"attend.{i}.{part}" for i in getattr(self, "attend", {}) for part in ("query", "key", "value")]
+        return ["to_rgb", "text_mlp", *fused, *attention]
 
 
 class DBlock(nn.Module):

@@ -8,14 +8,16 @@ from torch.utils.flop_counter import FlopCounterMode
 
 def macs_per_image(generator: torch.nn.Module) -> int:
     """Multiply-accumulates of one forward pass at batch 1 (matmuls and convolutions; FLOPs / 2)."""
-    c = generator.config
-    z, text = torch.zeros(1, c.z_dim), torch.zeros(1, c.text_dim)
+    from .contract import io_spec
+    from .inputs import as_tensors, random_inputs
+
+    inputs = as_tensors(random_inputs(io_spec(generator), 1, 0))
     counter = FlopCounterMode(display=False)
     flags = [p.requires_grad for p in generator.parameters()]
     generator.requires_grad_(False)  # the counter's module tracker trips over leaf parameters used as inputs
     try:
         with counter, torch.no_grad():
-            generator(z, text)
+            generator(*inputs.values())
     finally:
         for p, flag in zip(generator.parameters(), flags):
             p.requires_grad_(flag)

@@ -19,10 +19,10 @@ def dataset_captions(dataset: dict, n: int, seed: int) -> list[str]:
 
 
 def calibration_inputs(artifact: Artifact, n: int, seed: int) -> list[dict[str, np.ndarray]]:
-    """``n`` single-image input dicts: z ~ N(0, 1) from ``seed`` and MiniLM vectors of train captions."""
-    from ..text import TextEncoder
+    """``n`` single-image input dicts: z ~ N(0, 1) from ``seed`` and the MiniLM inputs of train captions."""
+    from ..models.inputs import caption_inputs, rows
 
-    text = TextEncoder().encode(dataset_captions(artifact.dataset, n, seed)).numpy()
     z_dim = artifact.io["inputs"]["z"]["shape"][1]
     z = np.random.default_rng(seed).standard_normal((n, z_dim)).astype(np.float32)
-    return [{"z": z[i : i + 1], "text": text[i : i + 1]} for i in range(n)]
+    inputs = caption_inputs(artifact.io, dataset_captions(artifact.dataset, n, seed), z)
+    return [rows(inputs, i, i + 1) for i in range(n)]

@@ -43,7 +43,8 @@ from torch.nn import functional as F
 from ..artifact import Artifact, Format
 from ..errors import PassFailed
 from ..models import DFDiscriminator, DFGenerator, count_params
-from ..models.contract import is_user_model, layer_widths
+from ..models.contract import io_spec, is_user_model, layer_widths
+from ..models.inputs import as_tensors, input_names, text_inputs
 from ..models.dfgan import GeneratorConfig
 from ..models.io import load_model, save_model
 from ..models.stats import macs_per_image
@@ -118,8 +119,13 @@ class _Trainable(nn.Module):
         super().__init__()
         self.student, self.adapters = student, adapters
 
-    def forward(self, z: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        return self.student(z, text)
+    def forward(self, z: torch.Tensor, *caption: torch.Tensor) -> torch.Tensor:
+        return self.student(z, *caption)
+
+
+def _caption_args(model: nn.Module, cond: dict[str, torch.Tensor], rows=slice(None)) -> tuple[torch.Tensor, ...]:
+    """The caption inputs ``model`` reads (its io spec's names after ``z``), rows ``rows`` of each."""
+    return tuple(cond[name][rows] for name in input_names(io_spec(model))[1:])
 
 
 class _DiscriminatorLoss(nn.Module):
@@ -188,18 +194,23 @@ class Distill(Pass):
         teacher = load_model(ctx.teacher.path).eval().requires_grad_(False)
         student = make_student(cfg, src, teacher)
         teacher, student = teacher.to(device), student.to(device).train()
-        pool = TextEncoder().encode(ctx.captions(cfg.captions)).to(device)
+        # every caption input the teacher reads (pooled vector; token states for a token-conditioned teacher)
+        pool = as_tensors(text_inputs(io_spec(teacher), ctx.captions(cfg.captions), TextEncoder()), device)
+        pool_size = len(pool["text"])
         z_dim = teacher.config.z_dim
         val_gen = torch.Generator().manual_seed(ctx.seed + 99)
         val_z = torch.randn(cfg.validation_size, z_dim, generator=val_gen).to(device)
-        val_text = pool[torch.randint(len(pool), (cfg.validation_size,), generator=val_gen).to(device)]
-        val_target = teacher(val_z, val_text) if world.is_main else None  # rank 0 alone validates (no grad: frozen)
+        val_rows = torch.randint(pool_size, (cfg.validation_size,), generator=val_gen).to(device)
+        val_cond = {name: value[val_rows] for name, value in pool.items()}
+        # rank 0 alone validates (no grad: frozen)
+        val_target = teacher(val_z, *_caption_args(teacher, val_cond)) if world.is_main else None
 
-        example = (val_z[:2], val_text[:2])
         adapters = nn.ModuleDict()
         if w.feature:
-            s_width = _feature_widths(student, cfg.feature_layers, example, "student")
-            t_width = _feature_widths(teacher, cfg.feature_layers, example, "teacher")
+            examples = {which: (val_z[:2], *_caption_args(model, val_cond, slice(0, 2)))
+                        for which, model in (("student", student), ("teacher", teacher))}
+            s_width = _feature_widths(student, cfg.feature_layers, examples["student"], "student")
+            t_width = _feature_widths(teacher, cfg.feature_layers, examples["teacher"], "teacher")
             adapters = nn.ModuleDict({n.replace(".", "_"): nn.Conv2d(s_width[n], t_width[n], 1) for n in cfg.feature_layers})
         adapters = adapters.to(device)
         t_taps, s_taps = (_Taps(teacher, cfg.feature_layers), _Taps(student, cfg.feature_layers)) if w.feature else (None, None)
@@ -229,7 +240,7 @@ class Distill(Pass):
         def validate() -> float:
             student.eval()
             with torch.no_grad(), bf16():
-                l1 = (student(val_z, val_text).float() - val_target).abs().mean().item()
+                l1 = (student(val_z, *_caption_args(student, val_cond)).float() - val_target).abs().mean().item()
             student.train()
             return l1
 
@@ -240,11 +251,13 @@ class Distill(Pass):
         for step in range(start, cfg.steps):
             g = step_rng(ctx.seed, step)  # the global batch of this step; this rank keeps its slice
             z = world.shard(torch.randn(cfg.batch_size, z_dim, generator=g).to(device))
-            text = world.shard(pool[torch.randint(len(pool), (cfg.batch_size,), generator=g).to(device)])
+            picked = torch.randint(pool_size, (cfg.batch_size,), generator=g).to(device)
+            cond = {name: world.shard(value[picked]) for name, value in pool.items()}
+            text = cond["text"]
             with torch.no_grad(), bf16():
-                target = teacher(z, text).float()
+                target = teacher(z, *_caption_args(teacher, cond)).float()
             with bf16():
-                fake = trainable(z, text).float()
+                fake = trainable(z, *_caption_args(student, cond)).float()
             losses = {"pixel": (fake - target).abs().mean()}
             if lite0 is not None:
                 to01 = lambda x: (x.clamp(-1, 1) + 1) / 2  # noqa: E731

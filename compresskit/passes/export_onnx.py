@@ -15,6 +15,7 @@ from pydantic import Field
 
 from ..artifact import Artifact
 from ..errors import PassFailed
+from ..models.inputs import input_names
 from ..models.io import load_model
 from ..runtimes import ONNX_FILE, onnx_runtime, torch_runtime
 from .base import Pass, PassConfig, PassContext, PassMetric, PassResult
@@ -42,13 +43,14 @@ class ExportOnnx(Pass):
         cfg = self.config
         generator = load_model(src.path).eval()
         example = parity_inputs(src.io, 2, ctx.seed)
+        names = input_names(src.io)
         path = out_dir / ONNX_FILE
         with warnings.catch_warnings():  # the TorchScript exporter announces its successor; ours is pinned
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                generator, (torch.from_numpy(example["z"]), torch.from_numpy(example["text"])), str(path),
-                input_names=["z", "text"], output_names=["image"], opset_version=cfg.opset, dynamo=False,
-                dynamic_axes={"z": {0: "batch"}, "text": {0: "batch"}, "image": {0: "batch"}},
+                generator, tuple(torch.from_numpy(example[name]) for name in names), str(path),
+                input_names=names, output_names=["image"], opset_version=cfg.opset, dynamo=False,
+                dynamic_axes={**{name: {0: "batch"} for name in names}, "image": {0: "batch"}},
             )
         onnx.checker.check_model(str(path), full_check=True)
         errors = max_abs_error(torch_runtime(src.path), onnx_runtime(path), src.io, cfg.parity_batches, ctx.seed)

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..models.inputs import random_inputs
 from ..runtimes import Runtime
 
 
 def parity_inputs(io: dict, batch: int, seed: int) -> dict[str, np.ndarray]:
-    """Standard normal ``z`` and unit-norm caption-like ``text`` with the io spec's widths."""
-    rng = np.random.default_rng(seed)
-    z_dim, text_dim = io["inputs"]["z"]["shape"][1], io["inputs"]["text"]["shape"][1]
-    text = rng.standard_normal((batch, text_dim)).astype(np.float32)
-    return {"z": rng.standard_normal((batch, z_dim)).astype(np.float32),
-            "text": text / np.linalg.norm(text, axis=1, keepdims=True)}
+    """Seeded caption-like inputs with the io spec's names and widths (``models.inputs.random_inputs``)."""
+    return random_inputs(io, batch, seed)
 
 
 def max_abs_error(reference: Runtime, candidate: Runtime, io: dict, batches: list[int], seed: int) -> dict[int, float]:

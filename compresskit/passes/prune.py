@@ -36,6 +36,7 @@ from ..artifact import Artifact, Format
 from ..errors import PassFailed, RecipeError
 from ..models import count_params
 from ..models.contract import fixed_width_layers, is_user_model, layer_widths, rebuilt
+from ..models.inputs import input_names
 from ..models.io import load_model, save_model
 from ..models.stats import macs_per_image
 from .base import Pass, PassConfig, PassContext, PassMetric, PassResult
@@ -84,7 +85,7 @@ class Prune(Pass):
             raise RecipeError(f"prune: no module named {unknown[0]!r} in the generator; "
                               f"e.g. {', '.join(n for n in list(modules)[1:6])}")
         inputs = {k: torch.from_numpy(v) for k, v in parity_inputs(src.io, cfg.calibration_batch, ctx.seed).items()}
-        example = (inputs["z"][:2], inputs["text"][:2])
+        example = tuple(inputs[name][:2] for name in input_names(src.io))
         rgb_heads = [n for n, m in modules.items() if isinstance(m, torch.nn.modules.conv._ConvNd) and m.out_channels == 3]
         kept = {n: "the RGB head" for n in (rgb_heads if cfg.ignored is None else [])}
         kept.update({n: "listed in ignored" for n in cfg.ignored or []})
@@ -101,7 +102,7 @@ class Prune(Pass):
         for _ in range(cfg.iterative_steps):
             if cfg.importance == "taylor":
                 model.zero_grad()
-                model(inputs["z"], inputs["text"]).pow(2).mean().backward()
+                model(*(inputs[name] for name in input_names(src.io))).pow(2).mean().backward()
             pruner.step()
         model.zero_grad(set_to_none=True)
         model.pruning_history = [*getattr(model, "pruning_history", []), *pruner.pruning_history()]

@@ -1,7 +1,7 @@
 """One call shape for every backend: named float32 numpy inputs -> float32 NCHW images in [-1, 1].
 
     runtime = load_runtime(artifact, threads=2)                        # torch | onnx (onnxruntime) | openvino
-    images = runtime({"z": z, "text": text})
+    images = runtime({"z": z, "text": text})        # + "tokens", "token_mask" for token-conditioned generators
     runtime = load_runtime(artifact, deploy=Deployment(threads=2, batch=1, hint="latency"))   # as deployed
 
 The deployed artifact is what runs: an ONNX artifact runs in onnxruntime, an OpenVINO IR in OpenVINO,
@@ -90,15 +90,18 @@ def _plain(value) -> str | int:
 def torch_runtime(folder: Path, threads: int | None = None) -> Runtime:
     import torch
 
+    from ..models import io_spec
+    from ..models.inputs import input_names
     from ..models.io import load_model
 
     if threads:
         torch.set_num_threads(threads)
     generator = load_model(folder).eval()
+    names = input_names(io_spec(generator))
 
     def call(inputs: dict[str, np.ndarray]) -> np.ndarray:
         with torch.inference_mode():
-            return generator(torch.from_numpy(inputs["z"]), torch.from_numpy(inputs["text"])).numpy()
+            return generator(*(torch.from_numpy(inputs[name]) for name in names)).numpy()
 
     settings = {"library": "torch", "version": _library_version("torch"), "mode": "eager fp32, inference_mode",
                 "num_threads": torch.get_num_threads()}

@@ -36,7 +36,8 @@ from ..cache import atomic_dir
 from ..data import load_dataset
 from ..errors import ConfigError, TrainingDiverged
 from ..grid import save_grid, to_images
-from ..models import DFDiscriminator, DFGenerator, count_params, save_model
+from ..models import DFDiscriminator, DFGenerator, count_params, io_spec, save_model
+from ..models.inputs import as_tensors, text_inputs
 from ..text import TextEncoder
 from ..threads import torch_threads
 from .config import TrainConfig
@@ -144,18 +145,24 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
     with main_first(world):
         dataset = load_dataset(config.data.name, **config.data.build_options()).split("train")
         encoder = TextEncoder()
+        G = DFGenerator(config.generator)
+        io = io_spec(G)
         unique = sorted(set(dataset.captions))
-        unique_vecs = encoder.encode(unique)
-        sample_text = encoder.encode(config.sample_captions).repeat_interleave(config.sample_seeds, 0)
+        # the caption inputs G reads (pooled vector; token states too for a token-conditioned G), per caption
+        unique_inputs = as_tensors(text_inputs(io, unique, encoder))
+        sample_rows = [c for c in config.sample_captions for _ in range(config.sample_seeds)]
+        sample_inputs = as_tensors(text_inputs(io, sample_rows, encoder), device)
     images = torch.from_numpy(dataset.images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     images = images.contiguous(memory_format=memory_format).to(device)
     position = {caption: i for i, caption in enumerate(unique)}
-    text_vecs = unique_vecs[torch.tensor([position[c] for c in dataset.captions])].to(device)
-    sample_z = torch.randn(len(sample_text), config.generator.z_dim, generator=torch.Generator().manual_seed(SAMPLE_SEED))
-    sample_text, sample_z = sample_text.to(device), sample_z.to(device)
+    caption_rows = torch.tensor([position[c] for c in dataset.captions])
+    caption_inputs = {name: value[caption_rows].to(device) for name, value in unique_inputs.items()}  # per image
+    text_vecs = caption_inputs["text"]
+    sample_z = torch.randn(len(sample_rows), config.generator.z_dim, generator=torch.Generator().manual_seed(SAMPLE_SEED))
+    sample_z = sample_z.to(device)
 
-    G = DFGenerator(config.generator).to(device, memory_format=memory_format)
+    G = G.to(device, memory_format=memory_format)
     D = DFDiscriminator(config.generator.image_size, config.discriminator.ndf, config.generator.text_dim)
     D = D.to(device, memory_format=memory_format)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
@@ -203,7 +210,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
         if not world.is_main:
             return
         with torch.no_grad(), autocast(device, config.bf16):
-            fake = G_ema(sample_z, sample_text)
+            fake = G_ema(sample_z, *sample_inputs.values())
         labels = [c for c in config.sample_captions for _ in range(config.sample_seeds)]
         save_grid(out_dir / "samples" / f"step-{step:07d}.png", to_images(fake), labels,
                   columns=config.sample_seeds * 2, tile_px=64)
@@ -218,10 +225,11 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
         # mode seeking: the first half's captions drawn twice (rows i and i + half share a caption)
         half = len(z) // 2 if config.diversity_weight else 0
         text_g, real_g = (_paired(t, half) for t in (text, real))
+        g_inputs = [_paired(world.shard(value[idx]), half) for value in caption_inputs.values()]  # text_g first
 
         # discriminator: real/matching vs fake and real/mismatched captions (hinge), plus lazy MA-GP
         with autocast(device, config.bf16):
-            fake = G_train(z, text_g)
+            fake = G_train(z, *g_inputs)
         loss_d, gp = D_loss(real, text, mismatched, fake.detach(), text_g, step % config.gp_every == 0)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()

@@ -7,7 +7,7 @@ import torch
 
 from compresskit.errors import ModelError
 from compresskit.models import (
-    DFDiscriminator, GeneratorConfig, count_params, create_generator, io_spec, load_model, save_model,
+    DFDiscriminator, DFGenerator, GeneratorConfig, count_params, create_generator, io_spec, load_model, save_model,
 )
 
 
@@ -137,3 +137,51 @@ class TestBadCheckpoints:
         (folder / "config.json").write_text("{oops")
         with pytest.raises(ModelError, match="not valid JSON"):
             load_model(folder)
+
+
+def _attention_generator(**kwargs) -> DFGenerator:
+    torch.manual_seed(0)
+    g = DFGenerator(ngf=8, text_hidden=32, fuse_hidden=16, z_dim=16, attention=[8, 16], attn_dim=16, attn_heads=2,
+                    token_length=12, **kwargs).eval()
+    with torch.no_grad():  # zero-initialised outputs make attention a no-op until trained
+        for layer in g.attend.values():
+            layer.out.weight.normal_(0, 0.5)
+    return g
+
+
+def test_a_token_conditioned_generator_reads_its_tokens_and_ignores_padding():
+    from compresskit.models.inputs import call_torch, random_inputs
+
+    g = _attention_generator()
+    spec = io_spec(g)
+    assert list(spec["inputs"]) == ["z", "text", "tokens", "token_mask"]
+    assert spec["inputs"]["tokens"]["shape"] == ["batch", 12, 384] and spec["inputs"]["token_mask"]["shape"] == ["batch", 12]
+    inputs = random_inputs(spec, 2, 0)
+    inputs["token_mask"][:] = 0
+    inputs["token_mask"][:, :5] = 1
+    with torch.no_grad():
+        base = call_torch(g, inputs)
+        padding = {**inputs, "tokens": inputs["tokens"].copy()}
+        padding["tokens"][:, 5:] = 7.0  # anything in the padding
+        word = {**inputs, "tokens": inputs["tokens"].copy()}
+        word["tokens"][:, 2] = word["tokens"][:, 3]  # one real token changed
+        assert torch.equal(call_torch(g, padding), base)
+        assert (call_torch(g, word) - base).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="pass tokens and token_mask"):
+        g(torch.randn(1, 16), torch.randn(1, 384))
+
+
+def test_attention_layers_keep_their_width_and_the_rest_rebuilds_from_config():
+    g = _attention_generator()
+    fixed = g.fixed_width_layers()
+    assert {"attend.0.query", "attend.0.key", "attend.0.value", "attend.1.query"} <= set(fixed)
+    assert "attend.0.out" not in fixed  # it writes the block's channels: prunable with them
+    config = g.current_config()
+    assert config.attention == [8, 16] and DFGenerator(config).state_dict().keys() == g.state_dict().keys()
+
+
+@pytest.mark.parametrize("kwargs, message", [({"attention": [4]}, "block outputs"),
+                                             ({"attn_dim": 10, "attn_heads": 4}, "multiple of attn_heads")])
+def test_bad_attention_configs(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DFGenerator(**kwargs)
