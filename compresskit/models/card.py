@@ -66,13 +66,15 @@ def training_figures(run_dir: Path, up_to_step: int) -> dict:
 def quality(generator: torch.nn.Module, data: dict, seed: int = 0) -> dict:
     """``compresskit eval`` figures of the generator and of the real eval split (the floor)."""
     from ..metrics.distribution import MIN_SAMPLES
-    from ..metrics.evaluate import eval_set, evaluate, generate_for
+    from ..metrics.evaluate import eval_set, evaluate, generate_diversity, generate_for
 
     evalset = eval_set(data)
     generated = generate_for(generator, evalset.captions, seed=seed)
     options = {"seed": seed, "distribution": len(evalset.captions) >= MIN_SAMPLES}
     figures = {"n": len(evalset.captions), "seed": seed, "data": evalset.data,
-               "model": evaluate(generated, evalset, **options), "real": evaluate(evalset.real_eval, evalset, **options)}
+               "model": evaluate(generated, evalset, diversity_images=generate_diversity(generator, evalset, seed=seed),
+                                 **options),
+               "real": evaluate(evalset.real_eval, evalset, **options)}
     if evalset.labels is not None:  # shapes: attribute accuracy of one-object and two-object captions apart
         from ..metrics.attributes import attribute_accuracy
 
@@ -123,6 +125,7 @@ def write_card(run_dir: Path, out_dir: Path, *, checkpoint: int | None = None, t
 
 def _quality_section(name: str, q: dict) -> str:
     from ..metrics.distribution import KID_SUBSET_SIZE, KID_SUBSETS, MIN_SAMPLES
+    from ..metrics.diversity import DIVERSITY_K
 
     model, real = q["model"], q["real"]
     rows = []
@@ -139,12 +142,31 @@ def _quality_section(name: str, q: dict) -> str:
                  f"{real['caption_similarity']['value']:.3f} |"]
     elif q["data"]["name"] == "emoji":
         rows.append("| R-precision | not measured: the alignment encoder emoji32-align is not installed | |")
+    if "diversity" in model:
+        reference = model["diversity"].get("real_reference")
+        share = f" ({model['diversity']['value'] / reference:.0%} of real)" if reference else ""
+        rows.append(f"| diversity ({model['diversity']['n']} captions x {DIVERSITY_K} noises) | "
+                    f"{model['diversity']['value']:.3f} ± {model['diversity'].get('stderr', 0):.3f}{share} | "
+                    f"{f'{reference:.3f} (its other real drawings)' if reference else 'no reference'} |")
+    for key, label in (("attr_accuracy", "all"), ("attr_accuracy_seen", "seen pairings"),
+                       ("attr_accuracy_unseen_1obj", "unseen pairings, one object"),
+                       ("attr_accuracy_unseen_2obj", "unseen pairings, two objects")):
+        if key in model:
+            rec = model[key]
+            rows.append(f"| whole-object accuracy, {label} ({rec['objects']} objects) | {rec['value']:.3f} ± "
+                        f"{rec['stderr']:.3f} | {real[key]['value']:.3f} |")
     if "attr_accuracy" in model:
         for key, value in model["attr_accuracy"]["per_attribute"].items():
             rows.append(f"| attribute accuracy: {key} | {value:.3f} | {real['attr_accuracy']['per_attribute'][key]:.3f} |")
     attr_note = ("\nAttribute accuracy: the analytic reader `compresskit.metrics.attribute_accuracy` on each image; "
-                 "`object` needs colour, shape, size and position all right, `image` needs every object right and "
-                 "nothing extra.\n") if "attr_accuracy" in model else ""
+                 "`object` (whole-object accuracy) needs colour, shape, size and position all right, `image` needs "
+                 "every object right and nothing extra. *Unseen pairings*: eval captions with a (colour, shape) "
+                 "pairing, or a pair of them, that no training image shows; ± is the binomial standard error over "
+                 "objects.\n") if "attr_accuracy" in model else ""
+    if "diversity" in model:
+        attr_note += (f"\nDiversity: {DIVERSITY_K} noise samples of each of {model['diversity']['n']} fixed eval captions, "
+                      "mean pairwise EfficientNet-Lite0 cosine distance (± s.e. over captions); the real reference is "
+                      "the same measure over each caption's real drawings (emoji: its two art styles).\n")
     if "by_objects" in q:
         keys = list(model["attr_accuracy"]["per_attribute"])
         attr_note += ("\nBy the number of objects a caption asks for (the same images):\n\n"
@@ -175,6 +197,21 @@ def _objective(cfg: dict) -> str:
             f"{cfg['gp_weight']}, power {cfg['gp_power']}, every {cfg['gp_every']} steps); generator EMA {cfg['ema_decay']}")
     if cfg.get("recon_weight"):
         text += f"; plus {cfg['recon_weight']} x MSE to the caption's real image"
+        if cfg.get("recon_until"):
+            text += f" (annealed linearly to 0 at step {cfg['recon_until']:,})"
+    if cfg.get("diversity_weight"):
+        text += (f"; plus mode seeking (DSGAN): {cfg['diversity_weight']} / (mean|G(z1)-G(z2)| / mean|z1-z2|) "
+                 "over pairs of noises for one caption")
+    return text
+
+
+def _inputs_text(g: dict) -> str:
+    text = (f"noise `z` ({g['z_dim']}-d) and\na caption vector `text` (384-d, unit-norm all-MiniLM-L6-v2, "
+            "`compresskit.text.TextEncoder`)")
+    if g.get("attention"):
+        text += (f", plus the caption's MiniLM token states `tokens` ({g.get('token_length', 24)} x 384, zero-padded) "
+                 f"and `token_mask`, read by cross-attention ({g.get('attn_heads', 4)} heads, width "
+                 f"{g.get('attn_dim', 64)}) after the {' and '.join(f'{r}x{r}' for r in g['attention'])} blocks")
     return text
 
 
@@ -187,8 +224,7 @@ def _card_text(name: str, run_dir: Path, fig: dict, stats: dict, captions: list[
     hours = fig["wall_seconds"] / 3600
     return f"""# {name}
 
-A DF-GAN-style text-to-image generator trained by compresskit: noise `z` ({cfg['generator']['z_dim']}-d) and
-a caption vector `text` (384-d, unit-norm all-MiniLM-L6-v2, `compresskit.text.TextEncoder`) in, a
+A DF-GAN-style text-to-image generator trained by compresskit: {_inputs_text(cfg['generator'])} in, a
 {stats['image_size']}x{stats['image_size']} RGB image in [-1, 1] out.
 
 ```bash

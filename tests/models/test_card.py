@@ -43,3 +43,17 @@ def test_shapes_card_reports_controllability_and_skips_kid_on_a_tiny_split(tmp_p
     assert 5 < n_eval < 50 and f"| KID, FID | not measured: {n_eval} eval captions, fewer than the 50 they need |" in card
     real_row = next(line for line in card.splitlines() if line.startswith("| attribute accuracy: object |"))
     assert real_row.endswith("| 1.000 |"), "the reader is exact on the real eval images"
+    whole = next(line for line in card.splitlines() if line.startswith("| whole-object accuracy, all ("))
+    assert whole.endswith("| 1.000 |")
+    assert "| diversity (" in card and "token states" not in card
+
+
+def test_card_names_token_inputs_and_the_variety_terms_of_the_objective(tmp_path):
+    config = load_train_config(TINY.with_name("shapes32-tiny.yaml"))
+    config = config.model_copy(update={
+        "generator": config.generator.model_copy(update={"attention": [16], "attn_dim": 8, "attn_heads": 2}),
+        "recon_weight": 5.0, "recon_until": 3, "diversity_weight": 0.5})
+    train(config, tmp_path / "run")
+    card = (write_card(tmp_path / "run", tmp_path / "model") / "MODEL_CARD.md").read_text()
+    assert "token states `tokens` (24 x 384, zero-padded)" in card and "after the 16x16 blocks" in card
+    assert "(annealed linearly to 0 at step 3)" in card and "plus mode seeking (DSGAN): 0.5 /" in card
