@@ -39,13 +39,12 @@ def text_inputs(io: dict, captions: Sequence[str], encoder=None) -> dict[str, np
     from ..text import TextEncoder
 
     encoder = encoder or TextEncoder()
-    found = {"text": encoder.encode(captions).numpy()}
     length = token_length(io)
-    if length:
-        features = encoder.encode_tokens(captions, pad_to=length)
-        found["tokens"] = features.hidden[:, :length].numpy()
-        found["token_mask"] = features.mask[:, :length].float().numpy()
-    return found
+    if not length:
+        return {"text": encoder.encode(captions).numpy()}
+    text, features = encoder.encode_with_tokens(captions, pad_to=length)
+    return {"text": text.numpy(), "tokens": features.hidden[:, :length].numpy(),
+            "token_mask": features.mask[:, :length].float().numpy()}
 
 
 def caption_inputs(io: dict, captions: Sequence[str], z: np.ndarray | torch.Tensor, encoder=None) -> dict[str, np.ndarray]:

@@ -115,17 +115,23 @@ class TextEncoder:
         found.update(fresh)
         return [found[c] for c in captions]
 
-    def _pooled(self, chunk: list[str]) -> list[np.ndarray]:
-        hidden, mask = self._forward(chunk)
+    @staticmethod
+    def _pool(hidden: torch.Tensor, mask: torch.Tensor) -> list[np.ndarray]:
         weights = mask.unsqueeze(-1).float()
         pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
         pooled = torch.nn.functional.normalize(pooled, dim=-1)
         return list(pooled.numpy().astype(np.float32))
 
-    def _tokens(self, chunk: list[str]) -> list[np.ndarray]:
-        hidden, mask = self._forward(chunk)
-        # float16 on disk halves the cache; token features are inputs to learned layers, not scores
+    @staticmethod
+    def _token_states(hidden: torch.Tensor, mask: torch.Tensor) -> list[np.ndarray]:
+        # float16 (on disk it halves the cache); token features are inputs to learned layers, not scores
         return [h[m].numpy().astype(np.float16) for h, m in zip(hidden, mask)]
+
+    def _pooled(self, chunk: list[str]) -> list[np.ndarray]:
+        return self._pool(*self._forward(chunk))
+
+    def _tokens(self, chunk: list[str]) -> list[np.ndarray]:
+        return self._token_states(*self._forward(chunk))
 
     def encode(self, captions: Sequence[str]) -> torch.Tensor:
         """Unit-norm sentence vectors, float32 (N, 384)."""
@@ -134,13 +140,29 @@ class TextEncoder:
             return torch.empty(0, EMBED_DIM)
         return torch.from_numpy(np.stack(self._cached("pooled", captions, self._pooled)).copy())
 
+    def encode_with_tokens(self, captions: Sequence[str], pad_to: int | None = None) -> tuple[torch.Tensor, TokenFeatures]:
+        """``encode`` and ``encode_tokens`` together; without a cache, from one MiniLM forward per batch."""
+        if self.cache is not None:
+            return self.encode(captions), self.encode_tokens(captions, pad_to)
+        captions = check_captions(captions)
+        pooled, tokens = [], []
+        for start in range(0, len(captions), self.batch_size):
+            hidden, mask = self._forward(captions[start : start + self.batch_size])
+            pooled += self._pool(hidden, mask)
+            tokens += self._token_states(hidden, mask)
+        self.stats["computed"] += len(captions)
+        return torch.from_numpy(np.stack(pooled)), self._padded(tokens, pad_to)
+
     def encode_tokens(self, captions: Sequence[str], pad_to: int | None = None) -> TokenFeatures:
         """Per-token features, zero-padded to the longest caption (or ``pad_to``), with a mask."""
         captions = check_captions(captions)
-        per_caption = self._cached("tokens", captions, self._tokens)
+        return self._padded(self._cached("tokens", captions, self._tokens), pad_to)
+
+    @staticmethod
+    def _padded(per_caption: list[np.ndarray], pad_to: int | None) -> TokenFeatures:
         length = max([len(t) for t in per_caption] + [pad_to or 0])
-        hidden = torch.zeros(len(captions), length, EMBED_DIM)
-        mask = torch.zeros(len(captions), length, dtype=torch.bool)
+        hidden = torch.zeros(len(per_caption), length, EMBED_DIM)
+        mask = torch.zeros(len(per_caption), length, dtype=torch.bool)
         for i, tokens in enumerate(per_caption):
             n = min(len(tokens), length)
             hidden[i, :n] = torch.from_numpy(tokens[:n].astype(np.float32))

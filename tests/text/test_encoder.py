@@ -63,6 +63,18 @@ def test_token_features_pool_back_to_the_sentence_vector(encoder):
     torch.testing.assert_close(pooled, encoder.encode(captions), atol=2e-3, rtol=0)  # float16 on disk
 
 
+def test_one_forward_gives_both_views_as_the_cached_calls_do(encoder):
+    captions = ["sun", "a small red circle at the top left"]
+    uncached = TextEncoder(cache=False)
+    text, tokens = uncached.encode_with_tokens(captions, pad_to=24)
+    assert uncached.stats["computed"] == 2
+    # equal up to float rounding: the cache may hold a caption computed in another batch (other padding)
+    torch.testing.assert_close(text, encoder.encode(captions), atol=1e-5, rtol=0)
+    cached = encoder.encode_tokens(captions, pad_to=24)
+    assert torch.equal(tokens.mask, cached.mask)
+    torch.testing.assert_close(tokens.hidden, cached.hidden, atol=2e-3, rtol=0)  # float16, as the cache keeps them
+
+
 @pytest.mark.parametrize(("captions", "message"), [
     (["ok", ""], "caption 1 is empty"),
     (["   "], "caption 0 is empty"),
