@@ -49,6 +49,10 @@ class GeneratorConfig(BaseModel):
     attention: list[int] = []
     attn_dim: int = 64  # query/key/value width of each attention layer
     attn_heads: int = 4
+    # a small transformer over the token states before the image reads them (0: MiniLM's states as they are):
+    # lets each word learn what its clause says ("green" learns it sits "at the bottom right")
+    token_layers: int = 0
+    token_width: int = 128  # width of those layers
     token_length: int = 24  # tokens are zero-padded (or cut) to this length: a static shape for export
 
     @model_validator(mode="after")
@@ -68,8 +72,9 @@ class GeneratorConfig(BaseModel):
         if any(r not in resolutions for r in self.attention):
             raise ValueError(f"attention resolutions must be block outputs of a {self.image_size}px generator: "
                              f"{resolutions}, got {self.attention}")
-        if self.attn_dim % self.attn_heads:
-            raise ValueError(f"attn_dim {self.attn_dim} must be a multiple of attn_heads {self.attn_heads}")
+        if self.attn_dim % self.attn_heads or self.token_width % self.attn_heads:
+            raise ValueError(f"attn_dim {self.attn_dim} and token_width {self.token_width} must be multiples of "
+                             f"attn_heads {self.attn_heads}")
         return self
 
     @property
@@ -182,6 +187,33 @@ class CrossAttention(nn.Module):
         return x + self.out(out)
 
 
+class TokenMixer(nn.Module):
+    """One pre-norm transformer layer over the token states (N, C, L): masked self-attention, then an MLP.
+
+    1x1 ``Conv1d`` projections over channels-first tokens (see ``CrossAttention``), LayerNorm per token.
+    """
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm0 = nn.LayerNorm(width)
+        self.qkv = nn.Conv1d(width, 3 * width, 1)
+        self.proj = nn.Conv1d(width, width, 1)
+        self.norm1 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Conv1d(width, 2 * width, 1), nn.GELU(), nn.Conv1d(2 * width, width, 1))
+
+    def _norm(self, norm: nn.LayerNorm, t: torch.Tensor) -> torch.Tensor:
+        return norm(t.transpose(1, 2)).transpose(1, 2)
+
+    def forward(self, t: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        n, width, _ = t.shape
+        head = width // self.heads
+        q, k, v = self.qkv(self._norm(self.norm0, t)).reshape(n, 3, self.heads, head, -1).unbind(1)  # n, H, d, L
+        attn = torch.softmax(torch.matmul(q.transpose(2, 3), k) * head**-0.5 + bias, dim=-1)  # n, H, L, L
+        t = t + self.proj(torch.matmul(v, attn.transpose(2, 3)).reshape(n, width, -1))
+        return t + self.mlp(self._norm(self.norm1, t))
+
+
 class DFGenerator(nn.Module):
     """``forward(z, text[, tokens, token_mask]) -> image`` in [-1, 1], (N, 3, S, S).
 
@@ -207,8 +239,13 @@ class DFGenerator(nn.Module):
         self.to_rgb = nn.Conv2d(c.channels[-1], 3, 3, padding=1)
         if c.attention:
             self.token_norm = nn.LayerNorm(c.text_dim)
+            token_dim = c.text_dim
+            if c.token_layers:
+                self.token_in = nn.Conv1d(c.text_dim, c.token_width, 1)
+                self.token_mix = nn.ModuleList(TokenMixer(c.token_width, c.attn_heads) for _ in range(c.token_layers))
+                token_dim = c.token_width
             self.attend = nn.ModuleDict({
-                str(i): CrossAttention(c.channels[i + 1], c.text_dim, c.attn_dim, c.attn_heads, 8 * 2**i)
+                str(i): CrossAttention(c.channels[i + 1], token_dim, c.attn_dim, c.attn_heads, 8 * 2**i)
                 for i in range(len(self.blocks)) if 8 * 2**i in c.attention})
 
     @property
@@ -226,6 +263,10 @@ class DFGenerator(nn.Module):
                 raise ValueError("this generator reads caption tokens: pass tokens and token_mask")
             tokens = self.token_norm(tokens).transpose(1, 2)  # n, 384, L
             bias = ((token_mask - 1.0) * 1e4)[:, None, None, :]  # n, 1, 1, L: padding out of every softmax
+            if hasattr(self, "token_mix"):
+                tokens = self.token_in(tokens)
+                for layer in self.token_mix:
+                    tokens = layer(tokens, bias)
         for i, block in enumerate(self.blocks):
             x = block(x, cond)
             if str(i) in attend:
@@ -246,7 +287,8 @@ class DFGenerator(nn.Module):
         fused = [f"{name}.0" for name, _ in self.named_modules() if name.endswith((".gamma", ".beta"))]
         # attention: query and key widths meet in a matmul the pruner cannot follow, value's in the heads
         attention = [f"attend.{i}.{part}" for i in getattr(self, "attend", {}) for part in ("query", "key", "value")]
-        return ["to_rgb", "text_mlp", *fused, *attention]
+        tokens = ["token_in", "token_mix"] if hasattr(self, "token_mix") else []  # the token transformer: whole
+        return ["to_rgb", "text_mlp", *fused, *attention, *tokens]
 
 
 class DBlock(nn.Module):
