@@ -49,6 +49,9 @@ class GeneratorConfig(BaseModel):
     attention: list[int] = []
     attn_dim: int = 64  # query/key/value width of each attention layer
     attn_heads: int = 4
+    # what an image position asks the caption: "content" = its features plus a learned position embedding;
+    # "position" = the learned embedding of where it is alone ("what does the caption put here?")
+    attn_query: Literal["content", "position"] = "content"
     # a small transformer over the token states before the image reads them (0: MiniLM's states as they are):
     # lets each word learn what its clause says ("green" learns it sits "at the bottom right")
     token_layers: int = 0
@@ -163,13 +166,15 @@ class CrossAttention(nn.Module):
     reshape in the model, and the stem's 1-D -> 4x4 view would then be pruned inconsistently.
     """
 
-    def __init__(self, channels: int, token_dim: int, dim: int, heads: int, size: int):
+    def __init__(self, channels: int, token_dim: int, dim: int, heads: int, size: int, query: str = "content"):
         super().__init__()
         self.heads = heads
-        self.query = nn.Conv2d(channels, dim, 1)
+        if query == "content":
+            self.query = nn.Conv2d(channels, dim, 1)
         self.key = nn.Conv1d(token_dim, dim, 1)
         self.value = nn.Conv1d(token_dim, dim, 1)
-        self.position = nn.Parameter(torch.randn(1, dim, size, size) * 0.02)
+        # alone, the position embedding is the whole query: unit scale, so attention is not uniform at the start
+        self.position = nn.Parameter(torch.randn(1, dim, size, size) * (0.02 if query == "content" else 1.0))
         self.out = nn.Conv2d(dim, channels, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -179,7 +184,8 @@ class CrossAttention(nn.Module):
         n, _, h, w = x.shape
         dim = self.key.out_channels
         head = dim // self.heads
-        q = (self.query(x) + self.position).reshape(n, self.heads, head, h * w).transpose(2, 3)  # n, H, hw, d
+        q = self.query(x) + self.position if hasattr(self, "query") else self.position.expand(n, -1, -1, -1)
+        q = q.reshape(n, self.heads, head, h * w).transpose(2, 3)  # n, H, hw, d
         k = self.key(tokens).reshape(n, self.heads, head, -1)  # n, H, d, L
         v = self.value(tokens).reshape(n, self.heads, head, -1).transpose(2, 3)  # n, H, L, d
         attn = torch.softmax(torch.matmul(q, k) * head**-0.5 + bias, dim=-1)
@@ -245,7 +251,7 @@ class DFGenerator(nn.Module):
                 self.token_mix = nn.ModuleList(TokenMixer(c.token_width, c.attn_heads) for _ in range(c.token_layers))
                 token_dim = c.token_width
             self.attend = nn.ModuleDict({
-                str(i): CrossAttention(c.channels[i + 1], token_dim, c.attn_dim, c.attn_heads, 8 * 2**i)
+                str(i): CrossAttention(c.channels[i + 1], token_dim, c.attn_dim, c.attn_heads, 8 * 2**i, c.attn_query)
                 for i in range(len(self.blocks)) if 8 * 2**i in c.attention})
 
     @property
@@ -286,7 +292,8 @@ class DFGenerator(nn.Module):
         hidden layer (one ``text_hidden``, one ``fuse_hidden``) and the RGB head."""
         fused = [f"{name}.0" for name, _ in self.named_modules() if name.endswith((".gamma", ".beta"))]
         # attention: query and key widths meet in a matmul the pruner cannot follow, value's in the heads
-        attention = [f"attend.{i}.{part}" for i in getattr(self, "attend", {}) for part in ("query", "key", "value")]
+        attention = [f"attend.{i}.{part}" for i, layer in getattr(self, "attend", {}).items()
+                     for part in ("query", "key", "value") if hasattr(layer, part)]
         tokens = ["token_in", "token_mix"] if hasattr(self, "token_mix") else []  # the token transformer: whole
         return ["to_rgb", "text_mlp", *fused, *attention, *tokens]
 

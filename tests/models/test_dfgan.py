@@ -149,11 +149,11 @@ def _attention_generator(**kwargs) -> DFGenerator:
     return g
 
 
-@pytest.mark.parametrize("token_layers", [0, 2])
-def test_a_token_conditioned_generator_reads_its_tokens_and_ignores_padding(token_layers):
+@pytest.mark.parametrize("token_layers, query", [(0, "content"), (2, "content"), (2, "position")])
+def test_a_token_conditioned_generator_reads_its_tokens_and_ignores_padding(token_layers, query):
     from compresskit.models.inputs import call_torch, random_inputs
 
-    g = _attention_generator(token_layers=token_layers, token_width=16)
+    g = _attention_generator(token_layers=token_layers, token_width=16, attn_query=query)
     spec = io_spec(g)
     assert list(spec["inputs"]) == ["z", "text", "tokens", "token_mask"]
     assert spec["inputs"]["tokens"]["shape"] == ["batch", 12, 384] and spec["inputs"]["token_mask"]["shape"] == ["batch", 12]
@@ -178,6 +178,8 @@ def test_attention_layers_keep_their_width_and_the_rest_rebuilds_from_config():
     assert {"attend.0.query", "attend.0.key", "attend.0.value", "attend.1.query"} <= set(fixed)
     assert "attend.0.out" not in fixed  # it writes the block's channels: prunable with them
     assert {"token_in", "token_mix"} <= set(_attention_generator(token_layers=1, token_width=16).fixed_width_layers())
+    positional = _attention_generator(attn_query="position")
+    assert not hasattr(positional.attend["0"], "query") and "attend.0.query" not in positional.fixed_width_layers()
     config = g.current_config()
     assert config.attention == [8, 16] and DFGenerator(config).state_dict().keys() == g.state_dict().keys()
 

@@ -18,7 +18,7 @@ from tests.passes.test_user_generators import FAST_BENCH, FAST_DISTILL, SHAPES
 def attention_teacher(folder) -> None:
     torch.manual_seed(0)
     g = DFGenerator(ngf=8, text_hidden=32, fuse_hidden=16, z_dim=16, attention=[8, 16], attn_dim=16, attn_heads=2,
-                    token_length=24)
+                    attn_query="position", token_length=24, token_layers=1, token_width=16)  # shapes32-v2's form
     with torch.no_grad():  # zero-initialised outputs make attention a no-op until trained
         for layer in g.attend.values():
             layer.out.weight.normal_(0, 0.5)
@@ -37,7 +37,8 @@ def test_a_token_conditioned_generator_is_pruned_distilled_exported_quantised_an
     assert input_names(result.final.io) == ["z", "text", "tokens", "token_mask"]
     pruned = load_model(result.steps[0].path)
     assert prune["params_ratio"] < 0.8 and pruned.current_config().channels != [64, 32, 16, 8]
-    assert {pruned.attend[i].query.out_channels for i in ("0", "1")} == {16}  # attention widths kept whole
+    assert {pruned.attend[i].key.out_channels for i in ("0", "1")} == {16}  # attention widths kept whole
+    assert pruned.token_in.out_channels == 16
     assert distill["steps_run"] == 12
     assert onnx["parity_max_abs_error"] < 1e-4 and openvino["parity_max_abs_error"] < 1e-4
     assert int8["int8_mac_share"] > 0.5
