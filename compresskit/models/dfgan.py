@@ -52,6 +52,9 @@ class GeneratorConfig(BaseModel):
     # what an image position asks the caption: "content" = its features plus a learned position embedding;
     # "position" = the learned embedding of where it is alone ("what does the caption put here?")
     attn_query: Literal["content", "position"] = "content"
+    # cosine attention (queries and keys L2-normalised per head, a learned per-head scale starting at 10):
+    # lets attention be sharp from the first step instead of uniform until the key norms grow
+    qk_norm: bool = False
     # a small transformer over the token states before the image reads them (0: MiniLM's states as they are):
     # lets each word learn what its clause says ("green" learns it sits "at the bottom right")
     token_layers: int = 0
@@ -154,6 +157,15 @@ class GBlock(nn.Module):
         return self.shortcut(x) + h
 
 
+def attention_logits(q: torch.Tensor, k: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    """``q`` (n, H, Lq, d) against ``k`` (n, H, d, Lk): scaled dot products, or (``scale``) scaled cosines."""
+    if scale is None:
+        return torch.matmul(q, k) * q.shape[-1] ** -0.5
+    # the scale multiplies the queries, not the product: OpenVINO's CPU plugin fuses a per-head multiply after
+    # an INT8 MatMul as a per-channel post-op and refuses it (scale size != output channels)
+    return torch.matmul(F.normalize(q, dim=-1) * scale, F.normalize(k, dim=-2))
+
+
 class CrossAttention(nn.Module):
     """Image positions attend over the caption's token states (multi-head, residual, output zero-initialised).
 
@@ -166,9 +178,11 @@ class CrossAttention(nn.Module):
     reshape in the model, and the stem's 1-D -> 4x4 view would then be pruned inconsistently.
     """
 
-    def __init__(self, channels: int, token_dim: int, dim: int, heads: int, size: int, query: str = "content"):
+    def __init__(self, channels: int, token_dim: int, dim: int, heads: int, size: int, query: str = "content",
+                 qk_norm: bool = False):
         super().__init__()
         self.heads = heads
+        self.scale = nn.Parameter(torch.full((1, heads, 1, 1), 10.0)) if qk_norm else None
         if query == "content":
             self.query = nn.Conv2d(channels, dim, 1)
         self.key = nn.Conv1d(token_dim, dim, 1)
@@ -188,7 +202,7 @@ class CrossAttention(nn.Module):
         q = q.reshape(n, self.heads, head, h * w).transpose(2, 3)  # n, H, hw, d
         k = self.key(tokens).reshape(n, self.heads, head, -1)  # n, H, d, L
         v = self.value(tokens).reshape(n, self.heads, head, -1).transpose(2, 3)  # n, H, L, d
-        attn = torch.softmax(torch.matmul(q, k) * head**-0.5 + bias, dim=-1)
+        attn = torch.softmax(attention_logits(q, k, self.scale) + bias, dim=-1)
         out = torch.matmul(attn, v).transpose(2, 3).reshape(n, dim, h, w)
         return x + self.out(out)
 
@@ -199,9 +213,10 @@ class TokenMixer(nn.Module):
     1x1 ``Conv1d`` projections over channels-first tokens (see ``CrossAttention``), LayerNorm per token.
     """
 
-    def __init__(self, width: int, heads: int):
+    def __init__(self, width: int, heads: int, qk_norm: bool = False):
         super().__init__()
         self.heads = heads
+        self.scale = nn.Parameter(torch.full((1, heads, 1, 1), 10.0)) if qk_norm else None
         self.norm0 = nn.LayerNorm(width)
         self.qkv = nn.Conv1d(width, 3 * width, 1)
         self.proj = nn.Conv1d(width, width, 1)
@@ -215,7 +230,7 @@ class TokenMixer(nn.Module):
         n, width, _ = t.shape
         head = width // self.heads
         q, k, v = self.qkv(self._norm(self.norm0, t)).reshape(n, 3, self.heads, head, -1).unbind(1)  # n, H, d, L
-        attn = torch.softmax(torch.matmul(q.transpose(2, 3), k) * head**-0.5 + bias, dim=-1)  # n, H, L, L
+        attn = torch.softmax(attention_logits(q.transpose(2, 3), k, self.scale) + bias, dim=-1)  # n, H, L, L
         t = t + self.proj(torch.matmul(v, attn.transpose(2, 3)).reshape(n, width, -1))
         return t + self.mlp(self._norm(self.norm1, t))
 
@@ -248,10 +263,12 @@ class DFGenerator(nn.Module):
             token_dim = c.text_dim
             if c.token_layers:
                 self.token_in = nn.Conv1d(c.text_dim, c.token_width, 1)
-                self.token_mix = nn.ModuleList(TokenMixer(c.token_width, c.attn_heads) for _ in range(c.token_layers))
+                self.token_mix = nn.ModuleList(TokenMixer(c.token_width, c.attn_heads, c.qk_norm)
+                                               for _ in range(c.token_layers))
                 token_dim = c.token_width
             self.attend = nn.ModuleDict({
-                str(i): CrossAttention(c.channels[i + 1], token_dim, c.attn_dim, c.attn_heads, 8 * 2**i, c.attn_query)
+                str(i): CrossAttention(c.channels[i + 1], token_dim, c.attn_dim, c.attn_heads, 8 * 2**i, c.attn_query,
+                                       c.qk_norm)
                 for i in range(len(self.blocks)) if 8 * 2**i in c.attention})
 
     @property

@@ -149,11 +149,11 @@ def _attention_generator(**kwargs) -> DFGenerator:
     return g
 
 
-@pytest.mark.parametrize("token_layers, query", [(0, "content"), (2, "content"), (2, "position")])
-def test_a_token_conditioned_generator_reads_its_tokens_and_ignores_padding(token_layers, query):
+@pytest.mark.parametrize("token_layers, query, qk_norm", [(0, "content", False), (2, "content", False), (2, "position", True)])
+def test_a_token_conditioned_generator_reads_its_tokens_and_ignores_padding(token_layers, query, qk_norm):
     from compresskit.models.inputs import call_torch, random_inputs
 
-    g = _attention_generator(token_layers=token_layers, token_width=16, attn_query=query)
+    g = _attention_generator(token_layers=token_layers, token_width=16, attn_query=query, qk_norm=qk_norm)
     spec = io_spec(g)
     assert list(spec["inputs"]) == ["z", "text", "tokens", "token_mask"]
     assert spec["inputs"]["tokens"]["shape"] == ["batch", 12, 384] and spec["inputs"]["token_mask"]["shape"] == ["batch", 12]

@@ -18,7 +18,7 @@ from tests.passes.test_user_generators import FAST_BENCH, FAST_DISTILL, SHAPES
 def attention_teacher(folder) -> None:
     torch.manual_seed(0)
     g = DFGenerator(ngf=8, text_hidden=32, fuse_hidden=16, z_dim=16, attention=[8, 16], attn_dim=16, attn_heads=2,
-                    attn_query="position", token_length=24, token_layers=1, token_width=16)  # shapes32-v2's form
+                    attn_query="position", qk_norm=True, token_length=24, token_layers=1, token_width=16)  # shapes32-v2's form
     with torch.no_grad():  # zero-initialised outputs make attention a no-op until trained
         for layer in g.attend.values():
             layer.out.weight.normal_(0, 0.5)
