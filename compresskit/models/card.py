@@ -23,6 +23,7 @@ import yaml
 from ..cache import atomic_dir
 from ..errors import ModelError
 from .checksums import write_checksums
+from .dfgan import GeneratorConfig
 from .io import load_model, save_model
 from .stats import generator_stats
 
@@ -209,9 +210,10 @@ def _inputs_text(g: dict) -> str:
     text = (f"noise `z` ({g['z_dim']}-d) and\na caption vector `text` (384-d, unit-norm all-MiniLM-L6-v2, "
             "`compresskit.text.TextEncoder`)")
     if g.get("attention"):
-        text += (f", plus the caption's MiniLM token states `tokens` ({g.get('token_length', 24)} x 384, zero-padded) "
-                 f"and `token_mask`, read by cross-attention ({g.get('attn_heads', 4)} heads, width "
-                 f"{g.get('attn_dim', 64)}) after the {' and '.join(f'{r}x{r}' for r in g['attention'])} blocks")
+        g = GeneratorConfig.model_validate(g)  # a training config written before these fields gets their defaults
+        text += (f", plus the caption's MiniLM token states `tokens` ({g.token_length} x 384, zero-padded) "
+                 f"and `token_mask`, read by cross-attention ({g.attn_heads} heads, width "
+                 f"{g.attn_dim}) after the {' and '.join(f'{r}x{r}' for r in g.attention)} blocks")
     return text
 
 
