@@ -11,7 +11,8 @@ SPEED_COLUMNS = [  # (metric, header, format)
     ("throughput_ips", "img/s", "{:.0f}"),
     ("e2e_latency_ms_p50", "e2e p50 ms", "{:.2f}"), ("first_inference_ms", "first ms", "{:.0f}"),
     ("peak_rss_mb", "RSS MiB", "{:.0f}"), ("size_mb", "size MiB", "{:.2f}"), ("params", "params", "{:,.0f}"),
-    ("macs", "MMACs", "{:.1f}"),
+    ("macs", "MMACs", "{:.1f}"), ("gmacs_per_s", "GMAC/s", "{:.1f}"), ("peak_gmacs_per_s", "peak GMAC/s", "{:.0f}"),
+    ("share_of_peak", "of peak", "{:.1%}"),
 ]
 QUALITY_COLUMNS = [
     ("kid", "KID", "{:.4f}"), ("fid", "FID", "{:.1f}"), ("r_precision", "R-prec", "{:.3f}"),

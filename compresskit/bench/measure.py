@@ -11,7 +11,9 @@ time in seeded random order (``bench.harness``):
   async requests): images/s per round, median over rounds; ``throughput_ips`` is the largest batch's;
 * end to end (batch 1): caption -> MiniLM embedding (torch, uncached) -> image, p50;
 * first inference and peak RSS: a fresh process per candidate (``bench.probe``), deployed the same way;
-* size on disk (payload files), params and MACs per image (of the torch model the artifact came from).
+* size on disk (payload files), params and MACs per image (of the torch model the artifact came from);
+* effective GMAC/s (MACs per image / batch-1 p50) beside the runtime's measured peak at the same precision
+  on one large convolution (``bench.peak``): how much of the machine a candidate leaves unused.
 
 Three baselines give each speedup its meaning: ``baseline`` is the teacher as the user has it (torch
 eager fp32); ``teacher_onnx`` / ``teacher_openvino`` are the teacher merely exported to a runtime (fp32),
@@ -28,8 +30,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..artifact import FORMATS, Artifact, Format
-from ..runtimes import Deployment
+from ..runtimes import ONNX_FILE, OPENVINO_XML, Deployment
 from .harness import WorkerPool
+from .peak import HOW as PEAK_HOW
+from .peak import measure_peaks, peak_kind
 from .schema import metric
 from .settings import SpeedSettings
 from .speed import percentiles, probe
@@ -172,3 +176,32 @@ def measure_footprint(candidate: Candidate, threads: int) -> dict:
                               before_loading_mb=round(found["baseline_rss_mb"], 1),
                               how="VmHWM of that process after its first call (includes Python + imports)"),
     }
+
+
+def runs_int8(artifact: Artifact) -> bool:
+    """Whether the deployed payload holds INT8 quantisation (FakeQuantize in an IR, QuantizeLinear in ONNX)."""
+    marker = {"openvino": (OPENVINO_XML, b"FakeQuantize"), "onnx": (ONNX_FILE, b"QuantizeLinear")}.get(artifact.format)
+    return marker is not None and marker[1] in artifact.file(marker[0]).read_bytes()
+
+
+def measure_compute_rates(candidates: list[Candidate], metrics: dict[str, dict], threads: int, calls: int) -> dict:
+    """{candidate name: {gmacs_per_s, peak_gmacs_per_s, share_of_peak}} from each one's MACs and batch-1 p50
+    (``metrics[name]``) and the peak of its runtime and precision, timed here at ``threads``."""
+    kinds = {c.name: peak_kind(c.backend, c.precision, runs_int8(c.artifact)) for c in candidates}
+    peaks = measure_peaks([k for k in kinds.values() if k], threads, calls)
+    found = {}
+    for c in candidates:
+        macs, p50 = metrics[c.name].get("macs"), metrics[c.name].get("latency_ms_p50")
+        if macs is None or p50 is None:
+            continue
+        rate = macs["value"] / (p50["value"] / 1000.0) / 1e9
+        found[c.name] = {"gmacs_per_s": metric("gmacs_per_s", rate, threads=threads, batch=1,
+                                               how="MACs per image / batch-1 p50 of this run")}
+        if kinds[c.name]:
+            peak = peaks[kinds[c.name]]
+            found[c.name]["peak_gmacs_per_s"] = metric("peak_gmacs_per_s", peak["gmacs_per_s"], peak["n"],
+                                                       threads=threads, kind=kinds[c.name],
+                                                       probe_ms_p50=round(peak["ms_p50"], 4), how=PEAK_HOW)
+            found[c.name]["share_of_peak"] = metric("share_of_peak", rate / peak["gmacs_per_s"], threads=threads,
+                                                    how="gmacs_per_s / peak_gmacs_per_s, same run")
+    return found

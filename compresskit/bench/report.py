@@ -33,7 +33,7 @@ from .baselines import BASELINES_DIR, teacher_exports
 from .crosscheck import benchmark_app_p50, static_shapes
 from .harness import time_alone
 from .gate import GateSpec, evaluate_gates, verdict
-from .measure import Candidate, measure_footprint, measure_speed, model_cost, size_mb
+from .measure import Candidate, measure_compute_rates, measure_footprint, measure_speed, model_cost, size_mb
 from .names import BF16_SUFFIX, step_names
 from .plots import pareto_front, pareto_plot, pareto_points, samples_grid
 from .quality import measure_quality
@@ -229,7 +229,7 @@ def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context
     captions = sample_captions(evalset, settings.sample_captions)
     quality, quality_errors, samples = measure_quality(candidates, evalset, settings.quality, headline, captions,
                                                        progress)
-    entries = []
+    measured = {}
     for c in candidates:
         progress(f"size and footprint of {c.name}")
         metrics = dict(speed[c.name][headline])
@@ -237,6 +237,14 @@ def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context
         metrics.update(model_cost(c.artifact, torch_ancestors.get(c.name)))
         if settings.speed.probe:
             metrics.update(measure_footprint(c, headline))
+        measured[c.name] = metrics
+    if settings.speed.peak:
+        progress("the runtimes' peak GMAC/s on one large convolution")
+        for name, rates in measure_compute_rates(candidates, measured, headline, settings.speed.peak_calls).items():
+            measured[name].update(rates)
+    entries = []
+    for c in candidates:
+        metrics = measured[c.name]
         metrics.update(quality.get(c.name, {}))
         if c.role == "candidate":
             metrics.update(reported_by_pass(c.artifact))

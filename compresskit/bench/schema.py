@@ -33,6 +33,9 @@ METRICS: dict[str, MetricInfo] = {
     "size_mb": MetricInfo("MiB", "lower", "payload files on disk"),
     "params": MetricInfo("count", "lower", "generator parameters (of the torch model the artifact came from)"),
     "macs": MetricInfo("MACs/image", "lower", "multiply-accumulates per image (torch FLOP counter / 2)"),
+    "gmacs_per_s": MetricInfo("GMAC/s", "higher", "effective compute rate: MACs per image / batch-1 p50"),
+    "peak_gmacs_per_s": MetricInfo("GMAC/s", "higher", "the same runtime and precision on one large conv (bench.peak)"),
+    "share_of_peak": MetricInfo("", "higher", "gmacs_per_s / peak_gmacs_per_s: how much of the backend's peak is used"),
     "e2e_latency_ms_p50": MetricInfo("ms", "lower", "caption -> MiniLM embedding -> image, batch 1, median"),
     "speedup_vs_baseline": MetricInfo("x", "higher", "teacher in torch eager fp32: its p50 / this p50, same run"),
     "speedup_vs_exported_teacher": MetricInfo(

@@ -24,6 +24,9 @@ class SpeedSettings(BaseModel):
     throughput_per_round: int = Field(4, ge=1, le=10_000)  # calls per round at each larger batch
     e2e_caption: str = Field("red apple", min_length=1)
     probe: bool = True  # first-inference time and peak RSS (one fresh process per candidate)
+    # effective GMAC/s beside the runtime's measured peak at the same precision (bench.peak; headline threads)
+    peak: bool = True
+    peak_calls: int = Field(60, ge=1, le=10_000)  # timed calls of the peak probe, each kind in its own process
     # the teacher exported to ONNX / OpenVINO fp32 / NNCF INT8, measured as references (bench.baselines)
     exported_teacher: bool = True
     # OpenVINO candidates (step names, "final", or references like "teacher_openvino") also measured with

@@ -22,7 +22,8 @@ from tests.helpers import run_cli
 
 SHAPES = {"name": "shapes", "n": 600, "size": 32, "seed": 5}  # 93 eval captions: enough for KID
 N_EVAL = 93
-FAST_BENCH = {"speed": {"threads": [1], "batch_sizes": [1, 4], "warmup": 1, "warmup_s": 0, "rounds": 2, "per_round": 3},
+FAST_BENCH = {"speed": {"threads": [1], "batch_sizes": [1, 4], "warmup": 1, "warmup_s": 0, "rounds": 2, "per_round": 3,
+                        "peak_calls": 5},
               "quality": {"batch_size": 16, "diversity_captions": 12}}
 
 
@@ -94,6 +95,21 @@ def test_report_measures_every_candidate_with_units_directions_and_counts(measur
         assert exported["psnr_vs_teacher"]["value"] > 40 and exported["perceptual_vs_teacher"]["value"] < 1e-3
         assert exported["kid"]["value"] == pytest.approx(base["kid"]["value"], abs=2e-3)
     assert onnx["size_mb"]["value"] > 0.9 * base["size_mb"]["value"]
+
+
+def test_each_candidate_is_set_beside_the_peak_of_its_own_runtime_and_precision(measured_run):
+    _, report = measured_run
+    kinds = {c["name"]: c["metrics"]["peak_gmacs_per_s"]["kind"] for c in report["candidates"]}
+    assert kinds == {"baseline": "torch/f32", "teacher_onnx": "onnxruntime/f32", "teacher_openvino": "openvino/f32",
+                     "teacher_int8": "openvino/int8", "export_onnx": "onnxruntime/f32", "export_openvino": "openvino/f32"}
+    for c in report["candidates"]:
+        m = c["metrics"]
+        assert m["gmacs_per_s"]["value"] == pytest.approx(m["macs"]["value"] / m["latency_ms_p50"]["value"] / 1e6)
+        assert m["share_of_peak"]["value"] == pytest.approx(m["gmacs_per_s"]["value"] / m["peak_gmacs_per_s"]["value"])
+        # a generator of a few MMACs cannot keep the vector units busy the way one 604 MMAC convolution does
+        assert 0 < m["share_of_peak"]["value"] < 0.5, c["name"]
+    peaks = {kinds[c["name"]]: c["metrics"]["peak_gmacs_per_s"]["value"] for c in report["candidates"]}
+    assert peaks["openvino/int8"] > peaks["openvino/f32"], "VNNI INT8 does more MACs per cycle than fp32"
 
 
 def test_report_json_validates_against_its_schema_and_a_broken_one_does_not(measured_run, tmp_path):
