@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -95,19 +95,21 @@ class PassContext:
         if self.source is None:
             raise PassFailed("the context has no source artifact; run the pass through the runner")
 
-    def captions(self, n: int, seed: int | None = None) -> list[str]:
-        """``n`` train captions (repeating if the split is smaller) of the dataset the generator learnt."""
+    def captions(self, n: int, seed: int | None = None, split: Literal["train", "val"] = "train") -> list[str]:
+        """``n`` captions (repeating if the split is smaller) of the dataset the generator learnt: train to
+        fit, val to choose (early stopping, accuracy control); eval is never offered to a pass."""
         self._require("captions")
         from .calibration import dataset_captions
 
-        return dataset_captions(self.source.dataset, n, self.seed if seed is None else seed)
+        return dataset_captions(self.source.dataset, n, self.seed if seed is None else seed, split)
 
-    def calibration(self, n: int, seed: int | None = None) -> list[dict[str, np.ndarray]]:
-        """``n`` single-image input dicts {z, text} for the source's io spec and dataset."""
+    def calibration(self, n: int, seed: int | None = None,
+                    split: Literal["train", "val"] = "train") -> list[dict[str, np.ndarray]]:
+        """``n`` single-image input dicts {z, text[, tokens, token_mask]} for the source's io spec and dataset."""
         self._require("calibration")
         from .calibration import calibration_inputs
 
-        return calibration_inputs(self.source, n, self.seed if seed is None else seed)
+        return calibration_inputs(self.source, n, self.seed if seed is None else seed, split)
 
     def for_step(self, source: Artifact, needs: tuple[str, ...], scratch: Path | None = None) -> PassContext:
         from dataclasses import replace

@@ -7,22 +7,22 @@ import numpy as np
 from ..artifact import Artifact
 
 
-def dataset_captions(dataset: dict, n: int, seed: int) -> list[str]:
-    """``n`` captions (with repeats if the split is smaller) from the train split of ``dataset``."""
+def dataset_captions(dataset: dict, n: int, seed: int, split: str = "train") -> list[str]:
+    """``n`` captions (with repeats if the split is smaller) from a split of ``dataset`` (train, or val to tune)."""
     from ..data import load_dataset
     from ..train.config import DataConfig
 
     config = DataConfig.model_validate(dataset)
-    captions = sorted(set(load_dataset(config.name, **config.build_options()).split("train").captions))
+    captions = sorted(set(load_dataset(config.name, **config.build_options()).split(split).captions))
     order = np.random.default_rng(seed).permutation(len(captions))
     return [captions[order[i % len(order)]] for i in range(n)]
 
 
-def calibration_inputs(artifact: Artifact, n: int, seed: int) -> list[dict[str, np.ndarray]]:
-    """``n`` single-image input dicts: z ~ N(0, 1) from ``seed`` and the MiniLM inputs of train captions."""
+def calibration_inputs(artifact: Artifact, n: int, seed: int, split: str = "train") -> list[dict[str, np.ndarray]]:
+    """``n`` single-image input dicts: z ~ N(0, 1) from ``seed`` and the MiniLM inputs of ``split`` captions."""
     from ..models.inputs import caption_inputs, rows
 
     z_dim = artifact.io["inputs"]["z"]["shape"][1]
     z = np.random.default_rng(seed).standard_normal((n, z_dim)).astype(np.float32)
-    inputs = caption_inputs(artifact.io, dataset_captions(artifact.dataset, n, seed), z)
+    inputs = caption_inputs(artifact.io, dataset_captions(artifact.dataset, n, seed, split), z)
     return [rows(inputs, i, i + 1) for i in range(n)]

@@ -15,15 +15,23 @@ draws noise and train-split captions, and the teacher's output is the target. Lo
 * ``feature``: MSE between named intermediate layers (``feature_layers``, present in both models and
   drawing feature maps), the student's through learnable 1x1 adapters;
 * ``adversarial``: hinge loss against a discriminator that learns teacher images (real) from student
-  images (fake) for the same caption.
+  images (fake) for the same caption;
+* ``diversity``: keeps the teacher's variety across noise. Rows 2k and 2k+1 of every batch share a caption
+  (two noises); the term is ``max(0, 1 - spread(student) / spread(teacher))`` with spread the mean |image(z1) -
+  image(z2)| of those pairs: zero while the student varies at least as much as the teacher, so it only
+  resists the collapse to a per-caption mean that pixel regression under limited capacity drifts to.
 
 Checkpoints (student, adapters, discriminator, optimizers, step) go to the step's scratch folder every
 ``checkpoint_every`` steps, so a killed run resumes there. Under ``torchrun`` (``compresskit run`` with
 ``--nproc-per-node``) each step's global batch of ``batch_size`` noise/caption pairs is drawn from
 ``(seed, step)`` and split over the ranks; the student, its adapters and the discriminator train under
-DistributedDataParallel; rank 0 validates, checkpoints and writes the student. Every ``validate_every`` steps the pixel L1 on a
-fixed validation set is measured; training stops early after ``patience`` checks without improvement,
-and the best student is the one written.
+DistributedDataParallel; rank 0 validates, checkpoints and writes the student.
+
+Validation (choices are made on the validation split, never on eval): every ``validate_every`` steps the
+student draws ``validation_size`` fixed inputs built from *val*-split captions, again in pairs of two noises
+per caption; the score is the pixel L1 to the teacher plus ``losses.diversity`` times the same spread
+shortfall as in training. Training stops early after ``patience`` checks without a better score, and the
+best student is the one written.
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ class LossWeights(PassConfig):
     perceptual: float = Field(0.0, ge=0, le=1e6)
     feature: float = Field(0.0, ge=0, le=1e6)
     adversarial: float = Field(0.0, ge=0, le=1e6)
+    diversity: float = Field(0.0, ge=0, le=1e6)
 
 
 class DistillConfig(PassConfig):
@@ -109,6 +118,12 @@ def make_student(cfg: DistillConfig, src: Artifact, teacher: nn.Module) -> nn.Mo
     student = DFGenerator(config)
     student.meta = dict(teacher.meta)
     return student
+
+
+def pair_spread(images: torch.Tensor) -> torch.Tensor:
+    """Mean |image(2k) - image(2k+1)|: how far two noises of one caption land apart (rows 2k, 2k+1 share one)."""
+    n = len(images) // 2
+    return (images[0:2 * n:2] - images[1:2 * n:2]).abs().mean()
 
 
 class _Trainable(nn.Module):
@@ -176,9 +191,11 @@ class Distill(Pass):
     produces = Format.TORCH
     needs = ("teacher", "captions")
     metrics = {"val_l1_best": PassMetric("", "lower", "mean |student - teacher| pixel on the validation inputs"),
+               "val_spread_ratio": PassMetric("", "higher", "the chosen student's spread across noise / the "
+                                                            "teacher's, on the validation pairs"),
                "params_ratio": PassMetric("", "lower", "student parameters / teacher parameters"),
                "macs_ratio": PassMetric("", "lower", "student MACs per image / teacher MACs per image")}
-    version = "2"  # 2: any generator (the model contract); factory students
+    version = "3"  # 2: any generator (the model contract); factory students; 3: val-split validation, diversity
     distributed = True
 
     def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> PassResult:
@@ -200,8 +217,9 @@ class Distill(Pass):
         z_dim = teacher.config.z_dim
         val_gen = torch.Generator().manual_seed(ctx.seed + 99)
         val_z = torch.randn(cfg.validation_size, z_dim, generator=val_gen).to(device)
-        val_rows = torch.randint(pool_size, (cfg.validation_size,), generator=val_gen).to(device)
-        val_cond = {name: value[val_rows] for name, value in pool.items()}
+        val_captions = ctx.captions((cfg.validation_size + 1) // 2, seed=ctx.seed + 99, split="val")
+        val_captions = [c for caption in val_captions for c in (caption, caption)][:cfg.validation_size]
+        val_cond = as_tensors(text_inputs(io_spec(teacher), val_captions, TextEncoder()), device)
         # rank 0 alone validates (no grad: frozen)
         val_target = teacher(val_z, *_caption_args(teacher, val_cond)) if world.is_main else None
 
@@ -233,25 +251,33 @@ class Distill(Pass):
         if (checkpoint / "train_state.json").exists():
             state = checkpointer.load(checkpoint)
             start, history = state["step"], state["history"]
-            stop.best, stop.best_step, stop.stale = state["best"]["l1"], state["best"]["step"], state.get("stale", 0)
+            stop.best, stop.best_step, stop.stale = state["best"]["score"], state["best"]["step"], state.get("stale", 0)
             stop.best_state = load_file(str(checkpoint / "best.safetensors"))
             ctx.log(f"distill: resuming at step {start} from {checkpoint}")
 
-        def validate() -> float:
-            student.eval()
-            with torch.no_grad(), bf16():
-                l1 = (student(val_z, *_caption_args(student, val_cond)).float() - val_target).abs().mean().item()
-            student.train()
-            return l1
+        def validate() -> dict[str, float]:
+            """{"val_l1", "val_spread_ratio", "val_score"}, the same numbers on every rank."""
+            found = torch.zeros(2)
+            if world.is_main:
+                student.eval()
+                with torch.no_grad(), bf16():
+                    images = student(val_z, *_caption_args(student, val_cond)).float()
+                student.train()
+                found = torch.tensor([(images - val_target).abs().mean().item(),
+                                      (pair_spread(images) / pair_spread(val_target).clamp_min(1e-8)).item()])
+            l1, ratio = (world.broadcast(v) for v in found.tolist())
+            return {"val_l1": l1, "val_spread_ratio": ratio, "val_score": l1 + w.diversity * max(0.0, 1.0 - ratio)}
 
         if start == 0:  # the untrained student is a candidate too: training that only hurts writes it back
-            history.append({"step": 0, "val_l1": world.broadcast(validate() if world.is_main else 0.0)})
-            stop.update(history[0]["val_l1"], 0, student)
+            history.append({"step": 0, **validate()})
+            stop.update(history[0]["val_score"], 0, student)
         started = time.perf_counter()
         for step in range(start, cfg.steps):
             g = step_rng(ctx.seed, step)  # the global batch of this step; this rank keeps its slice
             z = world.shard(torch.randn(cfg.batch_size, z_dim, generator=g).to(device))
             picked = torch.randint(pool_size, (cfg.batch_size,), generator=g).to(device)
+            if w.diversity:  # rows 2k and 2k+1 share a caption (two noises), on every rank's even slice
+                picked[1::2] = picked[0::2][:cfg.batch_size // 2]
             cond = {name: world.shard(value[picked]) for name, value in pool.items()}
             text = cond["text"]
             with torch.no_grad(), bf16():
@@ -267,6 +293,8 @@ class Distill(Pass):
                 losses["feature"] = sum(
                     F.mse_loss(adapters[n.replace(".", "_")](s_taps.out[n].float()), t_taps.out[n].float())
                     for n in cfg.feature_layers) / len(cfg.feature_layers)
+            if w.diversity:
+                losses["diversity"] = torch.relu(1 - pair_spread(fake) / pair_spread(target).clamp_min(1e-8))
             if disc is not None:
                 with bf16():
                     d_loss = disc_loss(target, fake.detach(), text).float()
@@ -281,19 +309,19 @@ class Distill(Pass):
             opt.step()
             done = step + 1
             if done % cfg.validate_every == 0 or done == cfg.steps:
-                val_l1 = world.broadcast(validate() if world.is_main else 0.0)  # same decisions on every rank
+                checked = validate()  # same decisions on every rank
                 world.check_in_sync(checkpointer.modules, done)
                 mean_losses = world.mean({k: v.item() for k, v in losses.items()})  # over ranks
-                history.append({"step": done, "val_l1": val_l1, **{k: round(v, 5) for k, v in mean_losses.items()}})
-                stop.update(val_l1, done, student)
-                ctx.progress(done, cfg.steps, {"val_l1": round(val_l1, 5)})
+                history.append({"step": done, **checked, **{k: round(v, 5) for k, v in mean_losses.items()}})
+                stop.update(checked["val_score"], done, student)
+                ctx.progress(done, cfg.steps, {k: round(v, 4) for k, v in checked.items()})
             if done % cfg.checkpoint_every == 0 and done < cfg.steps and world.is_main:
                 best = {k: v.cpu().contiguous() for k, v in stop.best_state.items()}
-                checkpointer.save(checkpoint, {"step": done, "best": {"l1": stop.best, "step": stop.best_step},
+                checkpointer.save(checkpoint, {"step": done, "best": {"score": stop.best, "step": stop.best_step},
                                                "stale": stop.stale, "history": history},
                                   extra=lambda tmp: save_file(best, str(tmp / "best.safetensors")))
             if stop.should_stop:
-                ctx.log(f"distill: early stop at step {done}: no better validation L1 in {cfg.patience} checks")
+                ctx.log(f"distill: early stop at step {done}: no better validation score in {cfg.patience} checks")
                 break
         seconds = time.perf_counter() - started
 
@@ -304,10 +332,11 @@ class Distill(Pass):
             (out_dir / "distill_history.json").write_text(json.dumps(history, indent=1) + "\n")
         s_size = {"params": count_params(student), "macs": macs_per_image(student)}
         t_size = {"params": count_params(teacher), "macs": macs_per_image(teacher)}
+        best = next(h for h in history if h["step"] == stop.best_step)
         return PassResult(
-            metrics={"val_l1_best": stop.best, "params_ratio": s_size["params"] / t_size["params"],
+            metrics={"val_l1_best": best["val_l1"], "val_spread_ratio": best["val_spread_ratio"], "params_ratio": s_size["params"] / t_size["params"],
                      "macs_ratio": s_size["macs"] / t_size["macs"]},
-            details={"val_l1_start": history[0]["val_l1"], "best_step": stop.best_step, "steps_run": history[-1]["step"],
+            details={"val_l1_start": history[0]["val_l1"], "val_score_best": stop.best, "best_step": stop.best_step, "steps_run": history[-1]["step"],
                      "seconds_this_session": round(seconds, 1), "processes": world.size, "student": cfg.student,
                      "student_params": s_size["params"], "student_macs": s_size["macs"],
                      "teacher_params": t_size["params"], "teacher_macs": t_size["macs"],

@@ -3,7 +3,8 @@
 Calibration: ``subset_size`` seeded (noise, train caption) pairs. ``mode: ptq`` runs ``nncf.quantize``;
 ``mode: accuracy_control`` runs ``nncf.quantize_with_accuracy_control`` with the validation figure
 "similarity to the fp32 model" = 1 - mean |int8 - fp32| / 2 over ``validation_size`` other pairs (1.0 for
-the fp32 model itself), reverting the most harmful layers to fp32 until the drop is at most ``max_drop``.
+the fp32 model itself), reverting the most harmful layers to fp32 until the drop is at most ``max_drop``;
+those pairs draw validation-split captions (choices are made on val, never on eval).
 The artifact's meta reports the fraction of MACs that run in INT8 and the parity to the fp32 model; the
 step fails (no artifact) when the mean absolute difference exceeds ``max_mean_abs_error``.
 """
@@ -105,7 +106,7 @@ class QuantizeNncf(Pass):
     needs = ("calibration",)
     metrics = {"int8_mac_share": PassMetric("", "higher", "share of Convolution/MatMul MACs whose input is INT8"),
                "parity_mean_abs_error_vs_fp32": PassMetric("", "lower", "mean |int8 - fp32| pixel, 16 seeded images")}
-    version = "2"  # 2: auto-named nodes renamed by position (byte-identical IR on every run)
+    version = "3"  # 2: auto-named nodes renamed by position (byte-identical IR on every run); 3: accuracy control on val
 
     def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> PassResult:
         import nncf
@@ -122,7 +123,7 @@ class QuantizeNncf(Pass):
         if cfg.mode == "ptq":
             quantized = nncf.quantize(model, calib, **common)
         else:
-            items = ctx.calibration(cfg.validation_size, seed=ctx.seed + 1)
+            items = ctx.calibration(cfg.validation_size, seed=ctx.seed + 1, split="val")  # choose on val
             fp32 = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
             reference = [fp32(item)[0] for item in items]
             quantized = nncf.quantize_with_accuracy_control(

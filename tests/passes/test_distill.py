@@ -73,3 +73,24 @@ def test_a_killed_distillation_resumes_and_ends_where_an_uninterrupted_one_does(
     assert any("resuming at step 20" in m for m in logs)
     for key in straight:
         assert torch.equal(straight[key], resumed[key]), key
+
+
+def test_the_diversity_term_keeps_the_teachers_spread_across_noise_and_validation_uses_val_captions(
+        tiny_generator_dir, tmp_path, monkeypatch):
+    """Pixel regression alone lets a small student collapse towards one image per caption; the term holds it."""
+    teacher = input_artifact(str(tiny_generator_dir), tmp_path / "artifacts")
+    asked = []
+    real_captions = PassContext.captions
+    monkeypatch.setattr(PassContext, "captions",
+                        lambda self, n, seed=None, split="train": asked.append(split) or real_captions(self, n, seed, split))
+    found = {}
+    for weight in (0.0, 1.0):
+        out = tmp_path / f"diversity{weight}"
+        out.mkdir()
+        ctx = PassContext(run_dir=tmp_path, teacher=teacher).for_step(teacher, Distill.needs, tmp_path / f"s{weight}")
+        config = DistillConfig(**{**FAST, "steps": 50, "validation_size": 16}, student="slim", width=0.5,
+                               losses={"pixel": 1.0, "diversity": weight})
+        found[weight] = Distill(config).run(teacher, out, ctx).metrics
+    assert sorted(set(asked)) == ["train", "val"], "fit on train captions, validate on val captions"
+    assert found[0.0]["val_spread_ratio"] < 0.7, "without the term the student loses the teacher's spread"
+    assert found[1.0]["val_spread_ratio"] > 0.9
