@@ -57,4 +57,15 @@ def test_accuracy_controlled_nncf_keeps_the_drop_within_max_drop(tiny_generator_
     steps = [{"export_onnx": {}}, {"export_openvino": {}},
              {"quantize_nncf": {"mode": "accuracy_control", "subset_size": 16, "validation_size": 8, "max_drop": 0.01}}]
     meta = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run").steps[-1].meta
-    assert meta["similarity_to_fp32"] >= 1.0 - 0.01
+    assert meta["val_similarity_to_fp32_fp32"] == 1.0
+    assert meta["val_similarity_to_fp32_int8"] >= 1.0 - 0.01
+
+
+def test_accuracy_control_can_hold_the_gates_own_figure_psnr_vs_the_teacher(tiny_generator_dir, tmp_path):
+    """A pruned student quantised with PSNR against the torch teacher (val captions) as the figure to hold."""
+    steps = [{"prune": {"ratio": 0.5, "round_to": None}}, {"export_onnx": {}}, {"export_openvino": {}},
+             {"quantize_nncf": {"mode": "accuracy_control", "metric": "psnr_vs_teacher", "subset_size": 16,
+                                "validation_size": 8, "max_drop": 0.2}}]
+    meta = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run").steps[-1].meta
+    assert 5 < meta["val_psnr_vs_teacher_fp32"] < 60, "a pruned student is near, not equal to, its teacher"
+    assert meta["val_psnr_vs_teacher_int8"] >= meta["val_psnr_vs_teacher_fp32"] - 0.2

@@ -1,0 +1,103 @@
+"""Which student forms are fast enough, chosen by latency measured on this CPU (not by MACs alone).
+
+At 32 px and batch 1 a generator's small layers leave most of a CPU's vector units idle, and every layer
+costs a fixed overhead, so MACs predict latency badly. This script builds each student form of a teacher
+with random weights (speed does not depend on them): the recipe passes ``distill`` (one step, ``student:
+slim``) -> ``export_onnx`` -> ``export_openvino`` -> ``quantize_nncf`` (16 calibration pairs), then times
+every INT8 IR, the teacher's plain NNCF INT8 IR and the teacher in torch eager fp32 with the bench harness
+(each in a worker process of its own, one busy at a time, seeded random order per round; batch 1, static
+shape, LATENCY hint, ``--threads`` threads) and prints MACs, params, p50 and both speedups.
+
+    python benchmarks/student_latency.py --model emoji32-v2 --threads 2 --out runs/student-latency
+
+Forms: ``width`` (every channel width times it), ``convs`` (3x3 convs per block, 1 or 2), ``separable``
+(depthwise 3x3 + pointwise 1x1). Builds are cached in ``--out`` (re-running re-times only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from compresskit.bench.harness import WorkerPool
+from compresskit.bench.speed import percentiles
+from compresskit.recipe import parse_recipe
+from compresskit.runner import run
+from compresskit.runtimes import Deployment
+
+WIDTHS = (0.125, 0.1875, 0.25, 0.375, 0.5)
+CONVS = (1, 2)
+SEPARABLE = (False, True)
+
+
+def build(model: str, form: dict, out: Path) -> tuple[Path, dict]:
+    """(the INT8 IR's folder, the distill step's meta) of one student form."""
+    name = f"w{form['width']}-c{form['convs_per_block']}-{'sep' if form['separable'] else 'full'}"
+    steps = [{"distill": {"student": "slim", **form, "steps": 1, "batch_size": 2, "captions": 8, "validation_size": 8,
+                          "validate_every": 1}},
+             {"export_onnx": {}}, {"export_openvino": {}}, {"quantize_nncf": {"subset_size": 16}}]
+    raw = {"name": name, "input": {"model": model}, "seed": 0, "threads": 2, "steps": steps}
+    result = run(parse_recipe(raw, f"{name}.yaml"), out / name)
+    return result.final.path, result.steps[0].meta
+
+
+def teacher_int8(model: str, out: Path) -> tuple[Path, Path]:
+    """(the teacher's torch folder, its plain NNCF INT8 IR folder) through the recipe passes, default settings."""
+    raw = {"name": "teacher", "input": {"model": model}, "seed": 0, "threads": 2,
+           "steps": [{"export_onnx": {}}, {"export_openvino": {}}, {"quantize_nncf": {}}]}
+    result = run(parse_recipe(raw, "teacher.yaml"), out / "teacher")
+    return result.input.path, result.final.path
+
+
+def time_all(folders: dict[str, Path], threads: int, rounds: int, per_round: int) -> dict[str, dict]:
+    deploy = Deployment(threads=threads, batch=1, hint="latency")
+    names = list(folders)
+    block = {"op": "latency", "key": "b1", "batch": 1, "warmup": 2, "warmup_s": 0.05, "calls": per_round}
+    with WorkerPool(names) as pool:
+        pool.load("b1", {n: (folders[n], deploy) for n in names})
+        pool.rounds({n: {**block, "warmup": 20, "warmup_s": 1.0, "calls": 1} for n in names}, rounds=1, seed=0)
+        answers = pool.rounds({n: block for n in names}, rounds=rounds, seed=0)
+    return {n: percentiles([ms for a in answers[n] for ms in a["ms"]]) for n in names}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="emoji32-v2")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--per-round", type=int, default=20)
+    parser.add_argument("--widths", default=",".join(str(w) for w in WIDTHS))
+    parser.add_argument("--out", type=Path, default=Path("runs/student-latency"))
+    args = parser.parse_args()
+
+    teacher_torch, teacher_ir = teacher_int8(args.model, args.out)
+    folders = {"teacher (torch fp32)": teacher_torch, "teacher int8": teacher_ir}
+    meta = {}
+    for width, convs, separable in itertools.product([float(w) for w in args.widths.split(",")], CONVS, SEPARABLE):
+        form = {"width": width, "convs_per_block": convs, "separable": separable}
+        folder, found = build(args.model, form, args.out)
+        name = f"w{width:g} c{convs}{' sep' if separable else ''}"
+        folders[name], meta[name] = folder, found
+    timed = time_all(folders, args.threads, args.rounds, args.per_round)
+    torch_ms, int8_ms = timed["teacher (torch fp32)"]["p50"], timed["teacher int8"]["p50"]
+    teacher_macs = next(iter(meta.values()))["teacher_macs"]
+    rows = []
+    print("| student (INT8 IR) | params | MMACs | MACs vs teacher | p50 ms | vs torch teacher | vs teacher int8 |")
+    print("|---|---|---|---|---|---|---|")
+    for name, p in timed.items():
+        m = meta.get(name, {})
+        macs = m.get("student_macs", teacher_macs)
+        print(f"| {name} | {m.get('student_params', m.get('teacher_params', 0)):,} | {macs / 1e6:.1f} | "
+              f"{teacher_macs / macs:.1f}x | {p['p50']:.3f} | {torch_ms / p['p50']:.1f}x | {int8_ms / p['p50']:.2f}x |")
+        rows.append({"name": name, "macs": macs, "p50_ms": p["p50"], "iqr_ms": p["iqr"], "n": p["n"]})
+    (args.out / "latency.json").write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=1) + "\n")
+    print(f"\n{args.threads} thread(s); p50 over {args.rounds} rounds x {args.per_round} calls per case "
+          f"(median IQR {np.median([r['iqr_ms'] for r in rows]):.3f} ms)")
+
+
+if __name__ == "__main__":
+    main()
