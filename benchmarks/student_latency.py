@@ -30,8 +30,6 @@ from compresskit.runner import run
 from compresskit.runtimes import Deployment
 
 WIDTHS = (0.125, 0.1875, 0.25, 0.375, 0.5)
-CONVS = (1, 2)
-SEPARABLE = (False, True)
 
 
 def build(model: str, form: dict, out: Path) -> tuple[Path, dict]:
@@ -71,13 +69,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--per-round", type=int, default=20)
     parser.add_argument("--widths", default=",".join(str(w) for w in WIDTHS))
+    parser.add_argument("--convs", default="1,2")
+    parser.add_argument("--separable", default="no,yes")
     parser.add_argument("--out", type=Path, default=Path("runs/student-latency"))
     args = parser.parse_args()
 
     teacher_torch, teacher_ir = teacher_int8(args.model, args.out)
     folders = {"teacher (torch fp32)": teacher_torch, "teacher int8": teacher_ir}
     meta = {}
-    for width, convs, separable in itertools.product([float(w) for w in args.widths.split(",")], CONVS, SEPARABLE):
+    widths = [float(w) for w in args.widths.split(",")]
+    convs_options = [int(c) for c in args.convs.split(",")]
+    separable_options = [s == "yes" for s in args.separable.split(",")]
+    for width, convs, separable in itertools.product(widths, convs_options, separable_options):
         form = {"width": width, "convs_per_block": convs, "separable": separable}
         folder, found = build(args.model, form, args.out)
         name = f"w{width:g} c{convs}{' sep' if separable else ''}"
