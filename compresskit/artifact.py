@@ -34,6 +34,7 @@ class Format(StrEnum):
     TORCH = "torch"
     ONNX = "onnx"
     OPENVINO = "openvino"
+    BUNDLE = "bundle"
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ FORMATS: dict[Format, FormatInfo] = {
     Format.TORCH: FormatInfo("torch", "baseline", "config.json or factory.json + model.safetensors"),
     Format.ONNX: FormatInfo("onnxruntime", "teacher_onnx", "model.onnx"),
     Format.OPENVINO: FormatInfo("openvino", "teacher_openvino", "model.xml + model.bin"),
+    # caption -> image without torch (runtimes.bundle); its generator is timed against the teacher in torch
+    Format.BUNDLE: FormatInfo("bundle", "baseline", "bundle.json + tokenizer.json + text encoder + generator"),
 }
 
 

@@ -29,6 +29,7 @@ PASSES: dict[str, str] = {  # the built-ins
     "export_openvino": "compresskit.passes.export_openvino:ExportOpenvino",
     "quantize_nncf": "compresskit.passes.quantize_nncf:QuantizeNncf",
     "quantize_ort": "compresskit.passes.quantize_ort:QuantizeOrt",
+    "bundle": "compresskit.passes.bundle:Bundle",
 }
 
 

@@ -35,6 +35,6 @@ def test_smoke_recipe_runs_every_pass_from_the_cli(tmp_path):
     assert report["status"] == "done" and [s["status"] for s in report["steps"]] == ["done"] * len(recipe.steps)
     assert [c["name"] for c in report["candidates"]] == ["baseline", "teacher_onnx", "teacher_openvino", "teacher_int8",
                                                           "prune", "distill", "export_onnx", "export_openvino",
-                                                          "quantize_nncf"]
+                                                          "quantize_nncf", "bundle"]
     assert report["verdict"] == "pass" and len(report["gates"]) == 2
     assert (tmp_path / "smoke" / "report.md").is_file() and (tmp_path / "smoke" / "samples.png").is_file()

@@ -174,6 +174,7 @@ def measure_footprint(candidate: Candidate, threads: int) -> dict:
         "first_inference_ms": metric("first_inference_ms", found["first_inference_ms"], 1, threads=threads, how=how),
         "peak_rss_mb": metric("peak_rss_mb", found["peak_rss_mb"], 1, threads=threads,
                               before_loading_mb=round(found["baseline_rss_mb"], 1),
+                              torch_imported=found.get("torch_imported"),
                               how="VmHWM of that process after its first call (includes Python + imports)"),
     }
 

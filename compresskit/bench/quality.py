@@ -3,7 +3,8 @@
 Every candidate and the baseline get identical inputs: the scored split's captions (MiniLM vectors, and
 token states for token-conditioned generators) and
 noise rows from ``seed`` (the same stream as ``compresskit eval --seed``), so ``*_vs_teacher`` pairs
-image i of a candidate with image i of the baseline; and the diversity protocol's K samples per caption. Non-finite outputs fail the candidate's quality
+image i of a candidate with image i of the baseline; and the diversity protocol's K samples per caption.
+A bundle reads its caption side from its own text encoder (the compressed one), the rest from the same rows. Non-finite outputs fail the candidate's quality
 measurement (no metric is reported for it, and any gate on one fails) rather than scoring.
 """
 
@@ -70,14 +71,20 @@ def measure_quality(candidates: list[Candidate], evalset: EvalSet, settings: Qua
     for c in candidates:
         progress(f"quality of {c.name}")
         runtime = load_runtime(c.artifact, deploy=Deployment(threads=threads, precision=c.precision))
-        own = lambda inputs: {name: inputs[name] for name in c.artifact.io["inputs"]}  # noqa: E731
+
+        def own(inputs: dict, captions: list[str]) -> dict:
+            """The inputs this candidate reads; a bundle's caption side from its own (compressed) text encoder."""
+            if runtime.embed is not None:
+                inputs = {"z": inputs["z"], **runtime.embed(captions)}
+            return {name: inputs[name] for name in c.artifact.io["inputs"]}
+
         try:
-            samples[c.name] = render(runtime, c.name, own(grid), len(sample_captions))
+            samples[c.name] = render(runtime, c.name, own(grid, sample_captions), len(sample_captions))
         except NonFiniteOutput:
             samples[c.name] = np.zeros((len(sample_captions), *evalset.real_eval.shape[1:]), np.uint8)
         try:
-            images = render(runtime, c.name, own(scored), settings.batch_size)
-            diversity_images = render(runtime, c.name, own(diverse), settings.batch_size)
+            images = render(runtime, c.name, own(scored, evalset.captions), settings.batch_size)
+            diversity_images = render(runtime, c.name, own(diverse, diversity_captions), settings.batch_size)
         except NonFiniteOutput as exc:
             errors[c.name] = str(exc)
             continue

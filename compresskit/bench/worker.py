@@ -49,6 +49,14 @@ def _serve(protocol) -> None:
             inputs = parity_inputs(io, command["batch"], command["batch"])
             runtime.images_per_second(inputs, command["warmup"])
             return {"ips": runtime.images_per_second(inputs, command["calls"])}
+        if op == "e2e" and runtime.embed is not None:  # a bundle: its own tokenizer and text encoder, no torch
+            z = parity_inputs(io, 1, 0)["z"]
+
+            def bundle_caption_to_image():
+                return runtime({"z": z, **runtime.embed([command["caption"]])})
+
+            warm_up(bundle_caption_to_image, command["warmup"], command.get("warmup_s", 0.0))
+            return {"ms": time_calls(bundle_caption_to_image, command["calls"])}
         if op == "e2e":
             if encoder is None:
                 import torch

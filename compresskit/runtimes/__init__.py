@@ -58,6 +58,8 @@ class Runtime:
     settings: dict = field(default_factory=dict)
     # run ``count`` calls as fast as the runtime allows (OpenVINO: async requests over its streams); seconds
     run_many: Callable[[dict[str, np.ndarray], int], float] | None = None
+    # a bundle's own caption side: captions -> the generator's caption inputs (None: MiniLM in torch is needed)
+    embed: Callable[[list[str]], dict[str, np.ndarray]] | None = None
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return self.call(inputs)
@@ -108,7 +110,8 @@ def torch_runtime(folder: Path, threads: int | None = None) -> Runtime:
     return Runtime("torch", threads, call, settings)
 
 
-def onnx_runtime(path: Path, threads: int | None = None, spinning: bool = False) -> Runtime:
+def onnx_runtime(path: Path, threads: int | None = None, spinning: bool = False, *, all_outputs: bool = False) -> Runtime:
+    """``all_outputs``: the call returns every output (a list), not the first alone."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -120,10 +123,14 @@ def onnx_runtime(path: Path, threads: int | None = None, spinning: bool = False)
     settings = {"library": "onnxruntime", "version": ort.__version__, "provider": "CPUExecutionProvider",
                 "intra_op_num_threads": threads or "default", "inter_op_num_threads": 1 if threads else "default",
                 "allow_spinning": spinning, "graph_optimization_level": options.graph_optimization_level.name}
+    if all_outputs:
+        return Runtime("onnxruntime", threads, lambda inputs: session.run(None, inputs), settings)
     return Runtime("onnxruntime", threads, lambda inputs: session.run(None, inputs)[0], settings)
 
 
-def openvino_runtime(path: Path, threads: int | None = None, *, deploy: Deployment | None = None) -> Runtime:
+def openvino_runtime(path: Path, threads: int | None = None, *, deploy: Deployment | None = None,
+                     all_outputs: bool = False) -> Runtime:
+    """``all_outputs``: the call returns every output (a list), not the first alone."""
     import openvino as ov
 
     deploy = deploy or Deployment(threads=threads)
@@ -157,6 +164,13 @@ def openvino_runtime(path: Path, threads: int | None = None, *, deploy: Deployme
     def call(inputs: dict[str, np.ndarray]) -> np.ndarray:  # zero-copy inputs; the output is copied out
         return request.infer(inputs, share_inputs=True)[output].copy()
 
+    def call_all(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        found = request.infer(inputs, share_inputs=True)
+        return [found[out].copy() for out in compiled.outputs]
+
+    if all_outputs:
+        return Runtime("openvino", deploy.threads, call_all, settings)
+
     return Runtime("openvino", deploy.threads, call, settings, run_many if deploy.hint == "throughput" else None)
 
 
@@ -169,4 +183,8 @@ def load_runtime(artifact: Artifact, threads: int | None = None, *, deploy: Depl
         return onnx_runtime(artifact.file(ONNX_FILE), deploy.threads, deploy.ort_spinning)
     if artifact.format == "openvino":
         return openvino_runtime(artifact.file(OPENVINO_XML), deploy=deploy)
+    if artifact.format == "bundle":
+        from .bundle import bundle_runtime
+
+        return bundle_runtime(artifact.path, deploy)
     raise ArtifactError(f"{artifact.path}: no runtime for format {artifact.format!r}")

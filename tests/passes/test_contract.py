@@ -15,7 +15,7 @@ from compresskit.runtimes import load_runtime
 from tests.passes.conftest import recipe_dict
 
 PREREQUISITES = {"torch": [], "onnx": [{"export_onnx": {}}], "openvino": [{"export_onnx": {}}, {"export_openvino": {}}]}
-FAST = {"quantize_nncf": {"subset_size": 8}, "quantize_ort": {"subset_size": 8},
+FAST = {"quantize_nncf": {"subset_size": 8}, "quantize_ort": {"subset_size": 8}, "bundle": {"validation_size": 8},
         "distill": {"steps": 4, "batch_size": 4, "captions": 16, "validation_size": 8, "validate_every": 2}}
 
 
@@ -28,7 +28,7 @@ def test_config_round_trips(name):
     cls = pass_class(name)
     config = cls.Config.model_validate(FAST.get(name, {}))
     assert cls.Config.model_validate(config.model_dump(mode="json")) == config
-    assert cls.about and cls.accepts and cls.produces in ("torch", "onnx", "openvino")
+    assert cls.about and cls.accepts and cls.produces in ("torch", "onnx", "openvino", "bundle")
 
 
 @pytest.mark.parametrize("name", list(PASSES))
@@ -99,7 +99,7 @@ def test_contract_problems_name_what_a_pass_class_gets_wrong():
     assert contract_problems(_Copy) == []
     assert contract_problems(int) == [f"{int!r} is not a subclass of compresskit.passes.base.Pass"]
     odd = type("Odd", (_Copy,), {"needs": ("gpu",), "produces": "tflite"})
-    assert contract_problems(odd) == ["format 'tflite' is not one of torch, onnx, openvino",
+    assert contract_problems(odd) == ["format 'tflite' is not one of torch, onnx, openvino, bundle",
                                       "needs 'gpu', not one of teacher, captions, calibration"]
 
 

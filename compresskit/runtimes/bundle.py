@@ -1,0 +1,130 @@
+"""A caption -> image bundle that runs without torch or transformers: numpy, ``tokenizers``, OpenVINO or onnxruntime.
+
+    from compresskit.runtimes.bundle import Bundle
+
+    bundle = Bundle("runs/edge-openvino-int8/artifacts/07-bundle-...")   # or any bundle folder
+    images = bundle.generate(["red apple", "cat face"], seed=0)           # uint8 (N, 32, 32, 3)
+
+A bundle folder (written by the ``bundle`` pass) holds ``bundle.json`` (what follows), the tokenizer
+(``tokenizer.json``), the text encoder graph (ids + mask -> pooled sentence vector and token states) and the
+generator graph, each an OpenVINO IR or an ONNX model. The steps, each done the way training did them:
+
+1. tokenise: the package's own ``tokenizer.json`` (the tokenizer MiniLM was trained with), cut at
+   ``max_tokens``, padded to the batch's longest caption;
+2. encode: the text encoder gives the unit-norm mean-pooled vector (``text``) and, for a generator that
+   reads tokens, the token states zero-padded or cut to its ``token_length`` with their mask;
+3. draw: noise ``z`` ~ N(0, 1) from numpy's ``default_rng(seed)`` (or the caller's own), then the generator;
+   images in [-1, 1] become uint8 HWC.
+
+Nothing here imports torch, transformers or the rest of compresskit's training code (a test runs this module
+in a fresh process and checks ``sys.modules``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ArtifactError
+from ..text.captions import check_captions
+from . import Deployment, Runtime, onnx_runtime, openvino_runtime
+
+BUNDLE_FILE = "bundle.json"
+BUNDLE_FORMAT = "compresskit.bundle/1"
+
+
+def _load(path: Path, backend: str, deploy: Deployment, all_outputs: bool) -> Runtime:
+    if backend == "openvino":
+        return openvino_runtime(path, deploy=deploy, all_outputs=all_outputs)
+    if backend == "onnxruntime":
+        return onnx_runtime(path, deploy.threads, deploy.ort_spinning, all_outputs=all_outputs)
+    raise ArtifactError(f"{path}: unknown backend {backend!r} in {BUNDLE_FILE}; one of openvino, onnxruntime")
+
+
+def read_spec(folder: Path) -> dict:
+    """``bundle.json`` of a bundle folder, checked: one clear line when it is missing or not a bundle."""
+    path = Path(folder) / BUNDLE_FILE
+    try:
+        spec = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ArtifactError(f"{folder} is not a bundle (no {BUNDLE_FILE}); pass the bundle step's folder") from None
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path} cannot be read ({exc}); rebuild the bundle") from None
+    if not isinstance(spec, dict) or spec.get("format") != BUNDLE_FORMAT:
+        raise ArtifactError(f"{path} is not a {BUNDLE_FORMAT} file; rebuild the bundle with this compresskit")
+    missing = [spec[k]["file"] for k in ("text_encoder", "generator") if not (Path(folder) / spec[k]["file"]).exists()]
+    missing += [spec["tokenizer"]] if not (Path(folder) / spec["tokenizer"]).exists() else []
+    if missing:
+        raise ArtifactError(f"{folder}: the bundle lacks {missing[0]}; rebuild the bundle")
+    return spec
+
+
+class Bundle:
+    """Tokenizer + text encoder + generator, loaded once; ``generate`` turns captions into uint8 images.
+
+    ``batch``: compile the generator for this static batch (batch-1 latency: 1); None keeps it dynamic.
+    """
+
+    def __init__(self, folder: Path | str, *, threads: int | None = None, batch: int | None = None,
+                 hint: str = "none"):
+        from tokenizers import Tokenizer
+
+        self.folder = Path(folder)
+        self.spec = spec = read_spec(self.folder)
+        self.tokenizer = Tokenizer.from_file(str(self.folder / spec["tokenizer"]))
+        self.tokenizer.enable_truncation(spec["max_tokens"])
+        self.tokenizer.enable_padding(pad_id=spec["pad_id"], pad_token=spec["pad_token"])
+        text, gen = spec["text_encoder"], spec["generator"]
+        self.encoder = _load(self.folder / text["file"], text["backend"], Deployment(threads=threads, hint=hint), True)
+        self.generator = _load(self.folder / gen["file"], gen["backend"],
+                               Deployment(threads=threads, batch=batch, hint=hint), False)
+        self.io = gen["io"]
+        self.inputs = list(gen["input_order"])
+        self.settings = {"text_encoder": self.encoder.settings, "generator": self.generator.settings}
+
+    @property
+    def z_dim(self) -> int:
+        return int(self.io["inputs"]["z"]["shape"][1])
+
+    def embed(self, captions: Sequence[str]) -> dict[str, np.ndarray]:
+        """The generator's caption inputs: ``text`` (N, 384), plus ``tokens`` and ``token_mask`` if it reads them."""
+        captions = check_captions(captions)
+        encoded = self.tokenizer.encode_batch(captions)
+        ids = np.array([e.ids for e in encoded], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+        pooled, hidden = self.encoder({"input_ids": ids, "attention_mask": mask})
+        found = {"text": np.ascontiguousarray(pooled, dtype=np.float32)}
+        if "tokens" in self.io["inputs"]:
+            length = int(self.io["inputs"]["tokens"]["shape"][1])
+            tokens = np.zeros((len(captions), length, hidden.shape[2]), dtype=np.float32)
+            token_mask = np.zeros((len(captions), length), dtype=np.float32)
+            n = min(length, hidden.shape[1])
+            token_mask[:, :n] = mask[:, :n]
+            tokens[:, :n] = hidden[:, :n] * token_mask[:, :n, None]
+            found["tokens"], found["token_mask"] = tokens, token_mask
+        return found
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The generator alone on prepared inputs (float images in [-1, 1], NCHW)."""
+        return self.generator({name: inputs[name] for name in self.inputs})
+
+    def generate(self, captions: Sequence[str], *, seed: int = 0, z: np.ndarray | None = None) -> np.ndarray:
+        """uint8 images (N, S, S, 3), one per caption; noise from ``seed`` unless ``z`` (N, z_dim) is given."""
+        captions = check_captions(captions)
+        if z is None:
+            z = np.random.default_rng(seed).standard_normal((len(captions), self.z_dim)).astype(np.float32)
+        elif z.shape != (len(captions), self.z_dim):
+            raise ArtifactError(f"z has shape {z.shape}; this bundle needs ({len(captions)}, {self.z_dim})")
+        images = self({"z": np.ascontiguousarray(z, dtype=np.float32), **self.embed(captions)})
+        return np.round((np.clip(images, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+
+def bundle_runtime(folder: Path, deploy: Deployment) -> Runtime:
+    """A bundle as a ``Runtime``: calls run its generator on prepared inputs; ``embed`` is its own caption side."""
+    bundle = Bundle(folder, threads=deploy.threads, batch=deploy.batch, hint=deploy.hint)
+    return Runtime("bundle", deploy.threads, bundle, {"library": "compresskit.runtimes.bundle", **bundle.settings},
+                   embed=bundle.embed)

@@ -1,0 +1,84 @@
+"""The bundle: tokenizer + text encoder + generator that turns captions into images without torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from compresskit.artifact import load_artifact
+from compresskit.errors import ArtifactError
+from compresskit.recipe import parse_recipe
+from compresskit.runner import run
+from compresskit.runtimes.bundle import BUNDLE_FILE, Bundle
+from tests.passes.conftest import recipe_dict
+
+CAPTIONS = ["red apple", "a small green triangle at the bottom right and a large blue square at the center"]
+
+
+@pytest.fixture(scope="module")
+def bundled(tiny_generator_dir, tmp_path_factory):
+    steps = [{"export_onnx": {}}, {"export_openvino": {}}, {"bundle": {"validation_size": 16}}]
+    result = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path_factory.mktemp("b") / "run")
+    return load_artifact(result.steps[1].path), result.final
+
+
+def test_the_bundle_draws_what_minilm_in_torch_and_the_generator_ir_draw(bundled):
+    from compresskit.models.inputs import caption_inputs
+    from compresskit.runtimes import openvino_runtime
+
+    generator_ir, bundle = bundled
+    assert bundle.format == "bundle" and bundle.meta["text_cosine_vs_fp32"] > 0.9999
+    assert {"tokenizer.json", "text_encoder.xml", "generator.xml", BUNDLE_FILE} <= set(bundle.files)
+    z = np.random.default_rng(0).standard_normal((2, generator_ir.io["inputs"]["z"]["shape"][1])).astype(np.float32)
+    images = Bundle(bundle.path).generate(CAPTIONS, seed=0)
+    expected = openvino_runtime(generator_ir.file("model.xml"))(caption_inputs(generator_ir.io, CAPTIONS, z))
+    expected = np.round((np.clip(expected, -1, 1) + 1) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)
+    assert images.shape == (2, 32, 32, 3) and images.dtype == np.uint8
+    assert np.abs(images.astype(int) - expected.astype(int)).max() <= 1, "same tokens, same vectors, same image"
+    assert not np.array_equal(images[0], images[1]), "another caption draws another image"
+
+
+def test_loading_and_running_the_bundle_imports_neither_torch_nor_transformers(bundled):
+    _, bundle = bundled
+    code = ("import sys\nfrom compresskit.runtimes.bundle import Bundle\n"
+            f"images = Bundle({str(bundle.path)!r}, threads=1).generate(['red apple'], seed=3)\n"
+            "print(images.shape, 'torch' in sys.modules, 'transformers' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-800:]
+    assert done.stdout.split("\n")[-2] == "(1, 32, 32, 3) False False"
+
+
+def test_a_bundle_first_image_and_memory_are_probed_in_a_fresh_process_without_torch(bundled):
+    from compresskit.bench.speed import probe
+
+    _, bundle = bundled
+    found = probe(bundle.path, 1)
+    assert found["torch_imported"] is False
+    assert 0 < found["first_inference_ms"] < 30_000 and found["peak_rss_mb"] > found["baseline_rss_mb"]
+
+
+def test_an_onnx_generator_bundles_with_onnxruntime_and_int8_text_asks_for_openvino(tiny_generator_dir, tmp_path):
+    steps = [{"export_onnx": {}}, {"bundle": {"validation_size": 8}}]
+    bundle = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run").final
+    spec = json.loads((bundle.path / BUNDLE_FILE).read_text())
+    assert spec["text_encoder"]["backend"] == spec["generator"]["backend"] == "onnxruntime"
+    assert Bundle(bundle.path).generate(["cat face"]).shape == (1, 32, 32, 3)
+    steps = [{"export_onnx": {}}, {"bundle": {"text_encoder": "int8"}}]
+    with pytest.raises(Exception, match="int8 is built with NNCF for OpenVINO"):
+        run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r2.yaml"), tmp_path / "run2")
+
+
+def test_bad_bundle_folders_and_captions_are_one_line_errors(bundled, tmp_path):
+    from compresskit.errors import TextError
+
+    with pytest.raises(ArtifactError, match="is not a bundle"):
+        Bundle(tmp_path)
+    (tmp_path / BUNDLE_FILE).write_text("{not json")
+    with pytest.raises(ArtifactError, match="cannot be read"):
+        Bundle(tmp_path)
+    with pytest.raises(TextError, match="wrap a single caption"):
+        Bundle(bundled[1].path).generate("red apple")
