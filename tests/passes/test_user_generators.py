@@ -32,7 +32,7 @@ def user_input(tmp_path, name: str, width: int = 32) -> dict:
 FAST_DISTILL = {"steps": 12, "batch_size": 8, "captions": 32, "validation_size": 8, "validate_every": 4, "patience": 10}
 FAST_BENCH = {"candidates": ["prune", "distill", "quantize_nncf"],
               "speed": {"threads": [1], "batch_sizes": [1], "warmup": 1, "warmup_s": 0, "rounds": 2, "per_round": 3,
-                        "exported_teacher": False, "probe": False},
+                        "exported_teacher": False, "probe": False, "peak": False},
               "quality": {"batch_size": 16, "diversity_captions": 12}}
 
 
