@@ -199,7 +199,7 @@ def _objective(cfg: dict) -> str:
     if cfg.get("recon_weight"):
         text += f"; plus {cfg['recon_weight']} x MSE to the caption's real image"
         if cfg.get("recon_until"):
-            text += f" (annealed linearly to 0 at step {cfg['recon_until']:,})"
+            text += f" (annealed linearly to {cfg.get('recon_floor') or 0:g} at step {cfg['recon_until']:,})"
     if cfg.get("diversity_weight"):
         text += (f"; plus mode seeking (DSGAN): {cfg['diversity_weight']} / (mean|G(z1)-G(z2)| / mean|z1-z2|) "
                  "over pairs of noises for one caption")

@@ -53,7 +53,8 @@ class TrainConfig(_Strict):
     gp_power: float = 6.0
     gp_every: int = Field(4, ge=1)  # lazy regularisation: every k steps, weight scaled by k
     recon_weight: float = Field(0.0, ge=0)  # paired MSE between G(z, caption) and the caption's real image
-    recon_until: int | None = Field(None, ge=1)  # anneal recon_weight linearly to 0 at this step (None: constant)
+    recon_until: int | None = Field(None, ge=1)  # anneal recon_weight linearly to recon_floor at this step (None: constant)
+    recon_floor: float = Field(0.0, ge=0)  # the weight the anneal ends at and keeps (0: the term is dropped)
     # mode seeking (DSGAN, Yang et al. 2019): each caption of a G batch is drawn with two noises and G is
     # rewarded for making them differ: weight / (mean|G(z1)-G(z2)| / mean|z1-z2| + eps)
     diversity_weight: float = Field(0.0, ge=0)
@@ -76,10 +77,11 @@ class TrainConfig(_Strict):
         return [k for k in keys if getattr(self, k) != getattr(other, k)]
 
     def recon_weight_at(self, step: int) -> float:
-        """The reconstruction weight of ``step`` (linear anneal to 0 at ``recon_until``, if set)."""
+        """The reconstruction weight of ``step`` (linear anneal to ``recon_floor`` at ``recon_until``, if set)."""
         if self.recon_until is None:
             return self.recon_weight
-        return self.recon_weight * max(0.0, 1.0 - step / self.recon_until)
+        left = max(0.0, 1.0 - step / self.recon_until)
+        return self.recon_floor + (self.recon_weight - self.recon_floor) * left
 
 
 def load_train_config(path: str | Path) -> TrainConfig:

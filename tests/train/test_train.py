@@ -57,6 +57,8 @@ def test_recon_weight_anneals_linearly_to_zero_at_recon_until():
     config = tiny(recon_weight=10.0, recon_until=100)
     assert [config.recon_weight_at(s) for s in (0, 50, 100, 500)] == [10.0, 5.0, 0.0, 0.0]
     assert tiny(recon_weight=10.0).recon_weight_at(10_000) == 10.0
+    floored = tiny(recon_weight=10.0, recon_until=100, recon_floor=4.0)
+    assert [floored.recon_weight_at(s) for s in (0, 50, 100, 500)] == [10.0, 7.0, 4.0, 4.0], "it ends at the floor"
 
 
 def test_mode_seeking_term_makes_two_noises_of_one_caption_differ_more(tmp_path):
