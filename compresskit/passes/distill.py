@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
@@ -85,6 +85,13 @@ class DistillConfig(PassConfig):
     patience: int = Field(4, ge=1, le=1000)
     checkpoint_every: int = Field(250, ge=1, le=10_000_000)
     bf16: bool = True
+
+    @model_validator(mode="after")
+    def _kwargs_need_a_factory_student(self) -> DistillConfig:
+        if self.student_kwargs and self.student != "factory":
+            raise ValueError(f"student_kwargs applies to student: factory only (this step's student is "
+                             f"{self.student}); remove it or set student: factory")
+        return self
 
 
 def slim_config(teacher: GeneratorConfig, width: float, convs_per_block: int | None = None,
