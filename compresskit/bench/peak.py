@@ -106,7 +106,7 @@ def _runtime(folder: Path, kind: str, threads: int):
         import torch
 
         torch.set_num_threads(threads)
-        conv = _conv(np.load(folder / WEIGHTS))
+        conv = _conv(np.load(folder / WEIGHTS, allow_pickle=False))
 
         def call(inputs):
             with torch.inference_mode():
