@@ -189,7 +189,8 @@ def measure_compute_rates(candidates: list[Candidate], metrics: dict[str, dict],
     """{candidate name: {gmacs_per_s, peak_gmacs_per_s, share_of_peak}} from each one's MACs and batch-1 p50
     (``metrics[name]``) and the peak of its runtime and precision, timed here at ``threads``."""
     kinds = {c.name: peak_kind(c.backend, c.precision, runs_int8(c.artifact)) for c in candidates}
-    peaks = measure_peaks([k for k in kinds.values() if k], threads, calls)
+    wanted = [k for k in kinds.values() if k]
+    peaks = measure_peaks(wanted, threads, calls) if wanted else {}
     found = {}
     for c in candidates:
         macs, p50 = metrics[c.name].get("macs"), metrics[c.name].get("latency_ms_p50")
