@@ -219,34 +219,61 @@ def train(
 @app.command()
 def generate(
     captions: Annotated[list[str], typer.Argument(help="One or more captions (one grid row each).")],
-    model: Annotated[str, typer.Option(help="Shipped model name or checkpoint folder.")] = "emoji32-base",
+    model: Annotated[str, typer.Option(help="Shipped model name, checkpoint folder, bundle folder, or a run folder "
+                                            "(RUN_DIR or RUN_DIR/final: its last step).")] = "emoji32-base",
     n: Annotated[int, typer.Option("--n", min=1, max=64, help="Images per caption.")] = 8,
     seed: Annotated[int, typer.Option(help="Noise seed (column j uses the same noise in every row).")] = 0,
     output: Annotated[Path, typer.Option("-o", "--output", help="Grid PNG to write.")] = Path("grid.png"),
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
-    """Generate a labelled grid: one row per caption, n samples per row."""
-    from .generate import generate as run_generate
+    """Generate a labelled grid: one row per caption, n samples per row.
+
+    A bundle (the ``bundle`` step's folder, or a run that ends with one) runs without torch: its own tokenizer,
+    text encoder and generator; its noise comes from numpy, so its images differ from a checkpoint's for one seed.
+    """
     from .grid import save_grid
-    from .models import resolve_model_dir
-    from .text import check_captions
+    from .runtimes.bundle import find_bundle
+    from .text.captions import check_captions
 
     check_captions(captions)
-    folder = resolve_model_dir(model)
+    folder = _run_final(Path(model)) if Path(model).is_dir() else Path(model)
+    bundle_dir = find_bundle(folder)
     started = time.perf_counter()
-    result = run_generate(folder, captions, n=n, seed=seed)
+    if bundle_dir is not None:
+        from .runtimes.bundle import Bundle
+
+        images, folder = Bundle(bundle_dir).generate_grid(captions, n=n, seed=seed), bundle_dir
+    else:
+        from .generate import generate as run_generate
+        from .models import resolve_model_dir
+
+        folder = resolve_model_dir(folder if folder.is_dir() else model)
+        images = run_generate(folder, captions, n=n, seed=seed).images
     seconds = time.perf_counter() - started
-    flat = result.images.reshape(-1, *result.images.shape[2:])
+    flat = images.reshape(-1, *images.shape[2:])
     labels = [f"{c} #{j}" for c in captions for j in range(n)]
     save_grid(output, flat, labels, columns=n, tile_px=64, label_lines=2)
     summary = {
-        "model": str(folder), "captions": captions, "n": n, "seed": seed,
-        "image_size": int(result.images.shape[2]), "grid": str(output), "seconds": round(seconds, 3),
+        "model": str(folder), "runtime": "bundle" if bundle_dir is not None else "torch", "captions": captions,
+        "n": n, "seed": seed, "image_size": int(images.shape[2]), "grid": str(output), "seconds": round(seconds, 3),
     }
     if as_json:
         _print_json(summary)
     else:
-        err.print(f"wrote {output}: {len(captions)} caption(s) x {n} at {summary['image_size']} px ({seconds:.2f} s)")
+        err.print(f"wrote {output}: {len(captions)} caption(s) x {n} at {summary['image_size']} px ({seconds:.2f} s, "
+                  f"{summary['runtime']})")
+
+
+def _run_final(folder: Path) -> Path:
+    """A run folder (it has run.json) -> its last step's artifact; any other folder as it is."""
+    from .runner import FINAL
+
+    if not (folder / "run.json").is_file():
+        return folder
+    if not (folder / FINAL).is_dir():
+        raise DataError(f"{folder} is a run whose steps did not all finish (no {FINAL}); rerun compresskit run "
+                        "to complete it, or pass a step's artifact folder")
+    return folder / FINAL
 
 
 @app.command()

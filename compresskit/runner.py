@@ -4,6 +4,7 @@
     RUN_DIR/artifacts/00-input-<id>/        the input generator, checksummed
     RUN_DIR/artifacts/NN-<pass>-<id>/       one folder per step: payload + manifest.json
     RUN_DIR/run.json                        per step: input/output ids, cached, seconds, status, meta
+    RUN_DIR/final -> artifacts/NN-.../      a link to the last step's artifact (written when every step ran)
     RUN_DIR/scratch/NN-<pass>-<id>/         a running step's checkpoints (resume after a crash)
 
 A step whose artifact folder already exists and passes its checksums is reused, not rerun; a folder
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -42,6 +44,7 @@ from .threads import torch_threads
 from .train.distributed import World, main_first, process_group
 
 ARTIFACTS = "artifacts"
+FINAL = "final"  # RUN_DIR/final: a link to the last step's artifact
 
 
 @dataclass
@@ -201,7 +204,18 @@ def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[str, dict], None] | 
     finally:
         if world.is_main:
             _write_run_json(run_dir, recipe, root, records)
+    if world.is_main:
+        _link_final(run_dir, current.path)
     return RunResult(run_dir, root, records, current)
+
+
+def _link_final(run_dir: Path, final: Path) -> None:
+    """``RUN_DIR/final`` -> the last step's artifact (a relative link, replaced atomically), so a user can
+    write ``compresskit generate "caption" --model RUN_DIR/final`` or copy the bundle with ``cp -rL``."""
+    link, tmp = run_dir / FINAL, run_dir / f".{FINAL}.tmp"
+    tmp.unlink(missing_ok=True)
+    os.symlink(os.path.relpath(final, run_dir), tmp)
+    os.replace(tmp, link)
 
 
 def _step(cls, step, config: dict, current: Artifact, folder: Path, output_id: str, ctx: PassContext,

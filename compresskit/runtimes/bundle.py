@@ -121,6 +121,31 @@ class Bundle:
         images = self({"z": np.ascontiguousarray(z, dtype=np.float32), **self.embed(captions)})
         return np.round((np.clip(images, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)
 
+    def generate_grid(self, captions: Sequence[str], *, n: int, seed: int = 0) -> np.ndarray:
+        """uint8 (len(captions), n, S, S, 3): sample j of every caption uses the same noise vector."""
+        captions = check_captions(captions)
+        z = np.random.default_rng(seed).standard_normal((n, self.z_dim)).astype(np.float32)
+        images = self.generate([c for c in captions for _ in range(n)], z=np.tile(z, (len(captions), 1)))
+        return images.reshape(len(captions), n, *images.shape[1:])
+
+
+def find_bundle(folder: Path) -> Path | None:
+    """``folder`` if it is a bundle (it holds ``bundle.json``), else None; a step artifact of another format
+    (ONNX, OpenVINO IR) is refused with the fix, since only a bundle carries its own text encoder."""
+    folder = Path(folder)
+    if (folder / BUNDLE_FILE).is_file():
+        return folder
+    manifest = folder / "manifest.json"
+    if manifest.is_file():
+        try:
+            kind = json.loads(manifest.read_text()).get("format")
+        except (OSError, ValueError, AttributeError):
+            kind = None
+        if kind not in (None, "torch"):
+            raise ArtifactError(f"{folder} is a {kind} artifact, which needs compresskit's text encoder to run; "
+                                "end the recipe with a bundle step, or pass a checkpoint or bundle folder")
+    return None
+
 
 
 def bundle_runtime(folder: Path, deploy: Deployment) -> Runtime:

@@ -82,3 +82,26 @@ def test_bad_bundle_folders_and_captions_are_one_line_errors(bundled, tmp_path):
         Bundle(tmp_path)
     with pytest.raises(TextError, match="wrap a single caption"):
         Bundle(bundled[1].path).generate("red apple")
+
+
+def test_generate_draws_a_grid_from_a_run_final_bundle_without_the_torch_generator(bundled, tmp_path):
+    from tests.helpers import run_cli
+
+    ir, bundle = bundled
+    run_dir = bundle.path.parent.parent
+    assert (run_dir / "final").resolve() == bundle.path.resolve(), "the run links its last step as final"
+    grid = tmp_path / "grid.png"
+    done = run_cli("generate", "red apple", "cat face", "--model", str(run_dir / "final"), "--n", "3",
+                   "-o", str(grid), "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["runtime"] == "bundle" and summary["image_size"] == 32
+    assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    z = np.random.default_rng(0).standard_normal((3, Bundle(bundle.path).z_dim)).astype(np.float32)
+    rows = Bundle(bundle.path).generate_grid(["red apple", "cat face"], n=3, seed=0)
+    assert np.array_equal(rows[1], Bundle(bundle.path).generate(["cat face"] * 3, z=z)), "column j: one noise"
+    assert json.loads(run_cli("generate", "red apple", "--model", str(run_dir), "--n", "1", "-o", str(grid),
+                              "--json").stdout)["model"] == str(run_dir / "final")
+    refused = run_cli("generate", "red apple", "--model", str(ir.path), "-o", str(tmp_path / "no.png"))
+    assert refused.returncode == 2 and "end the recipe with a bundle step" in refused.stderr
+    assert not (tmp_path / "no.png").exists()
