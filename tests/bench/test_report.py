@@ -65,7 +65,8 @@ def test_report_measures_every_candidate_with_units_directions_and_counts(measur
     assert [c["backend"] for c in report["candidates"]] == ["torch", "onnxruntime", "openvino", "openvino",
                                                             "onnxruntime", "openvino"]
     speed = ["latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "throughput_ips", "first_inference_ms",
-             "peak_rss_mb", "size_mb", "params", "macs", "e2e_latency_ms_p50", "speedup_vs_baseline",
+             "peak_rss_mb", "size_mb", "params", "macs", "e2e_latency_ms_p50", "e2e_latency_ms_p90",
+             "e2e_speedup_vs_baseline", "speedup_vs_baseline",
              "speedup_vs_exported_teacher", "speedup_vs_teacher_int8"]
     for c in report["candidates"]:
         m = c["metrics"]
@@ -80,7 +81,10 @@ def test_report_measures_every_candidate_with_units_directions_and_counts(measur
         assert m["attr_accuracy_seen"]["n"] + m["attr_accuracy_unseen"]["n"] == N_EVAL
         assert m["diversity"]["samples_per_caption"] == 8 and m["diversity"]["n"] == 12 and m["diversity"]["value"] > 0
         assert m["throughput_ips"]["batch"] == 4 and m["throughput_ips"]["value"] > 0
-        assert m["e2e_latency_ms_p50"]["value"] > 0 and m["peak_rss_mb"]["value"] > 50
+        assert 0 < m["e2e_latency_ms_p50"]["value"] <= m["e2e_latency_ms_p90"]["value"]
+        assert m["peak_rss_mb"]["value"] > 50
+        assert m["e2e_speedup_vs_baseline"]["value"] == pytest.approx(  # over the teacher pipeline, same run
+            report["candidates"][0]["metrics"]["e2e_latency_ms_p50"]["value"] / m["e2e_latency_ms_p50"]["value"])
         assert m["params"]["value"] == report["candidates"][0]["metrics"]["params"]["value"], "an export keeps the weights"
     base, teacher_onnx, teacher_ov, teacher_int8, onnx, ov = (c["metrics"] for c in report["candidates"])
     assert base["speedup_vs_baseline"]["value"] == 1.0 and "psnr_vs_teacher" not in base
