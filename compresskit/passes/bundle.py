@@ -28,7 +28,7 @@ from pydantic import Field
 from ..artifact import Artifact
 from ..errors import PassFailed
 from ..runtimes import ONNX_FILE, OPENVINO_XML
-from ..runtimes.bundle import BUNDLE_FILE, BUNDLE_FORMAT
+from ..runtimes.bundle import BUNDLE_FILE, BUNDLE_FORMAT, load_tokenizer
 from .base import Pass, PassConfig, PassContext, PassMetric, PassResult
 
 
@@ -42,7 +42,7 @@ class BundleConfig(PassConfig):
 def _tokenized(tokenizer, captions: list[str]) -> list[dict[str, np.ndarray]]:
     """One {input_ids, attention_mask} dict per caption (batch 1, its own length), as the bundle tokenises."""
     found = []
-    for encoded in tokenizer.encode_batch(captions):
+    for encoded in (tokenizer.encode(caption) for caption in captions):  # one at a time: no padding
         found.append({"input_ids": np.array([encoded.ids], dtype=np.int64),
                       "attention_mask": np.array([encoded.attention_mask], dtype=np.int64)})
     return found
@@ -60,6 +60,7 @@ class Bundle(Pass):
     Config = BundleConfig
     accepts = ("openvino", "onnx")
     produces = "bundle"
+    version = "2"  # 2: calibration and validation captions tokenised to their own length (1: padded to 128)
     libraries = ("openvino", "nncf", "onnxruntime", "tokenizers")
     needs = ("captions",)
     metrics = {"text_cosine_vs_fp32": PassMetric("", "higher", "mean cosine of the bundle's sentence vectors to "
@@ -68,7 +69,6 @@ class Bundle(Pass):
 
     def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> PassResult:
         import openvino as ov
-        from tokenizers import Tokenizer
 
         from ..models.inputs import input_names
         from ..text.encoder import MAX_TOKENS
@@ -80,8 +80,7 @@ class Bundle(Pass):
             raise PassFailed("bundle: text_encoder: int8 is built with NNCF for OpenVINO; bundle an OpenVINO "
                              "generator (after export_openvino) or use text_encoder: fp32")
         shutil.copyfile(tokenizer_file(), out_dir / TOKENIZER_FILE)
-        tokenizer = Tokenizer.from_file(str(out_dir / TOKENIZER_FILE))
-        tokenizer.enable_truncation(MAX_TOKENS)
+        tokenizer = load_tokenizer(out_dir / TOKENIZER_FILE, MAX_TOKENS)
         val_items = _tokenized(tokenizer, ctx.captions(cfg.validation_size, seed=ctx.seed + 7, split="val"))
         onnx_path = text_encoder_onnx()
         core = ov.Core()

@@ -44,6 +44,17 @@ def _load(path: Path, backend: str, deploy: Deployment, all_outputs: bool) -> Ru
     raise ArtifactError(f"{path}: unknown backend {backend!r} in {BUNDLE_FILE}; one of openvino, onnxruntime")
 
 
+def load_tokenizer(path: Path, max_tokens: int, pad_token: str = "[PAD]"):
+    """The tokenizer as the bundle runs it: cut at ``max_tokens``, padded to the batch's longest caption (the
+    MiniLM package's file pads every caption to 128 tokens, which would cost the encoder ~8x at batch 1)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.enable_truncation(max_tokens)
+    tokenizer.enable_padding(pad_id=tokenizer.token_to_id(pad_token), pad_token=pad_token)
+    return tokenizer
+
+
 def read_spec(folder: Path) -> dict:
     """``bundle.json`` of a bundle folder, checked: one clear line when it is missing or not a bundle."""
     path = Path(folder) / BUNDLE_FILE
@@ -70,13 +81,9 @@ class Bundle:
 
     def __init__(self, folder: Path | str, *, threads: int | None = None, batch: int | None = None,
                  hint: str = "none"):
-        from tokenizers import Tokenizer
-
         self.folder = Path(folder)
         self.spec = spec = read_spec(self.folder)
-        self.tokenizer = Tokenizer.from_file(str(self.folder / spec["tokenizer"]))
-        self.tokenizer.enable_truncation(spec["max_tokens"])
-        self.tokenizer.enable_padding(pad_id=spec["pad_id"], pad_token=spec["pad_token"])
+        self.tokenizer = load_tokenizer(self.folder / spec["tokenizer"], spec["max_tokens"], spec["pad_token"])
         text, gen = spec["text_encoder"], spec["generator"]
         self.encoder = _load(self.folder / text["file"], text["backend"], Deployment(threads=threads, hint=hint), True)
         self.generator = _load(self.folder / gen["file"], gen["backend"],

@@ -105,3 +105,25 @@ def test_generate_draws_a_grid_from_a_run_final_bundle_without_the_torch_generat
     refused = run_cli("generate", "red apple", "--model", str(ir.path), "-o", str(tmp_path / "no.png"))
     assert refused.returncode == 2 and "end the recipe with a bundle step" in refused.stderr
     assert not (tmp_path / "no.png").exists()
+
+
+def test_the_pass_tokenises_each_caption_to_its_own_length_as_the_bundle_does():
+    from compresskit.passes.bundle import _tokenized
+    from compresskit.runtimes.bundle import load_tokenizer
+    from compresskit.text.encoder import MAX_TOKENS
+    from compresskit.text.export import tokenizer_file
+
+    tokenizer = load_tokenizer(tokenizer_file(), MAX_TOKENS)
+    items = _tokenized(tokenizer, ["red apple", "grinning face with big eyes"])
+    assert [item["input_ids"].shape for item in items] == [(1, 4), (1, 7)], "[CLS] words [SEP], no padding"
+    assert all(item["attention_mask"].all() for item in items)
+
+
+def test_an_int8_text_encoder_is_quantised_and_keeps_the_sentence_vector(tiny_generator_dir, tmp_path):
+    steps = [{"export_onnx": {}}, {"export_openvino": {}},
+             {"bundle": {"text_encoder": "int8", "subset_size": 32, "validation_size": 16, "max_drop": 0.01}}]
+    bundle = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run").final
+    assert b"FakeQuantize" in (bundle.path / "text_encoder.xml").read_bytes()
+    assert 0.99 - 1e-6 <= bundle.meta["text_cosine_vs_fp32"] < 1.0, "accuracy control holds the cosine within max_drop"
+    vector = Bundle(tmp_path / "run" / "final").embed(["red apple"])["text"]
+    assert vector.shape == (1, 384) and abs(float(np.linalg.norm(vector)) - 1) < 1e-3
