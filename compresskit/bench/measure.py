@@ -25,13 +25,16 @@ compares a candidate with the teacher exported to the candidate's own runtime an
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..artifact import FORMATS, Artifact, Format
 from ..runtimes import ONNX_FILE, OPENVINO_XML, Deployment
+from ..runtimes.bundle import BUNDLE_FILE
 from .harness import WorkerPool
 from .peak import HOW as PEAK_HOW
 from .peak import measure_peaks, peak_kind
@@ -187,16 +190,37 @@ def measure_footprint(candidate: Candidate, threads: int) -> dict:
     }
 
 
+def generator_payload(artifact: Artifact) -> tuple[str, Path] | None:
+    """(backend, file) of the generator an artifact deploys: the IR or ONNX file, or a bundle's generator."""
+    if artifact.format == "openvino":
+        return "openvino", artifact.file(OPENVINO_XML)
+    if artifact.format == "onnx":
+        return "onnxruntime", artifact.file(ONNX_FILE)
+    if artifact.format == "bundle":
+        generator = json.loads(artifact.file(BUNDLE_FILE).read_text())["generator"]
+        return generator["backend"], artifact.path / generator["file"]
+    return None
+
+
 def runs_int8(artifact: Artifact) -> bool:
-    """Whether the deployed payload holds INT8 quantisation (FakeQuantize in an IR, QuantizeLinear in ONNX)."""
-    marker = {"openvino": (OPENVINO_XML, b"FakeQuantize"), "onnx": (ONNX_FILE, b"QuantizeLinear")}.get(artifact.format)
-    return marker is not None and marker[1] in artifact.file(marker[0]).read_bytes()
+    """Whether the deployed generator holds INT8 quantisation (FakeQuantize in an IR, QuantizeLinear in ONNX)."""
+    payload = generator_payload(artifact)
+    if payload is None:
+        return False
+    marker = b"FakeQuantize" if payload[0] == "openvino" else b"QuantizeLinear"
+    return marker in payload[1].read_bytes()
+
+
+def _generator_backend(candidate: Candidate) -> str:
+    """The runtime the candidate's generator runs in (a bundle's generator: OpenVINO or onnxruntime)."""
+    payload = generator_payload(candidate.artifact)
+    return payload[0] if payload is not None else candidate.backend
 
 
 def measure_compute_rates(candidates: list[Candidate], metrics: dict[str, dict], threads: int, calls: int) -> dict:
     """{candidate name: {gmacs_per_s, peak_gmacs_per_s, share_of_peak}} from each one's MACs and batch-1 p50
     (``metrics[name]``) and the peak of its runtime and precision, timed here at ``threads``."""
-    kinds = {c.name: peak_kind(c.backend, c.precision, runs_int8(c.artifact)) for c in candidates}
+    kinds = {c.name: peak_kind(_generator_backend(c), c.precision, runs_int8(c.artifact)) for c in candidates}
     wanted = [k for k in kinds.values() if k]
     peaks = measure_peaks(wanted, threads, calls) if wanted else {}
     found = {}

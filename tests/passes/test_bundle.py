@@ -127,3 +127,7 @@ def test_an_int8_text_encoder_is_quantised_and_keeps_the_sentence_vector(tiny_ge
     assert 0.99 - 1e-6 <= bundle.meta["text_cosine_vs_fp32"] < 1.0, "accuracy control holds the cosine within max_drop"
     vector = Bundle(tmp_path / "run" / "final").embed(["red apple"])["text"]
     assert vector.shape == (1, 384) and abs(float(np.linalg.norm(vector)) - 1) < 1e-3
+    from compresskit.bench.measure import generator_payload, runs_int8
+
+    assert generator_payload(bundle) == ("openvino", bundle.path / "generator.xml")
+    assert not runs_int8(bundle), "the generator's peak is its own precision's, whatever the text encoder's"
