@@ -26,3 +26,29 @@ def calibration_inputs(artifact: Artifact, n: int, seed: int, split: str = "trai
     z = np.random.default_rng(seed).standard_normal((n, z_dim)).astype(np.float32)
     inputs = caption_inputs(artifact.io, dataset_captions(artifact.dataset, n, seed, split), z)
     return [rows(inputs, i, i + 1) for i in range(n)]
+
+
+def unseen_attribute_inputs(artifact: Artifact, n: int, seed: int,
+                            split: str = "val") -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
+    """(``n`` single-image input dicts, their objects' labels) from ``split`` images of a shapes dataset whose
+    captions hold a (colour, shape) pairing never drawn in train: what the unseen-pairing gates score."""
+    from ..data import load_dataset
+    from ..data.shapes import combination_group
+    from ..errors import PassFailed
+    from ..models.inputs import caption_inputs, rows
+    from ..train.config import DataConfig
+
+    config = DataConfig.model_validate(artifact.dataset)
+    held = load_dataset(config.name, **config.build_options()).split(split)
+    if held.labels is None:
+        raise PassFailed(f"attribute accuracy needs a dataset with attribute labels (shapes); {config.name} has "
+                         "none: use metric similarity_to_fp32 or psnr_vs_teacher")
+    unseen = [i for i, objects in enumerate(held.labels) if combination_group(objects) == "unseen"]
+    if not unseen:
+        raise PassFailed(f"the {config.name} {split} split holds no unseen-pairing images; build it with more images")
+    order = np.random.default_rng(seed).permutation(len(unseen))
+    chosen = [unseen[order[i % len(order)]] for i in range(n)]
+    z_dim = artifact.io["inputs"]["z"]["shape"][1]
+    z = np.random.default_rng(seed).standard_normal((n, z_dim)).astype(np.float32)
+    inputs = caption_inputs(artifact.io, [held.captions[i] for i in chosen], z)
+    return [rows(inputs, i, i + 1) for i in range(n)], held.labels[chosen]

@@ -8,7 +8,10 @@ made on val, never on eval):
 
 * ``similarity_to_fp32``: 1 - mean |int8 - fp32| / 2 (1.0 for the fp32 model itself);
 * ``psnr_vs_teacher``: the release gate's own figure, PSNR (dB, images mapped to [0, 1], torchmetrics, capped
-  at 100) against the torch teacher's image for the same noise and caption, averaged over the pairs.
+  at 100) against the torch teacher's image for the same noise and caption, averaged over the pairs;
+* ``attr_accuracy_unseen`` (shapes): the unseen-pairing gate's own figure, whole-object attribute accuracy of
+  the images drawn for val captions that hold a (colour, shape) pairing never seen in train — a figure that
+  sees a swapped colour or shape, which mean pixel similarity barely does.
 The artifact's meta reports the fraction of MACs that run in INT8 and the parity to the fp32 model; the
 step fails (no artifact) when the mean absolute difference exceeds ``max_mean_abs_error``.
 """
@@ -41,7 +44,7 @@ class QuantizeNncfConfig(PassConfig):
     preset: Literal["performance", "mixed"] = "performance"
     fast_bias_correction: bool = True
     ignored_scope: IgnoredScopeConfig = IgnoredScopeConfig()
-    metric: Literal["similarity_to_fp32", "psnr_vs_teacher"] = "similarity_to_fp32"  # accuracy_control's figure
+    metric: Literal["similarity_to_fp32", "psnr_vs_teacher", "attr_accuracy_unseen"] = "similarity_to_fp32"
     max_drop: float = Field(0.005, gt=0, le=100)  # accuracy_control: allowed drop, in the metric's unit (dB for PSNR)
     validation_size: int = Field(64, ge=4, le=10_000)
     # the step fails when mean |int8 - fp32| over a seeded batch of 16 images (pixels in [-1, 1]) exceeds this
@@ -62,6 +65,16 @@ def _psnr(compiled, items: list[dict], reference: list[np.ndarray]) -> tuple[flo
     unit = lambda images: torch.from_numpy((np.asarray(images, dtype=np.float64) + 1.0) / 2.0)  # noqa: E731
     per_item = [min(float(peak_signal_noise_ratio(unit(compiled(item)[0]), unit(ref), data_range=1.0)), PSNR_CAP_DB)
                 for item, ref in zip(items, reference)]
+    return float(np.mean(per_item)), per_item
+
+
+def _object_accuracy(compiled, items: list[dict], labels: np.ndarray) -> tuple[float, list[float]]:
+    """Whole-object accuracy (all four attributes) of each item's image against its caption's labels."""
+    from ..metrics.attributes import attribute_accuracy
+
+    images = [np.round((np.clip(compiled(item)[0][0], -1, 1) + 1) * 127.5).astype(np.uint8).transpose(1, 2, 0)
+              for item in items]
+    per_item = [attribute_accuracy(image[None], label[None])["object"] for image, label in zip(images, labels)]
     return float(np.mean(per_item)), per_item
 
 
@@ -155,7 +168,12 @@ class QuantizeNncf(Pass):
         else:
             items = ctx.calibration(cfg.validation_size, seed=ctx.seed + 1, split="val")  # choose on val
             fp32 = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-            if cfg.metric == "psnr_vs_teacher":
+            if cfg.metric == "attr_accuracy_unseen":
+                from .calibration import unseen_attribute_inputs
+
+                figure = _object_accuracy
+                items, reference = unseen_attribute_inputs(ctx.source, cfg.validation_size, ctx.seed + 1, "val")
+            elif cfg.metric == "psnr_vs_teacher":
                 figure, reference = _psnr, _teacher_images(ctx, cfg.validation_size, ctx.seed + 1)
             else:
                 figure, reference = _similarity, [fp32(item)[0] for item in items]

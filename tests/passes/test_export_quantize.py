@@ -69,3 +69,27 @@ def test_accuracy_control_can_hold_the_gates_own_figure_psnr_vs_the_teacher(tiny
     meta = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run").steps[-1].meta
     assert 5 < meta["val_psnr_vs_teacher_fp32"] < 60, "a pruned student is near, not equal to, its teacher"
     assert meta["val_psnr_vs_teacher_int8"] >= meta["val_psnr_vs_teacher_fp32"] - 0.2
+
+
+def test_accuracy_control_can_hold_unseen_pairing_accuracy_on_shapes_and_refuses_data_without_labels(
+        tiny_generator_dir, tmp_path):
+    """The unseen-pairing gate's own figure on val: read from the images by the attribute reader."""
+    from compresskit.artifact import load_artifact
+    from compresskit.data.shapes import HELD_PAIRS
+    from compresskit.passes.calibration import unseen_attribute_inputs
+
+    shapes = {"name": "shapes", "n": 600, "size": 32, "seed": 5}
+    quantize = {"quantize_nncf": {"mode": "accuracy_control", "metric": "attr_accuracy_unseen", "subset_size": 16,
+                                  "validation_size": 8, "max_drop": 0.5}}
+    recipe = recipe_dict(tiny_generator_dir, {"export_onnx": {}}, {"export_openvino": {}}, quantize)
+    recipe["input"]["data"] = shapes
+    result = run(parse_recipe(recipe, "r.yaml"), tmp_path / "run")
+    meta = result.steps[-1].meta
+    assert 0.0 <= meta["val_attr_accuracy_unseen_int8"] <= 1.0 and 0.0 <= meta["val_attr_accuracy_unseen_fp32"] <= 1.0
+    items, labels = unseen_attribute_inputs(load_artifact(result.steps[-1].path), 8, 1, "val")
+    val_pairs = {pair for pair, split in HELD_PAIRS.items() if split == "val"}
+    assert all(any((int(o[0]), int(o[1])) in val_pairs for o in objects if o[0] >= 0) for objects in labels)
+    assert len(items) == 8 and items[0]["z"].shape[0] == 1
+    emoji = recipe_dict(tiny_generator_dir, {"export_onnx": {}}, {"export_openvino": {}}, quantize)
+    with pytest.raises(Exception, match="needs a dataset with attribute labels"):
+        run(parse_recipe(emoji, "r2.yaml"), tmp_path / "run2")
