@@ -214,6 +214,8 @@ def _link_final(run_dir: Path, final: Path) -> None:
     write ``compresskit generate "caption" --model RUN_DIR/final`` or copy the bundle with ``cp -rL``."""
     link, tmp = run_dir / FINAL, run_dir / f".{FINAL}.tmp"
     tmp.unlink(missing_ok=True)
+    if link.is_dir() and not link.is_symlink():  # a copied run folder: its link became a copy of an old artifact
+        shutil.rmtree(link)
     os.symlink(os.path.relpath(final, run_dir), tmp)
     os.replace(tmp, link)
 
