@@ -20,12 +20,17 @@ def dataset_captions(dataset: dict, n: int, seed: int, split: str = "train") -> 
 
 def calibration_inputs(artifact: Artifact, n: int, seed: int, split: str = "train") -> list[dict[str, np.ndarray]]:
     """``n`` single-image input dicts: z ~ N(0, 1) from ``seed`` and the MiniLM inputs of ``split`` captions."""
+    return _single_image_inputs(artifact, dataset_captions(artifact.dataset, n, seed, split), seed)
+
+
+def _single_image_inputs(artifact: Artifact, captions: list[str], seed: int) -> list[dict[str, np.ndarray]]:
+    """One input dict per caption: z ~ N(0, 1) from ``seed`` and the caption's MiniLM inputs."""
     from ..models.inputs import caption_inputs, rows
 
     z_dim = artifact.io["inputs"]["z"]["shape"][1]
-    z = np.random.default_rng(seed).standard_normal((n, z_dim)).astype(np.float32)
-    inputs = caption_inputs(artifact.io, dataset_captions(artifact.dataset, n, seed, split), z)
-    return [rows(inputs, i, i + 1) for i in range(n)]
+    z = np.random.default_rng(seed).standard_normal((len(captions), z_dim)).astype(np.float32)
+    inputs = caption_inputs(artifact.io, captions, z)
+    return [rows(inputs, i, i + 1) for i in range(len(captions))]
 
 
 def unseen_attribute_inputs(artifact: Artifact, n: int, seed: int,
@@ -35,7 +40,6 @@ def unseen_attribute_inputs(artifact: Artifact, n: int, seed: int,
     from ..data import load_dataset
     from ..data.shapes import combination_group
     from ..errors import PassFailed
-    from ..models.inputs import caption_inputs, rows
     from ..train.config import DataConfig
 
     config = DataConfig.model_validate(artifact.dataset)
@@ -48,7 +52,4 @@ def unseen_attribute_inputs(artifact: Artifact, n: int, seed: int,
         raise PassFailed(f"the {config.name} {split} split holds no unseen-pairing images; build it with more images")
     order = np.random.default_rng(seed).permutation(len(unseen))
     chosen = [unseen[order[i % len(order)]] for i in range(n)]
-    z_dim = artifact.io["inputs"]["z"]["shape"][1]
-    z = np.random.default_rng(seed).standard_normal((n, z_dim)).astype(np.float32)
-    inputs = caption_inputs(artifact.io, [held.captions[i] for i in chosen], z)
-    return [rows(inputs, i, i + 1) for i in range(n)], held.labels[chosen]
+    return _single_image_inputs(artifact, [held.captions[i] for i in chosen], seed), held.labels[chosen]

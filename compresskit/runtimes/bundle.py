@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifact import MANIFEST
 from ..errors import ArtifactError
 from ..text.captions import check_captions
 from . import Deployment, Runtime, onnx_runtime, openvino_runtime
@@ -142,7 +143,7 @@ def find_bundle(folder: Path) -> Path | None:
     folder = Path(folder)
     if (folder / BUNDLE_FILE).is_file():
         return folder
-    manifest = folder / "manifest.json"
+    manifest = folder / MANIFEST
     if manifest.is_file():
         try:
             kind = json.loads(manifest.read_text()).get("format")
