@@ -10,8 +10,14 @@ it in the same runtime:
   Calibration: ``subset_size`` train captions, tokenised as the bundle does. (The generator's images from
   these vectors are what the bench then scores: R-precision, KID, diversity, attributes.)
 
+OpenVINO bundles take the word-embedding lookup out of the text encoder graph: the 30,522 x 384 table (INT8
+with its per-row scale, or fp32) goes to ``.npy`` files that the runtime memory-maps and indexes with numpy,
+and the graph reads ``inputs_embeds`` in its place. A compiled graph holds the whole table in float32 (~60 MiB
+of a fresh process's peak here); a caption needs a handful of rows. Captions are padded to a multiple of
+``PAD_TO_MULTIPLE_OF`` tokens (see ``runtimes.bundle``), in calibration and validation as in deployment.
+
 The folder (``runtimes.bundle``): ``bundle.json``, ``tokenizer.json`` (the MiniLM package's own),
-``text_encoder.{xml,bin}|.onnx``, ``generator.{xml,bin}|.onnx``. Reported: the text encoder's cosine to
+``text_encoder.{xml,bin}|.onnx``, ``word_embeddings*.npy`` (OpenVINO), ``generator.{xml,bin}|.onnx``. Reported: the text encoder's cosine to
 fp32 MiniLM on validation captions (pooled vectors; 1.0 for fp32 itself) and the bundle's size.
 """
 
@@ -32,6 +38,10 @@ from ..runtimes.bundle import BUNDLE_FILE, BUNDLE_FORMAT, load_tokenizer
 from .base import Pass, PassConfig, PassContext, PassMetric, PassResult
 
 
+PAD_TO_MULTIPLE_OF = 8
+WORD_EMBEDDINGS_INPUT = "inputs_embeds"
+
+
 class BundleConfig(PassConfig):
     text_encoder: Literal["fp32", "int8"] = "fp32"
     subset_size: int = Field(300, ge=1, le=10_000)  # int8: calibration captions (train split)
@@ -48,6 +58,60 @@ def _tokenized(tokenizer, captions: list[str]) -> list[dict[str, np.ndarray]]:
     return found
 
 
+def _constant(node) -> np.ndarray | None:
+    return node.get_data() if node.get_type_name() == "Constant" else None
+
+
+def _dequantised_table(node) -> dict[str, np.ndarray] | None:
+    """The table feeding the lookup, as stored: a float Constant, or ``(Convert(int8) [- zero point]) * scale``
+    (how NNCF and OpenVINO store a compressed table). None for any other form (the lookup then stays in the graph)."""
+    if (table := _constant(node)) is not None:
+        return {"table": table}
+    if node.get_type_name() != "Multiply":
+        return None
+    scale = next((c for c in map(_constant, (v.get_node() for v in node.input_values())) if c is not None), None)
+    rest = next((v.get_node() for v in node.input_values() if _constant(v.get_node()) is None), None)
+    found = {"scale": scale.astype(np.float32)} if scale is not None and rest is not None else None
+    if found and rest.get_type_name() == "Subtract":
+        values = [v.get_node() for v in rest.input_values()]
+        zero_point = values[1].input_value(0).get_node() if values[1].get_type_name() == "Convert" else values[1]
+        if _constant(zero_point) is None:
+            return None
+        found["zero_point"], rest = _constant(zero_point).astype(np.float32), values[0]
+    if found and rest.get_type_name() == "Convert" and (table := _constant(rest.input_value(0).get_node())) is not None:
+        return {"table": table, **found}
+    return None
+
+
+def split_word_embeddings(model, vocab_size: int, out_dir: Path):
+    """Move the word-embedding lookup (a Gather on a ``vocab_size``-row table) out of ``model``: the table and
+    its dequantisation constants to ``.npy`` files, a new ``inputs_embeds`` input in the Gather's place.
+    Returns (model, the bundle spec's ``word_embeddings`` entry), or (model, None) when no such lookup is found."""
+    import openvino as ov
+
+    for op in model.get_ordered_ops():
+        data = op.input_value(0) if op.get_type_name() == "Gather" else None
+        if data is None or not data.get_partial_shape().is_static or data.get_shape()[0] != vocab_size:
+            continue
+        stored = _dequantised_table(data.get_node())
+        if stored is None:
+            return model, None
+        spec = {"input": WORD_EMBEDDINGS_INPUT}
+        for key, values in stored.items():
+            spec[key] = "word_embeddings.npy" if key == "table" else f"word_embedding_{key}s.npy"
+            np.save(out_dir / spec[key], values)
+        hidden = int(data.get_shape()[1])
+        param = ov.op.Parameter(ov.Type.f32, ov.PartialShape([-1, -1, hidden]))
+        param.set_friendly_name(WORD_EMBEDDINGS_INPUT)
+        param.output(0).get_tensor().set_names({WORD_EMBEDDINGS_INPUT})
+        for target in op.output(0).get_target_inputs():
+            target.replace_source_output(param.output(0))
+        cut = ov.Model(model.get_results(), [*model.get_parameters(), param], model.get_friendly_name())
+        cut.validate_nodes_and_infer_types()
+        return cut, spec
+    return model, None
+
+
 def _mean_cosine(compiled, items: list[dict], reference: list[np.ndarray]) -> tuple[float, list[float]]:
     """Mean cosine of the pooled vectors (unit norm: the dot product) to the fp32 ones."""
     per_item = [float(np.sum(compiled(item)[0] * ref)) for item, ref in zip(items, reference)]
@@ -60,7 +124,7 @@ class Bundle(Pass):
     Config = BundleConfig
     accepts = ("openvino", "onnx")
     produces = "bundle"
-    version = "2"  # 2: calibration and validation captions tokenised to their own length (1: padded to 128)
+    version = "3"  # 3: word embeddings out of the graph, captions padded to a multiple of 8; 2: own length; 1: 128
     libraries = ("openvino", "nncf", "onnxruntime", "tokenizers")
     needs = ("captions",)
     metrics = {"text_cosine_vs_fp32": PassMetric("", "higher", "mean cosine of the bundle's sentence vectors to "
@@ -80,7 +144,7 @@ class Bundle(Pass):
             raise PassFailed("bundle: text_encoder: int8 is built with NNCF for OpenVINO; bundle an OpenVINO "
                              "generator (after export_openvino) or use text_encoder: fp32")
         shutil.copyfile(tokenizer_file(), out_dir / TOKENIZER_FILE)
-        tokenizer = load_tokenizer(out_dir / TOKENIZER_FILE, MAX_TOKENS)
+        tokenizer = load_tokenizer(out_dir / TOKENIZER_FILE, MAX_TOKENS, pad_to_multiple_of=PAD_TO_MULTIPLE_OF)
         val_items = _tokenized(tokenizer, ctx.captions(cfg.validation_size, seed=ctx.seed + 7, split="val"))
         onnx_path = text_encoder_onnx()
         core = ov.Core()
@@ -91,7 +155,7 @@ class Bundle(Pass):
             shutil.copyfile(onnx_path, out_dir / text_file)
             generator_file = "generator.onnx"
             shutil.copyfile(src.file(ONNX_FILE), out_dir / generator_file)
-            cosine = 1.0
+            cosine, lookup = 1.0, None
         else:
             text_file, generator_file = "text_encoder.xml", "generator.xml"
             model = ov.convert_model(str(onnx_path))
@@ -104,15 +168,21 @@ class Bundle(Pass):
                     validation_fn=lambda compiled, data: _mean_cosine(compiled, list(data), reference),
                     max_drop=cfg.max_drop, drop_type=nncf.DropType.ABSOLUTE, subset_size=cfg.subset_size,
                     model_type=nncf.ModelType.TRANSFORMER, preset=nncf.QuantizationPreset.MIXED)
+            # saved once first: NNCF's INT8 weights become int8 constants (with their scales) when saved
+            whole = out_dir / "whole" / text_file
+            ov.save_model(model, str(whole), compress_to_fp16=False)
+            model, lookup = split_word_embeddings(core.read_model(str(whole)), tokenizer.get_vocab_size(), out_dir)
             ov.save_model(model, str(out_dir / text_file), compress_to_fp16=False)
-            compiled = core.compile_model(str(out_dir / text_file), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-            cosine = _mean_cosine(compiled, val_items, reference)[0]
+            del model
+            shutil.rmtree(whole.parent)
+            cosine = self._bundled_cosine(out_dir, text_file, lookup, val_items, reference)
             for suffix in (".xml", ".bin"):
                 shutil.copyfile(src.file(OPENVINO_XML).with_suffix(suffix), out_dir / f"generator{suffix}")
         spec = {"format": BUNDLE_FORMAT, "tokenizer": TOKENIZER_FILE, "max_tokens": MAX_TOKENS,
                 "pad_id": tokenizer.token_to_id("[PAD]"), "pad_token": "[PAD]",
+                "pad_to_multiple_of": PAD_TO_MULTIPLE_OF,
                 "text_encoder": {"file": text_file, "backend": backend, "precision": cfg.text_encoder,
-                                 "outputs": ["pooled", "hidden"]},
+                                 "outputs": ["pooled", "hidden"], "word_embeddings": lookup},
                 "generator": {"file": generator_file, "backend": backend, "io": src.io,
                               "input_order": input_names(src.io)}}
         (out_dir / BUNDLE_FILE).write_text(json.dumps(spec, indent=1) + "\n")
@@ -120,3 +190,16 @@ class Bundle(Pass):
         return PassResult(metrics={"text_cosine_vs_fp32": cosine, "bundle_size_mb": size},
                           details={"text_encoder": cfg.text_encoder, "backend": backend,
                                    "validation_captions": len(val_items)})
+
+    @staticmethod
+    def _bundled_cosine(out_dir: Path, text_file: str, lookup: dict | None, items: list[dict],
+                        reference: list[np.ndarray]) -> float:
+        """The saved text encoder's cosine to fp32 MiniLM, run as the bundle runs it (the lookup in numpy)."""
+        import openvino as ov
+
+        from ..runtimes.bundle import WordEmbeddings
+
+        compiled = ov.Core().compile_model(str(out_dir / text_file), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        words = WordEmbeddings(out_dir, lookup) if lookup else None
+        items = [{**item, **({words.input: words(item["input_ids"])} if words else {})} for item in items]
+        return _mean_cosine(compiled, items, reference)[0]

@@ -10,10 +10,16 @@ A bundle folder (written by the ``bundle`` pass) holds ``bundle.json`` (what fol
 generator graph, each an OpenVINO IR or an ONNX model. The steps, each done the way training did them:
 
 1. tokenise: the package's own ``tokenizer.json`` (the tokenizer MiniLM was trained with), cut at
-   ``max_tokens``, padded to the batch's longest caption;
-2. encode: the text encoder gives the unit-norm mean-pooled vector (``text``) and, for a generator that
+   ``max_tokens``, padded to the batch's longest caption rounded up to ``pad_to_multiple_of`` tokens (a
+   dynamic-shape encoder re-plans for every new length: captions of 4, 7 and 5 tokens cost it ~1.8 ms a call
+   here, padded to one length of 8 ~1.2 ms; padding is masked, so the vectors do not change);
+2. look up: where the bundle holds the word-embedding table as ``.npy`` files (``word_embeddings`` in the
+   spec), numpy reads the caption's rows from the memory-mapped table (INT8 rows times their scale, the same
+   arithmetic the graph did) — the 30,522-row table never enters the compiled graph, which saves ~60 MiB of a
+   fresh process's peak; otherwise the graph looks the ids up itself;
+3. encode: the text encoder gives the unit-norm mean-pooled vector (``text``) and, for a generator that
    reads tokens, the token states zero-padded or cut to its ``token_length`` with their mask;
-3. draw: noise ``z`` ~ N(0, 1) from numpy's ``default_rng(seed)`` (or the caller's own), then the generator;
+4. draw: noise ``z`` ~ N(0, 1) from numpy's ``default_rng(seed)`` (or the caller's own), then the generator;
    images in [-1, 1] become uint8 HWC.
 
 Nothing here imports torch, transformers or the rest of compresskit's training code (a test runs this module
@@ -34,7 +40,8 @@ from ..text.captions import check_captions
 from . import Deployment, Runtime, onnx_runtime, openvino_runtime
 
 BUNDLE_FILE = "bundle.json"
-BUNDLE_FORMAT = "compresskit.bundle/1"
+BUNDLE_FORMAT = "compresskit.bundle/2"  # 2: word embeddings may sit outside the graph, padding to a multiple
+READABLE_FORMATS = ("compresskit.bundle/1", BUNDLE_FORMAT)
 
 
 def _load(path: Path, backend: str, deploy: Deployment, all_outputs: bool) -> Runtime:
@@ -45,15 +52,40 @@ def _load(path: Path, backend: str, deploy: Deployment, all_outputs: bool) -> Ru
     raise ArtifactError(f"{path}: unknown backend {backend!r} in {BUNDLE_FILE}; one of openvino, onnxruntime")
 
 
-def load_tokenizer(path: Path, max_tokens: int, pad_token: str = "[PAD]"):
+def load_tokenizer(path: Path, max_tokens: int, pad_token: str = "[PAD]", pad_to_multiple_of: int | None = None):
     """The tokenizer as the bundle runs it: cut at ``max_tokens``, padded to the batch's longest caption (the
-    MiniLM package's file pads every caption to 128 tokens, which would cost the encoder ~8x at batch 1)."""
+    MiniLM package's file pads every caption to 128 tokens, which would cost the encoder ~8x at batch 1),
+    rounded up to ``pad_to_multiple_of`` tokens if given (a single caption too)."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(path))
     tokenizer.enable_truncation(max_tokens)
-    tokenizer.enable_padding(pad_id=tokenizer.token_to_id(pad_token), pad_token=pad_token)
+    tokenizer.enable_padding(pad_id=tokenizer.token_to_id(pad_token), pad_token=pad_token,
+                             pad_to_multiple_of=pad_to_multiple_of)
     return tokenizer
+
+
+class WordEmbeddings:
+    """The word-embedding lookup outside the graph: rows of a memory-mapped ``.npy`` table, dequantised as
+    the graph did (``(row - zero_point) * scale`` for an INT8 table, in float32); only the rows a caption
+    uses are read from disk."""
+
+    def __init__(self, folder: Path, spec: dict):
+        self.input = spec["input"]
+        self.table = np.load(folder / spec["table"], mmap_mode="r")
+        self.scale = np.load(folder / spec["scale"]) if spec.get("scale") else None
+        self.zero_point = np.load(folder / spec["zero_point"]) if spec.get("zero_point") else None
+
+    def _rows(self, values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        return values[ids] if values.ndim and values.shape[0] == self.table.shape[0] else values
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        rows = np.asarray(self.table[ids], dtype=np.float32)
+        if self.zero_point is not None:
+            rows = rows - self._rows(self.zero_point, ids)
+        if self.scale is not None:
+            rows = rows * self._rows(self.scale, ids)
+        return np.ascontiguousarray(rows, dtype=np.float32)
 
 
 def read_spec(folder: Path) -> dict:
@@ -65,10 +97,12 @@ def read_spec(folder: Path) -> dict:
         raise ArtifactError(f"{folder} is not a bundle (no {BUNDLE_FILE}); pass the bundle step's folder") from None
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"{path} cannot be read ({exc}); rebuild the bundle") from None
-    if not isinstance(spec, dict) or spec.get("format") != BUNDLE_FORMAT:
+    if not isinstance(spec, dict) or spec.get("format") not in READABLE_FORMATS:
         raise ArtifactError(f"{path} is not a {BUNDLE_FORMAT} file; rebuild the bundle with this compresskit")
     missing = [spec[k]["file"] for k in ("text_encoder", "generator") if not (Path(folder) / spec[k]["file"]).exists()]
-    missing += [spec["tokenizer"]] if not (Path(folder) / spec["tokenizer"]).exists() else []
+    lookup = spec["text_encoder"].get("word_embeddings") or {}
+    for file in [spec["tokenizer"], *(lookup.get(k) for k in ("table", "scale", "zero_point"))]:
+        missing += [file] if file and not (Path(folder) / file).exists() else []
     if missing:
         raise ArtifactError(f"{folder}: the bundle lacks {missing[0]}; rebuild the bundle")
     return spec
@@ -84,8 +118,11 @@ class Bundle:
                  hint: str = "none"):
         self.folder = Path(folder)
         self.spec = spec = read_spec(self.folder)
-        self.tokenizer = load_tokenizer(self.folder / spec["tokenizer"], spec["max_tokens"], spec["pad_token"])
+        self.tokenizer = load_tokenizer(self.folder / spec["tokenizer"], spec["max_tokens"], spec["pad_token"],
+                                        spec.get("pad_to_multiple_of"))
         text, gen = spec["text_encoder"], spec["generator"]
+        lookup = text.get("word_embeddings")
+        self.word_embeddings = WordEmbeddings(self.folder, lookup) if lookup else None
         self.encoder = _load(self.folder / text["file"], text["backend"], Deployment(threads=threads, hint=hint), True)
         self.generator = _load(self.folder / gen["file"], gen["backend"],
                                Deployment(threads=threads, batch=batch, hint=hint), False)
@@ -103,7 +140,10 @@ class Bundle:
         encoded = self.tokenizer.encode_batch(captions)
         ids = np.array([e.ids for e in encoded], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
-        pooled, hidden = self.encoder({"input_ids": ids, "attention_mask": mask})
+        inputs = {"input_ids": ids, "attention_mask": mask}
+        if self.word_embeddings is not None:
+            inputs[self.word_embeddings.input] = self.word_embeddings(ids)
+        pooled, hidden = self.encoder(inputs)
         found = {"text": np.ascontiguousarray(pooled, dtype=np.float32)}
         if "tokens" in self.io["inputs"]:
             length = int(self.io["inputs"]["tokens"]["shape"][1])

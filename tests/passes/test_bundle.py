@@ -107,16 +107,41 @@ def test_generate_draws_a_grid_from_a_run_final_bundle_without_the_torch_generat
     assert not (tmp_path / "no.png").exists()
 
 
-def test_the_pass_tokenises_each_caption_to_its_own_length_as_the_bundle_does():
-    from compresskit.passes.bundle import _tokenized
+def test_the_pass_tokenises_each_caption_as_the_bundle_does_padded_to_a_multiple_of_eight(bundled):
+    from compresskit.passes.bundle import PAD_TO_MULTIPLE_OF, _tokenized
     from compresskit.runtimes.bundle import load_tokenizer
     from compresskit.text.encoder import MAX_TOKENS
     from compresskit.text.export import tokenizer_file
 
-    tokenizer = load_tokenizer(tokenizer_file(), MAX_TOKENS)
-    items = _tokenized(tokenizer, ["red apple", "grinning face with big eyes"])
-    assert [item["input_ids"].shape for item in items] == [(1, 4), (1, 7)], "[CLS] words [SEP], no padding"
-    assert all(item["attention_mask"].all() for item in items)
+    tokenizer = load_tokenizer(tokenizer_file(), MAX_TOKENS, pad_to_multiple_of=PAD_TO_MULTIPLE_OF)
+    captions = ["red apple", "grinning face with big eyes", "a small green triangle at the bottom right and a large "
+                                                            "blue square at the center"]
+    items = _tokenized(tokenizer, captions)
+    assert [item["input_ids"].shape for item in items] == [(1, 8), (1, 8), (1, 24)], "not 128, not one per length"
+    assert [int(item["attention_mask"].sum()) for item in items] == [4, 7, 18], "[CLS] words [SEP], the rest masked"
+    bundle = Bundle(bundled[1].path)
+    assert [e.ids for e in bundle.tokenizer.encode_batch(captions[:1])] == [items[0]["input_ids"][0].tolist()]
+
+
+def test_the_word_embedding_table_leaves_the_graph_and_numpy_looks_it_up_as_the_graph_did(bundled):
+    import openvino as ov
+
+    from compresskit.text.export import text_encoder_onnx
+
+    _, bundle = bundled
+    spec = json.loads((bundle.path / BUNDLE_FILE).read_text())["text_encoder"]["word_embeddings"]
+    assert spec == {"input": "inputs_embeds", "table": "word_embeddings.npy"}, "fp32: the table alone, no scale"
+    table = np.load(bundle.path / "word_embeddings.npy")
+    assert table.shape == (30522, 384) and table.dtype == np.float32
+    inputs = {p.get_any_name() for p in ov.Core().read_model(bundle.path / "text_encoder.xml").inputs}
+    assert inputs == {"input_ids", "attention_mask", "inputs_embeds"}
+    assert b'"30522,384"' not in (bundle.path / "text_encoder.xml").read_bytes(), "no table left in the graph"
+    whole = ov.Core().compile_model(text_encoder_onnx(), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    ours = Bundle(bundle.path)
+    encoded = ours.tokenizer.encode_batch(CAPTIONS)
+    ids = np.array([e.ids for e in encoded], dtype=np.int64)
+    expected = whole({"input_ids": ids, "attention_mask": np.array([e.attention_mask for e in encoded])})[0]
+    assert np.allclose(ours.embed(CAPTIONS)["text"], expected, atol=1e-5)
 
 
 def test_an_int8_text_encoder_is_quantised_and_keeps_the_sentence_vector(tiny_generator_dir, tmp_path):
@@ -124,6 +149,8 @@ def test_an_int8_text_encoder_is_quantised_and_keeps_the_sentence_vector(tiny_ge
              {"bundle": {"text_encoder": "int8", "subset_size": 32, "validation_size": 16, "max_drop": 0.01}}]
     bundle = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run").final
     assert b"FakeQuantize" in (bundle.path / "text_encoder.xml").read_bytes()
+    table, scales = np.load(bundle.path / "word_embeddings.npy"), np.load(bundle.path / "word_embedding_scales.npy")
+    assert table.dtype == np.int8 and table.shape == (30522, 384) and scales.shape == (30522, 1), "INT8 rows, own scale"
     assert 0.99 - 1e-6 <= bundle.meta["text_cosine_vs_fp32"] < 1.0, "accuracy control holds the cosine within max_drop"
     vector = Bundle(tmp_path / "run" / "final").embed(["red apple"])["text"]
     assert vector.shape == (1, 384) and abs(float(np.linalg.norm(vector)) - 1) < 1e-3
