@@ -21,8 +21,15 @@ draws noise and train-split captions, and the teacher's output is the target. Lo
   image(z2)| of those pairs: zero while the student varies at least as much as the teacher, so it only
   resists the collapse to a per-caption mean that pixel regression under limited capacity drifts to.
 
+Optimisation: Adam at ``lr``, constant or on a cosine from ``lr`` to 0 by the last step (``lr_schedule``), the
+gradient norm optionally clipped (``grad_clip``). The teacher's forward pass costs most of a step (a 21x
+smaller student trains in a third of the teacher's inference time here), so ``teacher_reuse: k`` draws a
+fresh teacher batch every k steps and trains the steps between on one of the last k batches again (their
+images and features kept): ~k times fewer teacher passes for the same number of student steps.
+
 Checkpoints (student, adapters, discriminator, optimizers, step) go to the step's scratch folder every
-``checkpoint_every`` steps, so a killed run resumes there. Under ``torchrun`` (``compresskit run`` with
+``checkpoint_every`` steps, so a killed run resumes there (with ``teacher_reuse`` > 1 the kept batches are not
+checkpointed: a resumed run draws afresh, so it ends near, not exactly at, where an uninterrupted one does). Under ``torchrun`` (``compresskit run`` with
 ``--nproc-per-node``) each step's global batch of ``batch_size`` noise/caption pairs is drawn from
 ``(seed, step)`` and split over the ranks; the student, its adapters and the discriminator train under
 DistributedDataParallel; rank 0 validates, checkpoints and writes the student.
@@ -38,6 +45,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from pathlib import Path
 from typing import Literal
@@ -77,6 +85,11 @@ class DistillConfig(PassConfig):
     steps: int = Field(2000, ge=1, le=10_000_000)
     batch_size: int = Field(32, ge=2, le=4096)
     lr: float = Field(5e-4, gt=0, le=1.0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: from lr down to 0 at the last step
+    grad_clip: float | None = Field(None, gt=0, le=1e6)  # clip the student's gradient norm (None: no clipping)
+    # the teacher draws a fresh batch every teacher_reuse steps; the steps between train on one of the last
+    # teacher_reuse batches again (its images and features kept): the teacher's forward is most of a step's cost
+    teacher_reuse: int = Field(1, ge=1, le=1000)
     losses: LossWeights = LossWeights()
     feature_layers: list[str] = ["blocks.0", "blocks.1"]
     captions: int = Field(4096, ge=8, le=1_000_000)  # distinct train captions drawn from
@@ -125,6 +138,13 @@ def make_student(cfg: DistillConfig, src: Artifact, teacher: nn.Module) -> nn.Mo
     student = DFGenerator(config)
     student.meta = dict(teacher.meta)
     return student
+
+
+def _lr_factor(cfg: DistillConfig, step: int) -> float:
+    """The learning rate at ``step`` over ``cfg.lr`` (a pure function of the step: resuming needs no state)."""
+    if cfg.lr_schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps))
+    return 1.0
 
 
 def pair_spread(images: torch.Tensor) -> torch.Tensor:
@@ -255,6 +275,8 @@ class Distill(Pass):
 
         checkpoint = (ctx.scratch or out_dir / ".scratch") / "checkpoint"
         start, history, stop = 0, [], EarlyStop(cfg.patience)
+        teacher_batches = 0  # teacher forward passes this session
+        replay: list[tuple] = []  # the last teacher_reuse teacher batches: (z, caption inputs, images, features)
         if (checkpoint / "train_state.json").exists():
             state = checkpointer.load(checkpoint)
             start, history = state["step"], state["history"]
@@ -280,15 +302,24 @@ class Distill(Pass):
             stop.update(history[0]["val_score"], 0, student)
         started = time.perf_counter()
         for step in range(start, cfg.steps):
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * _lr_factor(cfg, step)
             g = step_rng(ctx.seed, step)  # the global batch of this step; this rank keeps its slice
-            z = world.shard(torch.randn(cfg.batch_size, z_dim, generator=g).to(device))
-            picked = torch.randint(pool_size, (cfg.batch_size,), generator=g).to(device)
-            if w.diversity:  # rows 2k and 2k+1 share a caption (two noises), on every rank's even slice
-                picked[1::2] = picked[0::2][:cfg.batch_size // 2]
-            cond = {name: world.shard(value[picked]) for name, value in pool.items()}
+            if step % cfg.teacher_reuse == 0 or not replay:
+                z = world.shard(torch.randn(cfg.batch_size, z_dim, generator=g).to(device))
+                picked = torch.randint(pool_size, (cfg.batch_size,), generator=g).to(device)
+                if w.diversity:  # rows 2k and 2k+1 share a caption (two noises), on every rank's even slice
+                    picked[1::2] = picked[0::2][:cfg.batch_size // 2]
+                cond = {name: world.shard(value[picked]) for name, value in pool.items()}
+                with torch.no_grad(), bf16():
+                    target = teacher(z, *_caption_args(teacher, cond)).float()
+                replay = [*replay, (z, cond, target, dict(t_taps.out) if t_taps else {})][-cfg.teacher_reuse:]
+                teacher_batches += 1
+                batch = replay[-1]
+            else:  # one of the last teacher_reuse teacher batches again
+                batch = replay[int(torch.randint(len(replay), (1,), generator=g))]
+            z, cond, target, t_features = batch
             text = cond["text"]
-            with torch.no_grad(), bf16():
-                target = teacher(z, *_caption_args(teacher, cond)).float()
             with bf16():
                 fake = trainable(z, *_caption_args(student, cond)).float()
             losses = {"pixel": (fake - target).abs().mean()}
@@ -298,7 +329,7 @@ class Distill(Pass):
                     losses["perceptual"] = (lite0(to01(fake)) - lite0(to01(target)).detach()).abs().mean().float()
             if w.feature:
                 losses["feature"] = sum(
-                    F.mse_loss(adapters[n.replace(".", "_")](s_taps.out[n].float()), t_taps.out[n].float())
+                    F.mse_loss(adapters[n.replace(".", "_")](s_taps.out[n].float()), t_features[n].float())
                     for n in cfg.feature_layers) / len(cfg.feature_layers)
             if w.diversity:
                 losses["diversity"] = torch.relu(1 - pair_spread(fake) / pair_spread(target).clamp_min(1e-8))
@@ -313,6 +344,8 @@ class Distill(Pass):
             total = sum(getattr(w, k) * v for k, v in losses.items())
             opt.zero_grad(set_to_none=True)
             total.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(trainable.parameters(), cfg.grad_clip)
             opt.step()
             done = step + 1
             if done % cfg.validate_every == 0 or done == cfg.steps:
@@ -344,7 +377,8 @@ class Distill(Pass):
             metrics={"val_l1_best": best["val_l1"], "val_spread_ratio": best["val_spread_ratio"], "params_ratio": s_size["params"] / t_size["params"],
                      "macs_ratio": s_size["macs"] / t_size["macs"]},
             details={"val_l1_start": history[0]["val_l1"], "val_score_best": stop.best, "best_step": stop.best_step, "steps_run": history[-1]["step"],
-                     "seconds_this_session": round(seconds, 1), "processes": world.size, "student": cfg.student,
+                     "seconds_this_session": round(seconds, 1),
+                     "teacher_batches_this_session": teacher_batches, "processes": world.size, "student": cfg.student,
                      "student_params": s_size["params"], "student_macs": s_size["macs"],
                      "teacher_params": t_size["params"], "teacher_macs": t_size["macs"],
                      "student_widths": layer_widths(student),

@@ -50,9 +50,10 @@ class Interrupt(Exception):
     pass
 
 
-def test_a_killed_distillation_resumes_and_ends_where_an_uninterrupted_one_does(tiny_generator_dir, tmp_path):
+@pytest.mark.parametrize("schedule", [{}, {"lr_schedule": "cosine", "grad_clip": 0.5}], ids=["constant", "cosine"])
+def test_a_killed_distillation_resumes_and_ends_where_an_uninterrupted_one_does(tiny_generator_dir, tmp_path, schedule):
     teacher = input_artifact(str(tiny_generator_dir), tmp_path / "artifacts")
-    config = DistillConfig(**FAST, student="slim")
+    config = DistillConfig(**FAST, student="slim", **schedule)
 
     def once(out, scratch, progress=lambda done, total, stats: None, log=lambda m: None):
         out.mkdir(parents=True)
@@ -73,6 +74,23 @@ def test_a_killed_distillation_resumes_and_ends_where_an_uninterrupted_one_does(
     assert any("resuming at step 20" in m for m in logs)
     for key in straight:
         assert torch.equal(straight[key], resumed[key]), key
+
+
+def test_teacher_reuse_trains_every_step_on_a_quarter_of_the_teacher_batches(tiny_generator_dir, tmp_path):
+    steps = [{"distill": {**FAST, "student": "slim", "teacher_reuse": 4, "lr_schedule": "cosine",
+                          "losses": {"pixel": 1.0, "feature": 1.0, "diversity": 1.0}}}]
+    meta = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run").steps[-1].meta
+    assert meta["teacher_batches_this_session"] == FAST["steps"] // 4
+    assert meta["steps_run"] == FAST["steps"] and meta["val_l1_best"] < 0.9 * meta["val_l1_start"], "it still learns"
+
+
+def test_the_cosine_schedule_runs_the_learning_rate_from_lr_down_to_zero_by_the_step():
+    from compresskit.passes.distill import _lr_factor
+
+    cosine = DistillConfig(steps=100, lr_schedule="cosine")
+    assert [round(_lr_factor(cosine, s), 6) for s in (0, 50, 100)] == [1.0, 0.5, 0.0]
+    assert all(_lr_factor(cosine, s) > _lr_factor(cosine, s + 1) for s in range(99)), "falls at every step"
+    assert {_lr_factor(DistillConfig(steps=100), s) for s in range(100)} == {1.0}, "constant by default"
 
 
 def test_the_diversity_term_keeps_the_teachers_spread_across_noise_and_validation_uses_val_captions(
