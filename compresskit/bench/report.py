@@ -222,13 +222,23 @@ def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context
     started = time.perf_counter()
     headline = max(settings.speed.threads)
     final_number, final_name = context.get("final_step") or (None, None)
+    phases, mark = {}, time.perf_counter()
+
+    def lap(phase: str) -> None:  # seconds each phase took, in the report (where a bench's time goes)
+        nonlocal mark
+        phases[phase] = round(time.perf_counter() - mark, 1)
+        mark = time.perf_counter()
+
     speed, applied = measure_speed(candidates, settings.speed, progress=progress)
+    lap("speed")
     if settings.speed.crosscheck:
         for name, record in _crosscheck(candidates, settings.speed, headline, progress).items():
             speed[name][headline]["benchmark_app_ms_p50"] = record
+        lap("crosscheck")
     captions = sample_captions(evalset, settings.sample_captions)
     quality, quality_errors, samples = measure_quality(candidates, evalset, settings.quality, headline, captions,
                                                        progress)
+    lap("quality")
     measured = {}
     for c in candidates:
         progress(f"size and footprint of {c.name}")
@@ -238,10 +248,12 @@ def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context
         if settings.speed.probe:
             metrics.update(measure_footprint(c, headline))
         measured[c.name] = metrics
+    lap("size_and_footprint")
     if settings.speed.peak:
         progress("the runtimes' peak GMAC/s on one large convolution")
         for name, rates in measure_compute_rates(candidates, measured, headline, settings.speed.peak_calls).items():
             measured[name].update(rates)
+        lap("peak")
     entries = []
     for c in candidates:
         metrics = measured[c.name]
@@ -276,7 +288,7 @@ def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context
         "pareto": {"x": "latency_ms_p50", "y": "kid", "threads": headline, "front": pareto_front(points)},
         "sample_captions": captions, "nondeterminism": NONDETERMINISM,
         "gates": gate_results, "verdict": verdict(gate_results),
-        "bench_seconds": round(time.perf_counter() - started, 1),
+        "bench_seconds": round(time.perf_counter() - started, 1), "bench_phase_seconds": phases,
     }
     write_report(report, out_dir)
     return report

@@ -59,6 +59,9 @@ def test_report_measures_every_candidate_with_units_directions_and_counts(measur
     run_dir, report = measured_run
     assert json.loads((run_dir / "report.json").read_text()) == json.loads(json.dumps(report, default=str))
     assert report["schema_version"] == 2
+    phases = report["bench_phase_seconds"]
+    assert set(phases) == {"speed", "quality", "size_and_footprint", "peak"} and all(v >= 0 for v in phases.values())
+    assert sum(phases.values()) <= report["bench_seconds"] + 0.5, "where the bench's time went, within its total"
     names = [c["name"] for c in report["candidates"]]
     assert names == ["baseline", *REFERENCES, "export_onnx", "export_openvino"], "sanitize runs like its input: not measured"
     assert [c["role"] for c in report["candidates"]] == ["baseline"] + ["reference"] * 3 + ["candidate"] * 2
