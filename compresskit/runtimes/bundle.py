@@ -72,9 +72,13 @@ class WordEmbeddings:
 
     def __init__(self, folder: Path, spec: dict):
         self.input = spec["input"]
-        self.table = np.load(folder / spec["table"], mmap_mode="r")
-        self.scale = np.load(folder / spec["scale"]) if spec.get("scale") else None
-        self.zero_point = np.load(folder / spec["zero_point"]) if spec.get("zero_point") else None
+        try:
+            self.table = np.load(folder / spec["table"], mmap_mode="r", allow_pickle=False)
+            self.scale = np.load(folder / spec["scale"], allow_pickle=False) if spec.get("scale") else None
+            self.zero_point = (np.load(folder / spec["zero_point"], allow_pickle=False)
+                               if spec.get("zero_point") else None)
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"{folder}: the word-embedding table cannot be read ({exc}); rebuild the bundle") from None
 
     def _rows(self, values: np.ndarray, ids: np.ndarray) -> np.ndarray:
         return values[ids] if values.ndim and values.shape[0] == self.table.shape[0] else values

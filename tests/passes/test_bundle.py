@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -82,6 +83,11 @@ def test_bad_bundle_folders_and_captions_are_one_line_errors(bundled, tmp_path):
         Bundle(tmp_path)
     with pytest.raises(TextError, match="wrap a single caption"):
         Bundle(bundled[1].path).generate("red apple")
+    broken = tmp_path / "broken"
+    shutil.copytree(bundled[1].path, broken)
+    (broken / "word_embeddings.npy").write_bytes(b"not an array")
+    with pytest.raises(ArtifactError, match="word-embedding table cannot be read.*rebuild the bundle"):
+        Bundle(broken)
 
 
 def test_generate_draws_a_grid_from_a_run_final_bundle_without_the_torch_generator(bundled, tmp_path):
