@@ -2,7 +2,8 @@
 
 * ``psnr_vs_teacher`` (dB, higher is better): torchmetrics PSNR per image pair, data range 1, averaged;
   identical pairs would be infinite and are capped at ``PSNR_CAP_DB`` so the figure stays a number.
-* ``ssim_vs_teacher`` (0..1, higher is better): torchmetrics SSIM (Gaussian 11x11, sigma 1.5), mean.
+* ``ssim_vs_teacher`` (0..1, higher is better): torchmetrics SSIM (Gaussian 11x11, sigma 1.5), mean; in float32
+  (float64 gave the same value to 1e-7 on 792 image pairs and took 5.1 s instead of 0.44 here).
 * ``perceptual_vs_teacher`` (0..2, lower is better): 1 - cosine similarity of the pair's pooled
   EfficientNet-Lite0 features, mean. 0 for identical images.
 """
@@ -35,7 +36,7 @@ def fidelity(student: np.ndarray, teacher: np.ndarray, *, student_features: torc
         raise DataError(f"fidelity needs two equal, non-empty image sets; got {student.shape} and {teacher.shape}")
     s, t = _to_unit(student), _to_unit(teacher)
     psnr = peak_signal_noise_ratio(s, t, data_range=1.0, reduction="none", dim=(1, 2, 3))
-    ssim = structural_similarity_index_measure(s, t, data_range=1.0)
+    ssim = structural_similarity_index_measure(s.float(), t.float(), data_range=1.0)
     if student_features is None:
         student_features = extract_features(student)
     if teacher_features is None:
