@@ -7,7 +7,14 @@ Student, for any generator (the model contract), one of:
   its kwargs (``{width: 16}``): for a user generator whose factory takes width arguments;
 * ``student: slim``: the project's own DF-GAN, slim: the teacher's widths times ``width`` when the teacher is
   a DF-GAN, else DF-GAN's default widths times ``width`` fitted to the teacher's io spec (z, text, image
-  size); optionally one conv per block (``convs_per_block: 1``) and depthwise-separable convs (``separable``). Data-free by default: each step
+  size); optionally one conv per block (``convs_per_block: 1``) and depthwise-separable convs (``separable``).
+  ``init: teacher`` starts it from the teacher's own weights (a DF-GAN teacher without attention): the caption
+  MLP and every fusion MLP's hidden layer are copied whole (their widths are not scaled), and each channel
+  dimension keeps the teacher's channels that are most active on the validation inputs (stem, shortcuts, the
+  RGB head, fusion outputs; a one-conv block's conv from the teacher's first conv); the feature adapters start
+  as that selection. ``init: random`` (default) starts from scratch.
+
+Data-free by default: each step
 draws noise and train-split captions, and the teacher's output is the target. Losses (weights in config):
 
 * ``pixel``: L1 between student and teacher images;
@@ -81,6 +88,7 @@ class DistillConfig(PassConfig):
     width: float = Field(0.5, gt=0, le=1)  # slim: every channel width times this
     convs_per_block: Literal[1, 2] | None = None  # slim: depth (None: the teacher's)
     separable: bool = False  # slim: depthwise-separable 3x3 convolutions
+    init: Literal["random", "teacher"] = "random"  # slim: start from scratch or from the teacher's weights
     student_kwargs: dict = {}  # factory: merged into the user factory's kwargs, e.g. {width: 16}
     steps: int = Field(2000, ge=1, le=10_000_000)
     batch_size: int = Field(32, ge=2, le=4096)
@@ -101,6 +109,9 @@ class DistillConfig(PassConfig):
 
     @model_validator(mode="after")
     def _kwargs_need_a_factory_student(self) -> DistillConfig:
+        if self.init == "teacher" and self.student != "slim":
+            raise ValueError(f"init: teacher applies to student: slim only (this step's student is {self.student}); "
+                             "remove init or set student: slim")
         if self.student_kwargs and self.student != "factory":
             raise ValueError(f"student_kwargs applies to student: factory only (this step's student is "
                              f"{self.student}); remove it or set student: factory")
@@ -138,6 +149,59 @@ def make_student(cfg: DistillConfig, src: Artifact, teacher: nn.Module) -> nn.Mo
     student = DFGenerator(config)
     student.meta = dict(teacher.meta)
     return student
+
+
+def _top_channels(features: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k`` channels of a (N, C, ...) activation with the largest mean magnitude, in channel order."""
+    magnitude = features.float().abs().transpose(0, 1).reshape(features.shape[1], -1).mean(1)
+    return magnitude.topk(k).indices.sort().values.cpu()  # indices on the CPU index tensors on any device
+
+
+@torch.no_grad()
+def inherit_from_teacher(student: DFGenerator, teacher: DFGenerator, example: tuple) -> dict[str, torch.Tensor]:
+    """Start a slim ``student`` from its DF-GAN ``teacher``'s weights (see the module docstring).
+
+    Returns the kept teacher channels of each block output (``blocks.i``), for the feature adapters."""
+    if not isinstance(teacher, DFGenerator) or teacher.config.attention:
+        raise PassFailed("distill: init: teacher needs a DF-GAN teacher without attention; use init: random")
+    taps = _Taps(teacher, ["stem", *[f"blocks.{i}" for i in range(len(teacher.blocks))],
+                           *[f"blocks.{i}.conv0" for i in range(len(teacher.blocks))]])
+    teacher(*example)
+    stem = taps.out["stem"].view(len(example[0]), -1, 16)
+    keep = [_top_channels(stem, student.stem.out_features // 16)]  # each block's input, then its output
+    keep += [_top_channels(taps.out[f"blocks.{i}"], b.out_channels) for i, b in enumerate(student.blocks)]
+    student.text_mlp.load_state_dict(teacher.text_mlp.state_dict())
+    rows = (keep[0][:, None] * 16 + torch.arange(16)).reshape(-1)  # the stem's rows of the kept 4x4 maps
+    student.stem.weight.copy_(teacher.stem.weight[rows])
+    student.stem.bias.copy_(teacher.stem.bias[rows])
+
+    def fusion(s_fuse: nn.Module, t_fuse: nn.Module, kept: torch.Tensor) -> None:
+        for name, s_lin in s_fuse.named_modules():
+            if isinstance(s_lin, nn.Linear):
+                t_lin = t_fuse.get_submodule(name)
+                out = kept if name.endswith(".2") else slice(None)  # the hidden layer is copied whole
+                s_lin.weight.copy_(t_lin.weight[out])
+                s_lin.bias.copy_(t_lin.bias[out])
+
+    def conv(s_conv: nn.Module, t_conv: nn.Module, out: torch.Tensor, into: torch.Tensor) -> None:
+        if not isinstance(s_conv, nn.Conv2d) or not isinstance(t_conv, nn.Conv2d):
+            raise PassFailed("distill: init: teacher needs full 3x3 convs in student and teacher; set separable: "
+                             "false or init: random")
+        s_conv.weight.copy_(t_conv.weight[out][:, into])
+        s_conv.bias.copy_(t_conv.bias[out])
+
+    for i, (s_block, t_block) in enumerate(zip(student.blocks, teacher.blocks)):
+        into, out = keep[i], keep[i + 1]
+        hidden = _top_channels(taps.out[f"blocks.{i}.conv0"], s_block.hidden_channels)
+        fusion(s_block.fuse0, t_block.fuse0, into)
+        conv(s_block.shortcut, t_block.shortcut, out, into)
+        conv(s_block.conv0, t_block.conv0, hidden, into)
+        if hasattr(s_block, "conv1"):
+            fusion(s_block.fuse1, t_block.fuse1, hidden)
+            conv(s_block.conv1, t_block.conv1, out, hidden)
+        # one conv per block: the teacher's first conv, its outputs read as the block's (a start, not a copy)
+    conv(student.to_rgb, teacher.to_rgb, slice(None), keep[-1])
+    return {f"blocks.{i}": kept for i, kept in enumerate(keep[1:])}
 
 
 def _lr_factor(cfg: DistillConfig, step: int) -> float:
@@ -250,6 +314,9 @@ class Distill(Pass):
         # rank 0 alone validates (no grad: frozen)
         val_target = teacher(val_z, *_caption_args(teacher, val_cond)) if world.is_main else None
 
+        kept = {}
+        if cfg.init == "teacher":
+            kept = inherit_from_teacher(student, teacher, (val_z, *_caption_args(teacher, val_cond)))
         adapters = nn.ModuleDict()
         if w.feature:
             examples = {which: (val_z[:2], *_caption_args(model, val_cond, slice(0, 2)))
@@ -257,6 +324,12 @@ class Distill(Pass):
             s_width = _feature_widths(student, cfg.feature_layers, examples["student"], "student")
             t_width = _feature_widths(teacher, cfg.feature_layers, examples["teacher"], "teacher")
             adapters = nn.ModuleDict({n.replace(".", "_"): nn.Conv2d(s_width[n], t_width[n], 1) for n in cfg.feature_layers})
+            for n in set(cfg.feature_layers) & set(kept):  # inherited channels: the adapter starts as the selection
+                adapter = adapters[n.replace(".", "_")]
+                with torch.no_grad():
+                    adapter.weight.zero_()
+                    adapter.bias.zero_()
+                    adapter.weight[kept[n], torch.arange(len(kept[n])), 0, 0] = 1.0
         adapters = adapters.to(device)
         t_taps, s_taps = (_Taps(teacher, cfg.feature_layers), _Taps(student, cfg.feature_layers)) if w.feature else (None, None)
         disc = DFDiscriminator(teacher.config.image_size, 32, teacher.config.text_dim).to(device) if w.adversarial else None

@@ -112,3 +112,37 @@ def test_the_diversity_term_keeps_the_teachers_spread_across_noise_and_validatio
     assert sorted(set(asked)) == ["train", "val"], "fit on train captions, validate on val captions"
     assert found[0.0]["val_spread_ratio"] < 0.7, "without the term the student loses the teacher's spread"
     assert found[1.0]["val_spread_ratio"] > 0.9
+
+
+def test_a_teacher_initialised_student_of_the_teachers_own_widths_is_the_teacher():
+    from compresskit.models import DFGenerator, create_generator
+    from compresskit.passes.distill import inherit_from_teacher, slim_config
+
+    torch.manual_seed(0)
+    teacher = create_generator(ngf=4, text_hidden=16, fuse_hidden=8).eval()
+    z, text = torch.randn(6, teacher.config.z_dim), torch.randn(6, teacher.config.text_dim)
+    same = DFGenerator(slim_config(teacher.config, 1.0)).eval()
+    kept = inherit_from_teacher(same, teacher, (z, text))
+    assert torch.equal(same(z, text), teacher(z, text)), "every channel kept, in order: the teacher itself"
+    assert kept["blocks.0"].tolist() == list(range(teacher.blocks[0].out_channels))
+    # half the channels, one conv per block: the caption pathway is the teacher's, the channels its most active
+    slim = DFGenerator(slim_config(teacher.config, 0.5, 1)).eval()
+    kept = inherit_from_teacher(slim, teacher, (z, text))
+    assert torch.equal(slim.text_mlp[1].weight, teacher.text_mlp[1].weight)
+    assert torch.equal(slim.blocks[1].fuse0.affine0.gamma[0].weight, teacher.blocks[1].fuse0.affine0.gamma[0].weight)
+    assert torch.equal(slim.blocks[1].shortcut.weight, teacher.blocks[1].shortcut.weight[kept["blocks.1"]][:, kept["blocks.0"]])
+    cond = torch.cat([z, teacher.text_mlp(text)], 1)  # the teacher's block-0 output, by hand
+    active = teacher.blocks[0](teacher.stem(cond).view(6, -1, 4, 4), cond).abs().mean((0, 2, 3))
+    assert set(kept["blocks.0"].tolist()) == set(active.topk(len(kept["blocks.0"])).indices.tolist())
+
+
+def test_teacher_init_runs_in_the_pass_and_refuses_what_it_cannot_start(tiny_generator_dir, tmp_path):
+    steps = [{"distill": {**FAST, "steps": 10, "student": "slim", "width": 0.5, "convs_per_block": 1, "init": "teacher",
+                          "losses": {"pixel": 1.0, "feature": 1.0}}}]
+    meta = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run").steps[-1].meta
+    assert meta["student_channels"] == [16, 8, 4, 2] and meta["val_l1_best"] <= meta["val_l1_start"]
+    with pytest.raises(ValueError, match="init: teacher applies to student: slim only"):
+        DistillConfig(init="teacher")
+    separable = [{"distill": {**FAST, "steps": 2, "student": "slim", "separable": True, "init": "teacher"}}]
+    with pytest.raises(Exception, match="full 3x3 convs"):
+        run(parse_recipe(recipe_dict(tiny_generator_dir, *separable), "r.yaml"), tmp_path / "sep")
