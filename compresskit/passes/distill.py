@@ -108,7 +108,7 @@ class DistillConfig(PassConfig):
     bf16: bool = True
 
     @model_validator(mode="after")
-    def _kwargs_need_a_factory_student(self) -> DistillConfig:
+    def _options_match_the_student(self) -> DistillConfig:
         if self.init == "teacher" and self.student != "slim":
             raise ValueError(f"init: teacher applies to student: slim only (this step's student is {self.student}); "
                              "remove init or set student: slim")
@@ -167,6 +167,7 @@ def inherit_from_teacher(student: DFGenerator, teacher: DFGenerator, example: tu
     taps = _Taps(teacher, ["stem", *[f"blocks.{i}" for i in range(len(teacher.blocks))],
                            *[f"blocks.{i}.conv0" for i in range(len(teacher.blocks))]])
     teacher(*example)
+    taps.remove()
     stem = taps.out["stem"].view(len(example[0]), -1, 16)
     keep = [_top_channels(stem, student.stem.out_features // 16)]  # each block's input, then its output
     keep += [_top_channels(taps.out[f"blocks.{i}"], b.out_channels) for i, b in enumerate(student.blocks)]
@@ -252,8 +253,12 @@ class _Taps:
     def __init__(self, model: nn.Module, names: list[str]):
         self.out: dict[str, torch.Tensor] = {}
         modules = dict(model.named_modules())
-        for name in names:
-            modules[name].register_forward_hook(lambda m, i, o, name=name: self.out.__setitem__(name, o))
+        self._hooks = [modules[name].register_forward_hook(lambda m, i, o, name=name: self.out.__setitem__(name, o))
+                       for name in names]
+
+    def remove(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
 
 
 def _feature_widths(model: nn.Module, names: list[str], example: tuple, which: str) -> dict[str, int]:
