@@ -10,7 +10,7 @@ shape, LATENCY hint, ``--threads`` threads) and prints MACs, params, p50 and bot
 
     python benchmarks/student_latency.py --model emoji32-v2 --threads 2 --out runs/student-latency
 
-Forms: ``width`` (every channel width times it), ``convs`` (3x3 convs per block, 1 or 2), ``separable``
+Forms: ``width`` (every channel width times it, or ``0.5/0.5/0.25/0.25``: one factor per stage), ``convs`` (3x3 convs per block, 1 or 2), ``separable``
 (depthwise 3x3 + pointwise 1x1). Builds are cached in ``--out`` (re-running re-times only).
 """
 
@@ -32,9 +32,13 @@ from compresskit.runtimes import Deployment
 WIDTHS = (0.125, 0.1875, 0.25, 0.375, 0.5)
 
 
+def width_label(width: float | list[float], sep: str = "/") -> str:
+    return sep.join(f"{w:g}" for w in width) if isinstance(width, list) else f"{width:g}"
+
+
 def build(model: str, form: dict, out: Path) -> tuple[Path, dict]:
     """(the INT8 IR's folder, the distill step's meta) of one student form."""
-    name = f"w{form['width']}-c{form['convs_per_block']}-{'sep' if form['separable'] else 'full'}"
+    name = f"w{width_label(form['width'], '_')}-c{form['convs_per_block']}-{'sep' if form['separable'] else 'full'}"
     steps = [{"distill": {"student": "slim", **form, "steps": 1, "batch_size": 2, "captions": 8, "validation_size": 8,
                           "validate_every": 1}},
              {"export_onnx": {}}, {"export_openvino": {}}, {"quantize_nncf": {"subset_size": 16}}]
@@ -77,13 +81,14 @@ def main() -> None:
     teacher_torch, teacher_ir = teacher_int8(args.model, args.out)
     folders = {"teacher (torch fp32)": teacher_torch, "teacher int8": teacher_ir}
     meta = {}
-    widths = [float(w) for w in args.widths.split(",")]
+    # "0.25" scales every stage; "0.5/0.5/0.25/0.25" gives one factor per stage (stem, then each block's output)
+    widths = [[float(f) for f in w.split("/")] if "/" in w else float(w) for w in args.widths.split(",")]
     convs_options = [int(c) for c in args.convs.split(",")]
     separable_options = [s == "yes" for s in args.separable.split(",")]
     for width, convs, separable in itertools.product(widths, convs_options, separable_options):
         form = {"width": width, "convs_per_block": convs, "separable": separable}
         folder, found = build(args.model, form, args.out)
-        name = f"w{width:g} c{convs}{' sep' if separable else ''}"
+        name = f"w{width_label(width)} c{convs}{' sep' if separable else ''}"
         folders[name], meta[name] = folder, found
     timed = time_all(folders, args.threads, args.rounds, args.per_round)
     torch_ms, int8_ms = timed["teacher (torch fp32)"]["p50"], timed["teacher int8"]["p50"]

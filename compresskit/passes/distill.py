@@ -7,7 +7,7 @@ Student, for any generator (the model contract), one of:
   its kwargs (``{width: 16}``): for a user generator whose factory takes width arguments;
 * ``student: slim``: the project's own DF-GAN, slim: the teacher's widths times ``width`` when the teacher is
   a DF-GAN, else DF-GAN's default widths times ``width`` fitted to the teacher's io spec (z, text, image
-  size); optionally one conv per block (``convs_per_block: 1``) and depthwise-separable convs (``separable``).
+  size); ``width`` is one factor or one per stage (stem, then each block's output); optionally one conv per block (``convs_per_block: 1``) and depthwise-separable convs (``separable``).
   ``init: teacher`` starts it from the teacher's own weights (a DF-GAN teacher without attention): the caption
   MLP and every fusion MLP's hidden layer are copied whole (their widths are not scaled), and each channel
   dimension keeps the teacher's channels that are most active on the validation inputs (stem, shortcuts, the
@@ -85,7 +85,9 @@ class LossWeights(PassConfig):
 
 class DistillConfig(PassConfig):
     student: Literal["input", "slim", "factory"] = "input"
-    width: float = Field(0.5, gt=0, le=1)  # slim: every channel width times this
+    # slim: every channel width times this; or one factor per stage (the stem's, then each block's output:
+    # [0.5, 0.5, 0.25, 0.25]), e.g. wider at the cheap low resolutions where a caption's content is decided
+    width: float | list[float] = 0.5
     convs_per_block: Literal[1, 2] | None = None  # slim: depth (None: the teacher's)
     separable: bool = False  # slim: depthwise-separable 3x3 convolutions
     init: Literal["random", "teacher"] = "random"  # slim: start from scratch or from the teacher's weights
@@ -109,6 +111,9 @@ class DistillConfig(PassConfig):
 
     @model_validator(mode="after")
     def _options_match_the_student(self) -> DistillConfig:
+        factors = self.width if isinstance(self.width, list) else [self.width]
+        if not factors or not all(0 < f <= 1 for f in factors):
+            raise ValueError(f"width must be in (0, 1], or a list of such factors (one per stage), got {self.width}")
         if self.init == "teacher" and self.student != "slim":
             raise ValueError(f"init: teacher applies to student: slim only (this step's student is {self.student}); "
                              "remove init or set student: slim")
@@ -118,11 +123,18 @@ class DistillConfig(PassConfig):
         return self
 
 
-def slim_config(teacher: GeneratorConfig, width: float, convs_per_block: int | None = None,
+def slim_config(teacher: GeneratorConfig, width: float | list[float], convs_per_block: int | None = None,
                 separable: bool = False) -> GeneratorConfig:
-    scale = lambda widths: [max(1, round(w * width)) for w in widths]  # noqa: E731
-    return GeneratorConfig(**{**teacher.model_dump(), "channels": scale(teacher.channels),
-                              "hidden": scale(teacher.hidden), "separable": separable,
+    """The teacher's architecture with its widths times ``width`` (one factor, or one per entry of
+    ``teacher.channels``: the stem's, then each block's output; a block's first conv takes its output's)."""
+    stages = len(teacher.channels)
+    factors = list(width) if isinstance(width, list) else [width] * stages
+    if len(factors) != stages:
+        raise PassFailed(f"distill: width has {len(factors)} factors but the generator has {stages} stages (the stem "
+                         f"and {stages - 1} blocks); give {stages} factors or one number")
+    scale = lambda widths, fs: [max(1, round(w * f)) for w, f in zip(widths, fs)]  # noqa: E731
+    return GeneratorConfig(**{**teacher.model_dump(), "channels": scale(teacher.channels, factors),
+                              "hidden": scale(teacher.hidden, factors[1:]), "separable": separable,
                               "convs_per_block": convs_per_block or teacher.convs_per_block})
 
 

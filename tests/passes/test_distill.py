@@ -32,6 +32,17 @@ def test_slim_student_has_the_width_multiplier(tiny_generator_dir, tmp_path):
     assert meta["student_macs"] < 0.15 * meta["teacher_macs"]
 
 
+def test_slim_student_widths_can_differ_per_stage_and_a_wrong_count_is_a_clear_error(tiny_generator_dir, tmp_path):
+    steps = [{"distill": {**FAST, "steps": 4, "student": "slim", "width": [0.5, 0.5, 0.25, 0.25], "init": "teacher"}}]
+    meta = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run").steps[-1].meta
+    assert meta["student_channels"] == [16, 8, 2, 1]  # the teacher's [32, 16, 8, 4], stage by stage
+    with pytest.raises(ValueError, match="width must be in"):
+        DistillConfig(width=[0.5, 1.5])
+    three = [{"distill": {**FAST, "steps": 2, "student": "slim", "width": [0.5, 0.5, 0.25]}}]
+    with pytest.raises(Exception, match="width has 3 factors but the generator has 4 stages"):
+        run(parse_recipe(recipe_dict(tiny_generator_dir, *three), "r.yaml"), tmp_path / "three")
+
+
 def test_slim_student_can_be_shallower_and_depthwise_separable_and_still_prunes_and_exports(tiny_generator_dir, tmp_path):
     steps = [{"distill": {**FAST, "steps": 10, "student": "slim", "width": 0.5, "convs_per_block": 1,
                           "separable": True}},
