@@ -7,7 +7,8 @@ Student, for any generator (the model contract), one of:
   its kwargs (``{width: 16}``): for a user generator whose factory takes width arguments;
 * ``student: slim``: the project's own DF-GAN, slim: the teacher's widths times ``width`` when the teacher is
   a DF-GAN, else DF-GAN's default widths times ``width`` fitted to the teacher's io spec (z, text, image
-  size); ``width`` is one factor or one per stage (stem, then each block's output); optionally one conv per block (``convs_per_block: 1``) and depthwise-separable convs (``separable``).
+  size); ``width`` is one factor or one per stage (stem, then each block's output); optionally one conv per
+  block (``convs_per_block: 1``) and depthwise-separable convs (``separable``).
   ``init: teacher`` starts it from the teacher's own weights (a DF-GAN teacher without attention): the caption
   MLP and every fusion MLP's hidden layer are copied whole (their widths are not scaled), and each channel
   dimension keeps the teacher's channels that are most active on the validation inputs (stem, shortcuts, the
