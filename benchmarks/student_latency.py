@@ -11,7 +11,8 @@ shape, LATENCY hint, ``--threads`` threads) and prints MACs, params, p50 and bot
     python benchmarks/student_latency.py --model emoji32-v2 --threads 2 --out runs/student-latency
 
 Forms: ``width`` (every channel width times it, or ``0.5/0.5/0.25/0.25``: one factor per stage), ``convs`` (3x3
-convs per block, 1 or 2), ``separable`` (depthwise 3x3 + pointwise 1x1). Builds are cached in ``--out`` (re-running re-times only).
+convs per block, 1 or 2), ``separable`` (depthwise 3x3 + pointwise 1x1). Builds are cached in ``--out``
+(re-running re-times only).
 """
 
 from __future__ import annotations
