@@ -61,10 +61,10 @@ def openvino_ms(model: Pooled, tokenizer, threads: int, folder: Path) -> float:
 
     example = tokenizer(["red apple", "a large red circle at the top left"], padding=True, return_tensors="pt")
     path = folder / "encoder.onnx"
+    dynamic = {0: "batch", 1: "length"}
     torch.onnx.export(model.eval(), (example["input_ids"], example["attention_mask"]), str(path),
                       input_names=["input_ids", "attention_mask"], output_names=["pooled"], opset_version=17,
-                      dynamic_axes={"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"}},
-                      dynamo=False)
+                      dynamic_axes={"input_ids": dynamic, "attention_mask": dynamic}, dynamo=False)
     compiled = ov.Core().compile_model(ov.convert_model(str(path)), "CPU",
                                        {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads})
     request = compiled.create_infer_request()
@@ -127,11 +127,13 @@ def main() -> None:
         distilled = encode(student.eval(), tokenizer, val)
 
     aligner, position = load_aligner(), {c: i for i, c in enumerate(pool)}
-    z = torch.from_numpy(np.random.default_rng(0).standard_normal((len(val), generator.config.z_dim)).astype(np.float32))
+    noise = np.random.default_rng(0).standard_normal((len(val), generator.config.z_dim))
+    z = torch.from_numpy(noise.astype(np.float32))
 
     def r_precision(vectors: torch.Tensor) -> float:
         with torch.no_grad():
-            images = to_images(torch.cat([generator(z[i:i + 256], vectors[i:i + 256]) for i in range(0, len(val), 256)]))
+            drawn = [generator(z[i:i + 256], vectors[i:i + 256]) for i in range(0, len(val), 256)]
+            images = to_images(torch.cat(drawn))
         return alignment_scores(embed_images(aligner, images), torch.tensor([position[c] for c in val]),
                                 pool_vectors)["r_precision"]
 
@@ -142,7 +144,8 @@ def main() -> None:
           f"distilled {cosine(distilled).mean():.4f} (min {cosine(distilled).min():.4f})")
     stderr = lambda p: (p * (1 - p) / len(val)) ** 0.5  # noqa: E731
     scores = {"full": r_precision(target_val), "cut": r_precision(cut), "distilled": r_precision(distilled)}
-    print(f"val R-precision of {args.model}'s images: " + ", ".join(f"{k} {v:.3f} ± {stderr(v):.3f}" for k, v in scores.items()))
+    print(f"val R-precision of {args.model}'s images: "
+          + ", ".join(f"{k} {v:.3f} ± {stderr(v):.3f}" for k, v in scores.items()))
     with tempfile.TemporaryDirectory() as tmp:
         full_ms = openvino_ms(full, tokenizer, args.threads, Path(tmp))
         student_ms = openvino_ms(student, tokenizer, args.threads, Path(tmp))
