@@ -35,14 +35,17 @@ def text_encoder_onnx() -> Path:
     return folder / TEXT_ONNX
 
 
-def export_text_encoder(path: Path) -> Path:
+def export_text_encoder(path: Path, bert=None) -> Path:
+    """MiniLM (or ``bert``: a model of its family in its place, e.g. a shallower one) with pooling inside, to ONNX."""
     import torch
     from torch.nn import functional as F
     from transformers import AutoModel, AutoTokenizer
 
     folder = model_dir()
-    bert = AutoModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
-                                     attn_implementation="eager").eval()
+    if bert is None:
+        bert = AutoModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
+                                         attn_implementation="eager")
+    bert = bert.eval()
 
     class Pooled(torch.nn.Module):
         def __init__(self):
