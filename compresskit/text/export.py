@@ -36,7 +36,8 @@ def text_encoder_onnx() -> Path:
 
 
 def export_text_encoder(path: Path, bert=None) -> Path:
-    """MiniLM (or ``bert``: a model of its family in its place, e.g. a shallower one) with pooling inside, to ONNX."""
+    """MiniLM (or ``bert``: a model of its family in its place, e.g. a shallower one, loaded with
+    ``attn_implementation="eager"``) with pooling inside, to ONNX."""
     import torch
     from torch.nn import functional as F
     from transformers import AutoModel, AutoTokenizer
