@@ -25,18 +25,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from compresskit.grid import to_images
 from compresskit.metrics.alignment import alignment_scores, embed_images, load_aligner
 from compresskit.models.io import load_model
 from compresskit.passes.calibration import dataset_captions
-from compresskit.text.encoder import MAX_TOKENS, model_dir
+from compresskit.text.encoder import MAX_TOKENS, mean_pool, model_dir
 from compresskit.text.export import export_text_encoder
 
 
 class Pooled(torch.nn.Module):
-    """ids + mask -> the unit-norm masked mean of the last hidden states (``TextEncoder.encode``'s recipe)."""
+    """ids + mask -> the sentence vector, pooled as ``TextEncoder.encode`` pools (``mean_pool``)."""
 
     def __init__(self, bert: torch.nn.Module):
         super().__init__()
@@ -44,8 +43,7 @@ class Pooled(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return F.normalize((hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9), dim=-1)
+        return mean_pool(hidden, attention_mask)
 
 
 def encode(model: Pooled, tokenizer, captions: list[str], batch: int = 256) -> torch.Tensor:

