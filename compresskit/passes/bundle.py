@@ -9,6 +9,10 @@ it in the same runtime:
   sentence vectors, over ``validation_size`` validation-split captions, dropped by at most ``max_drop``.
   Calibration: ``subset_size`` train captions, tokenised as the bundle does. (The generator's images from
   these vectors are what the bench then scores: R-precision, KID, diversity, attributes.)
+* ``text_layers: K`` (1-5): a shallower MiniLM in its place, its first K layers distilled to the full model's
+  sentence vector on the dataset's train captions (``text.shallow``; ``text_steps``, ``text_lr``), exported
+  in the same graph form; then fp32 or INT8 as above. The reported cosine is always to the full six-layer
+  fp32 MiniLM, so it carries what the cut and the INT8 each cost.
 
 OpenVINO bundles take the word-embedding lookup out of the text encoder graph: the 30,522 x 384 table (INT8
 with its per-row scale, or fp32) goes to ``.npy`` files that the runtime memory-maps and indexes with numpy,
@@ -47,6 +51,9 @@ class BundleConfig(PassConfig):
     subset_size: int = Field(300, ge=1, le=10_000)  # int8: calibration captions (train split)
     validation_size: int = Field(200, ge=4, le=10_000)  # captions of the val split the cosine is taken over
     max_drop: float = Field(0.002, gt=0, le=1)  # int8: allowed drop of the mean cosine to fp32 MiniLM
+    text_layers: int | None = Field(None, ge=1, le=5)  # a shallower MiniLM distilled on the train captions
+    text_steps: int = Field(1000, ge=1, le=1_000_000)  # its distillation steps (batch 64)
+    text_lr: float = Field(1e-3, gt=0, le=1)  # its peak learning rate (one-cycle)
 
 
 def _tokenized(tokenizer, captions: list[str]) -> list[dict[str, np.ndarray]]:
@@ -124,7 +131,7 @@ class Bundle(Pass):
     Config = BundleConfig
     accepts = ("openvino", "onnx")
     produces = "bundle"
-    version = "3"  # 3: word embeddings out of the graph, captions padded to a multiple of 8; 2: own length; 1: 128
+    version = "4"  # 4: text_layers; 3: word embeddings out of the graph, captions padded to a multiple of 8; 2: own length; 1: 128
     libraries = ("openvino", "nncf", "onnxruntime", "tokenizers")
     needs = ("captions",)
     metrics = {"text_cosine_vs_fp32": PassMetric("", "higher", "mean cosine of the bundle's sentence vectors to "
@@ -146,16 +153,18 @@ class Bundle(Pass):
         shutil.copyfile(tokenizer_file(), out_dir / TOKENIZER_FILE)
         tokenizer = load_tokenizer(out_dir / TOKENIZER_FILE, MAX_TOKENS, pad_to_multiple_of=PAD_TO_MULTIPLE_OF)
         val_items = _tokenized(tokenizer, ctx.captions(cfg.validation_size, seed=ctx.seed + 7, split="val"))
-        onnx_path = text_encoder_onnx()
         core = ov.Core()
-        fp32 = core.compile_model(core.read_model(str(onnx_path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        reference = [fp32(item)[0][0] for item in val_items]
+        full = core.compile_model(str(text_encoder_onnx()), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        reference = [full(item)[0][0] for item in val_items]  # the full fp32 MiniLM: what every cosine is to
+        del full
+        onnx_path = text_encoder_onnx() if cfg.text_layers is None else self._shallow_encoder(out_dir, ctx)
         if backend == "onnxruntime":
             text_file = "text_encoder.onnx"
             shutil.copyfile(onnx_path, out_dir / text_file)
             generator_file = "generator.onnx"
             shutil.copyfile(src.file(ONNX_FILE), out_dir / generator_file)
-            cosine, lookup = 1.0, None
+            lookup = None
+            cosine = self._bundled_cosine(out_dir, text_file, lookup, val_items, reference)
         else:
             text_file, generator_file = "text_encoder.xml", "generator.xml"
             model = ov.convert_model(str(onnx_path))
@@ -178,18 +187,35 @@ class Bundle(Pass):
             cosine = self._bundled_cosine(out_dir, text_file, lookup, val_items, reference)
             for suffix in (".xml", ".bin"):
                 shutil.copyfile(src.file(OPENVINO_XML).with_suffix(suffix), out_dir / f"generator{suffix}")
+        shutil.rmtree(out_dir / "shallow", ignore_errors=True)  # the shallower encoder's export, now in the bundle
         spec = {"format": BUNDLE_FORMAT, "tokenizer": TOKENIZER_FILE, "max_tokens": MAX_TOKENS,
                 "pad_id": tokenizer.token_to_id("[PAD]"), "pad_token": "[PAD]",
                 "pad_to_multiple_of": PAD_TO_MULTIPLE_OF,
                 "text_encoder": {"file": text_file, "backend": backend, "precision": cfg.text_encoder,
-                                 "outputs": ["pooled", "hidden"], "word_embeddings": lookup},
+                                 "layers": cfg.text_layers or 6, "outputs": ["pooled", "hidden"],
+                                 "word_embeddings": lookup},
                 "generator": {"file": generator_file, "backend": backend, "io": src.io,
                               "input_order": input_names(src.io)}}
         (out_dir / BUNDLE_FILE).write_text(json.dumps(spec, indent=1) + "\n")
         size = sum(p.stat().st_size for p in out_dir.iterdir() if p.is_file()) / 2**20
         return PassResult(metrics={"text_cosine_vs_fp32": cosine, "bundle_size_mb": size},
-                          details={"text_encoder": cfg.text_encoder, "backend": backend,
-                                   "validation_captions": len(val_items)})
+                          details={"text_encoder": cfg.text_encoder, "text_layers": cfg.text_layers or 6,
+                                   "backend": backend, "validation_captions": len(val_items)})
+
+    def _shallow_encoder(self, out_dir: Path, ctx: PassContext) -> Path:
+        """MiniLM's first ``text_layers`` layers distilled on the train captions, exported as MiniLM is."""
+        from ..text.export import TEXT_ONNX, export_text_encoder
+        from ..text.shallow import distill_shallow_encoder
+
+        cfg = self.config
+        captions = sorted(set(ctx.captions(100_000, seed=ctx.seed)))
+        ctx.log(f"bundle: distilling MiniLM's first {cfg.text_layers} layers on {len(captions)} train captions, "
+                f"{cfg.text_steps} steps")
+        bert = distill_shallow_encoder(captions, layers=cfg.text_layers, steps=cfg.text_steps, lr=cfg.text_lr,
+                                       seed=ctx.seed, progress=ctx.progress)
+        folder = out_dir / "shallow"
+        folder.mkdir()
+        return export_text_encoder(folder / TEXT_ONNX, bert)
 
     @staticmethod
     def _bundled_cosine(out_dir: Path, text_file: str, lookup: dict | None, items: list[dict],
@@ -199,6 +225,11 @@ class Bundle(Pass):
 
         from ..runtimes.bundle import WordEmbeddings
 
+        if text_file.endswith(".onnx"):
+            import onnxruntime as ort
+
+            session = ort.InferenceSession(str(out_dir / text_file), providers=["CPUExecutionProvider"])
+            return _mean_cosine(lambda item: session.run(["pooled"], item), items, reference)[0]
         compiled = ov.Core().compile_model(str(out_dir / text_file), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         words = WordEmbeddings(out_dir, lookup) if lookup else None
         items = [{**item, **({words.input: words(item["input_ids"])} if words else {})} for item in items]

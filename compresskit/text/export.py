@@ -39,15 +39,11 @@ def export_text_encoder(path: Path, bert=None) -> Path:
     """MiniLM (or ``bert``: a model of its family in its place, e.g. a shallower one, loaded with
     ``attn_implementation="eager"``) with pooling inside, to ONNX."""
     import torch
-    from transformers import AutoModel, AutoTokenizer
 
     from .encoder import mean_pool
+    from .shallow import load_minilm, minilm_tokenizer
 
-    folder = model_dir()
-    if bert is None:
-        bert = AutoModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
-                                         attn_implementation="eager")
-    bert = bert.eval()
+    tokenizer, bert = load_minilm(eager=True) if bert is None else (minilm_tokenizer(), bert.eval())
 
     class Pooled(torch.nn.Module):
         def __init__(self):
@@ -58,7 +54,6 @@ def export_text_encoder(path: Path, bert=None) -> Path:
             hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             return mean_pool(hidden, attention_mask), hidden
 
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     example = tokenizer(["red apple", "a large red circle at the top left"], padding=True, truncation=True,
                         max_length=MAX_TOKENS, return_tensors="pt")
     dynamic = {"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"},

@@ -164,3 +164,27 @@ def test_an_int8_text_encoder_is_quantised_and_keeps_the_sentence_vector(tiny_ge
 
     assert generator_payload(bundle) == ("openvino", bundle.path / "generator.xml")
     assert not runs_int8(bundle), "the generator's peak is its own precision's, whatever the text encoder's"
+
+
+def test_a_shallower_text_encoder_is_distilled_on_the_train_captions_and_bundled(tiny_generator_dir, tmp_path):
+    import onnx
+
+    from compresskit.passes.calibration import dataset_captions
+    from compresskit.text.shallow import cut_encoder, encode_pooled, load_minilm
+
+    steps = [{"export_onnx": {}}, {"bundle": {"validation_size": 16, "text_layers": 1, "text_steps": 40,
+                                               "text_lr": 1e-3}}]
+    bundle = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run").final
+    spec = json.loads((bundle.path / BUNDLE_FILE).read_text())
+    assert spec["text_encoder"]["layers"] == 1 and not (bundle.path / "shallow").exists()
+    names = {node.name for node in onnx.load(str(bundle.path / "text_encoder.onnx")).graph.node}
+    assert any("layer.0/" in n for n in names) and not any("layer.1/" in n for n in names), "one layer kept"
+    vector = Bundle(bundle.path).embed(["red apple"])["text"]
+    assert vector.shape == (1, 384) and abs(float(np.linalg.norm(vector)) - 1) < 1e-3
+    # the cosine the pass reports is to the full MiniLM, on the val captions; distillation must have lifted it
+    # above MiniLM merely cut after one layer
+    tokenizer, full = load_minilm()
+    val = dataset_captions(bundle.dataset, 16, 7, "val")
+    cut_alone = float((encode_pooled(cut_encoder(full, 1), tokenizer, val) * encode_pooled(full, tokenizer, val))
+                      .sum(1).mean())
+    assert cut_alone + 0.1 < bundle.meta["text_cosine_vs_fp32"] < 1.0, (cut_alone, bundle.meta["text_cosine_vs_fp32"])
