@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from compresskit.artifact import load_artifact
+from compresskit.errors import PassFailed
 from compresskit.bench.report import bench_run
 from compresskit.models import DFGenerator, load_model, save_model
 from compresskit.models.inputs import caption_inputs, input_names
@@ -56,3 +58,12 @@ def test_a_token_conditioned_generator_is_pruned_distilled_exported_quantised_an
     final = next(c for c in report["candidates"] if c["final"])
     assert final["metrics"]["latency_ms_p50"]["value"] > 0 and "attr_accuracy" in final["metrics"]
     assert report["verdict"] == "pass", [g for g in report["gates"] if not g["passed"]]
+
+
+def test_a_shallower_text_encoder_is_refused_for_a_generator_that_reads_token_states(tmp_path):
+    attention_teacher(tmp_path / "teacher")
+    steps = [{"export_onnx": {}}, {"bundle": {"text_layers": 2, "validation_size": 8}}]
+    recipe = parse_recipe({"input": {"model": str(tmp_path / "teacher")}, "steps": steps}, "r.yaml")
+    with pytest.raises(PassFailed, match="sentence vector only.*token states.*drop text_layers"):
+        run(recipe, tmp_path / "run")
+    assert not [p for p in (tmp_path / "run" / "artifacts").iterdir() if "bundle" in p.name], "none half-written"
