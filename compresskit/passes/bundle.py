@@ -12,8 +12,8 @@ it in the same runtime:
 * ``text_layers: K`` (1-5): a shallower MiniLM in its place, its first K layers distilled to the full model's
   sentence vector on the dataset's train captions (``text.shallow``; ``text_steps``, ``text_lr``), exported
   in the same graph form; then fp32 or INT8 as above. The reported cosine is always to the full six-layer
-  fp32 MiniLM, so it carries what the cut and the INT8 each cost. Only the sentence vector is distilled, so
-  a generator that also reads MiniLM's token states is refused.
+  fp32 MiniLM, so it carries what the cut and the INT8 each cost. For a generator that also reads MiniLM's
+  token states (``tokens``), the last token states are distilled as well.
 
 OpenVINO bundles take the word-embedding lookup out of the text encoder graph: the 30,522 x 384 table (INT8
 with its per-row scale, or fp32) goes to ``.npy`` files that the runtime memory-maps and indexes with numpy,
@@ -151,9 +151,6 @@ class Bundle(Pass):
         if cfg.text_encoder == "int8" and backend != "openvino":
             raise PassFailed("bundle: text_encoder: int8 is built with NNCF for OpenVINO; bundle an OpenVINO "
                              "generator (after export_openvino) or use text_encoder: fp32")
-        if cfg.text_layers is not None and "tokens" in src.io["inputs"]:
-            raise PassFailed("bundle: text_layers distils MiniLM's sentence vector only, and this generator also "
-                             "reads its token states (tokens); drop text_layers to bundle the full MiniLM")
         shutil.copyfile(tokenizer_file(), out_dir / TOKENIZER_FILE)
         tokenizer = load_tokenizer(out_dir / TOKENIZER_FILE, MAX_TOKENS, pad_to_multiple_of=PAD_TO_MULTIPLE_OF)
         val_items = _tokenized(tokenizer, ctx.captions(cfg.validation_size, seed=ctx.seed + 7, split="val"))
@@ -213,10 +210,11 @@ class Bundle(Pass):
 
         cfg = self.config
         captions = sorted(set(ctx.captions(100_000, seed=ctx.seed)))
+        tokens = "tokens" in ctx.source.io["inputs"]  # the generator reads token states: distil those too
         ctx.log(f"bundle: distilling MiniLM's first {cfg.text_layers} layers on {len(captions)} train captions, "
-                f"{cfg.text_steps} steps")
+                f"{cfg.text_steps} steps (sentence vector{' and token states' if tokens else ''})")
         bert = distill_shallow_encoder(captions, layers=cfg.text_layers, steps=cfg.text_steps, lr=cfg.text_lr,
-                                       seed=ctx.seed, progress=ctx.progress)
+                                       seed=ctx.seed, tokens=tokens, progress=ctx.progress)
         folder = out_dir / "shallow"
         folder.mkdir()
         return export_text_encoder(folder / TEXT_ONNX, bert)

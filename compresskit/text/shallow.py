@@ -61,16 +61,25 @@ def encode_pooled(bert, tokenizer, captions: Sequence[str], batch: int = 256) ->
     return torch.cat(found) if found else torch.empty(0, bert.config.hidden_size)
 
 
+def token_state_error(hidden: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Squared error of the token states over the real tokens, relative to the targets' energy there."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return ((hidden - target) ** 2 * weights).sum() / ((target ** 2) * weights).sum().clamp_min(1e-9)
+
+
 def distill_shallow_encoder(captions: Sequence[str], *, layers: int = 3, steps: int = 1000, lr: float = 1e-3,
-                            batch_size: int = 64, seed: int = 0,
+                            batch_size: int = 64, seed: int = 0, tokens: bool = False,
                             progress: Callable[[int, int, dict], None] | None = None):
     """MiniLM cut to ``layers`` layers and distilled to the full model's vectors of ``captions`` (train
-    captions: tune on val). Returns the shallower model (eval mode, eager attention)."""
+    captions: tune on val); with ``tokens``, to its last token states as well (``token_state_error``: for a
+    generator that reads them). Returns the shallower model (eval mode, eager attention)."""
     captions = sorted(set(captions))
     if not captions:
         raise ValueError("distilling a shallower text encoder needs captions; the dataset gave none")
     tokenizer, full = load_minilm()
-    targets = TextEncoder().encode(captions)  # the full model's vectors (cached on disk, like every embedding)
+    encoder = TextEncoder()  # the full model's vectors and token states (cached on disk, like every embedding)
+    targets = encoder.encode(captions)
+    states = encoder.encode_tokens(captions) if tokens else None
     student = cut_encoder(full, layers).train()
     del full
     student.embeddings.requires_grad_(False)
@@ -82,12 +91,16 @@ def distill_shallow_encoder(captions: Sequence[str], *, layers: int = 3, steps: 
     mean_loss = 0.0
     for step in range(steps):
         rows = torch.randint(len(captions), (batch_size,), generator=rng)
-        tokens = tokenizer([captions[i] for i in rows], padding=True, truncation=True, max_length=MAX_TOKENS,
-                           return_tensors="pt")
+        batch = tokenizer([captions[i] for i in rows], padding=True, truncation=True, max_length=MAX_TOKENS,
+                          return_tensors="pt")
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            hidden = student(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).last_hidden_state
-        pooled = mean_pool(hidden.float(), tokens["attention_mask"])
+            hidden = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        mask = batch["attention_mask"]
+        pooled = mean_pool(hidden.float(), mask)
         loss = (1 - (pooled * targets[rows]).sum(1)).mean()
+        if states is not None:
+            length = hidden.shape[1]
+            loss = loss + token_state_error(hidden.float(), states.hidden[rows, :length], mask[:, :length])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
