@@ -158,7 +158,7 @@ class Bundle(Pass):
         full = core.compile_model(str(text_encoder_onnx()), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         reference = [full(item)[0][0] for item in val_items]  # the full fp32 MiniLM: what every cosine is to
         del full
-        onnx_path = text_encoder_onnx() if cfg.text_layers is None else self._shallow_encoder(out_dir, ctx)
+        onnx_path = text_encoder_onnx() if cfg.text_layers is None else self._shallow_encoder(ctx)
         if backend == "onnxruntime":
             text_file = "text_encoder.onnx"
             shutil.copyfile(onnx_path, out_dir / text_file)
@@ -188,7 +188,6 @@ class Bundle(Pass):
             cosine = self._bundled_cosine(out_dir, text_file, lookup, val_items, reference)
             for suffix in (".xml", ".bin"):
                 shutil.copyfile(src.file(OPENVINO_XML).with_suffix(suffix), out_dir / f"generator{suffix}")
-        shutil.rmtree(out_dir / "shallow", ignore_errors=True)  # the shallower encoder's export, now in the bundle
         spec = {"format": BUNDLE_FORMAT, "tokenizer": TOKENIZER_FILE, "max_tokens": MAX_TOKENS,
                 "pad_id": tokenizer.token_to_id("[PAD]"), "pad_token": "[PAD]",
                 "pad_to_multiple_of": PAD_TO_MULTIPLE_OF,
@@ -203,21 +202,17 @@ class Bundle(Pass):
                           details={"text_encoder": cfg.text_encoder, "text_layers": cfg.text_layers or 6,
                                    "backend": backend, "validation_captions": len(val_items)})
 
-    def _shallow_encoder(self, out_dir: Path, ctx: PassContext) -> Path:
-        """MiniLM's first ``text_layers`` layers distilled on the train captions, exported as MiniLM is."""
-        from ..text.export import TEXT_ONNX, export_text_encoder
-        from ..text.shallow import distill_shallow_encoder
+    def _shallow_encoder(self, ctx: PassContext) -> Path:
+        """MiniLM's first ``text_layers`` layers distilled on the train captions, exported as MiniLM is (cached)."""
+        from ..text.shallow import shallow_encoder_onnx
 
         cfg = self.config
         captions = sorted(set(ctx.captions(100_000, seed=ctx.seed)))
         tokens = "tokens" in ctx.source.io["inputs"]  # the generator reads token states: distil those too
-        ctx.log(f"bundle: distilling MiniLM's first {cfg.text_layers} layers on {len(captions)} train captions, "
-                f"{cfg.text_steps} steps (sentence vector{' and token states' if tokens else ''})")
-        bert = distill_shallow_encoder(captions, layers=cfg.text_layers, steps=cfg.text_steps, lr=cfg.text_lr,
-                                       seed=ctx.seed, tokens=tokens, progress=ctx.progress)
-        folder = out_dir / "shallow"
-        folder.mkdir()
-        return export_text_encoder(folder / TEXT_ONNX, bert)
+        ctx.log(f"bundle: MiniLM's first {cfg.text_layers} layers distilled on {len(captions)} train captions, "
+                f"{cfg.text_steps} steps (sentence vector{' and token states' if tokens else ''}; cached)")
+        return shallow_encoder_onnx(captions, layers=cfg.text_layers, steps=cfg.text_steps, lr=cfg.text_lr,
+                                    seed=ctx.seed, tokens=tokens, progress=ctx.progress)
 
     @staticmethod
     def _bundled_cosine(out_dir: Path, text_file: str, lookup: dict | None, items: list[dict],

@@ -3,6 +3,7 @@ sentence vector on the captions the generator serves (issue 19: "a smaller encod
 
     bert = distill_shallow_encoder(train_captions, layers=3, steps=1000, lr=1e-3)
     export_text_encoder(path, bert)     # text.export: the same graph form as the full MiniLM
+    path = shallow_encoder_onnx(train_captions, layers=3, ...)  # both, cached by captions and settings
 
 The student starts as MiniLM cut after ``layers`` layers (cut alone it is useless: cosine ~0.4 to the full
 vector) and learns, with AdamW and a one-cycle schedule, to give the full model's pooled, L2-normalised
@@ -20,7 +21,11 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .encoder import MAX_TOKENS, MODEL_NAME, TextEncoder, mean_pool, model_dir
+from pathlib import Path
+
+from .encoder import MAX_TOKENS, MODEL_NAME, PACKAGE, TextEncoder, mean_pool, model_dir
+
+VERSION = "1"  # of the distillation below: part of the cache key
 
 
 def minilm_tokenizer():
@@ -109,3 +114,27 @@ def distill_shallow_encoder(captions: Sequence[str], *, layers: int = 3, steps: 
         if progress and ((step + 1) % 100 == 0 or step + 1 == steps):
             progress(step + 1, steps, {"loss": round(mean_loss, 5)})
     return student.eval()
+
+
+def shallow_encoder_onnx(captions: Sequence[str], *, layers: int, steps: int, lr: float, batch_size: int = 64,
+                         seed: int = 0, tokens: bool = False,
+                         progress: Callable[[int, int, dict], None] | None = None) -> Path:
+    """``distill_shallow_encoder`` exported as ``text.export`` exports MiniLM, cached under
+    ``cache_root()/text-encoder-shallow/<key>``: recipes that distil the same captions with the same settings
+    (and package versions) share one encoder."""
+    from importlib.metadata import version
+
+    from ..cache import atomic_dir, cache_root, stable_hash
+    from .export import OPSET, TEXT_ONNX, export_text_encoder
+
+    captions = sorted(set(captions))
+    key = {"captions": stable_hash(captions, 32), "layers": layers, "steps": steps, "lr": lr, "batch": batch_size,
+           "seed": seed, "tokens": tokens, "version": VERSION, "opset": OPSET,
+           **{name: version(name) for name in (PACKAGE, "torch", "transformers")}}
+    folder = cache_root() / "text-encoder-shallow" / stable_hash(key)
+    if not (folder / TEXT_ONNX).exists():
+        bert = distill_shallow_encoder(captions, layers=layers, steps=steps, lr=lr, batch_size=batch_size,
+                                       seed=seed, tokens=tokens, progress=progress)
+        with atomic_dir(folder) as tmp:
+            export_text_encoder(tmp / TEXT_ONNX, bert)
+    return folder / TEXT_ONNX
