@@ -10,7 +10,8 @@ owner's pid, host and start time, so the refusal can say who holds it. The lock 
 process (``compresskit run`` holds it across the steps and the measurement; each takes it again).
 A process forked while the lock is held (OpenVINO's telemetry forks one when a model is converted) closes
 its copy of the descriptor at once: with ``flock`` a forked copy would otherwise keep the folder locked
-after its owner let go. Temporary folders of a run folder are deleted only under its lock, i.e. when their owner is gone.
+after its owner let go. Temporary folders of a run folder are deleted only under its lock, i.e. when their
+owner is gone.
 """
 
 from __future__ import annotations

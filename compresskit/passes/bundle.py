@@ -132,7 +132,8 @@ class Bundle(Pass):
     Config = BundleConfig
     accepts = ("openvino", "onnx")
     produces = "bundle"
-    version = "4"  # 4: text_layers; 3: word embeddings out of the graph, captions padded to a multiple of 8; 2: own length; 1: 128
+    # 4: text_layers; 3: word embeddings out of the graph, captions padded to a multiple of 8; 2: own length; 1: 128
+    version = "4"
     libraries = ("openvino", "nncf", "onnxruntime", "tokenizers")
     needs = ("captions",)
     metrics = {"text_cosine_vs_fp32": PassMetric("", "higher", "mean cosine of the bundle's sentence vectors to "
@@ -155,10 +156,11 @@ class Bundle(Pass):
         tokenizer = load_tokenizer(out_dir / TOKENIZER_FILE, MAX_TOKENS, pad_to_multiple_of=PAD_TO_MULTIPLE_OF)
         val_items = _tokenized(tokenizer, ctx.captions(cfg.validation_size, seed=ctx.seed + 7, split="val"))
         core = ov.Core()
-        full = core.compile_model(str(text_encoder_onnx()), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        full_path = text_encoder_onnx()
+        full = core.compile_model(str(full_path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         reference = [full(item)[0][0] for item in val_items]  # the full fp32 MiniLM: what every cosine is to
         del full
-        onnx_path = text_encoder_onnx() if cfg.text_layers is None else self._shallow_encoder(ctx)
+        onnx_path = full_path if cfg.text_layers is None else self._shallow_encoder(ctx)
         if backend == "onnxruntime":
             text_file = "text_encoder.onnx"
             shutil.copyfile(onnx_path, out_dir / text_file)

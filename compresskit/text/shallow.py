@@ -7,7 +7,8 @@ sentence vector on the captions the generator serves (issue 19: "a smaller encod
 
 The student starts as MiniLM cut after ``layers`` layers (cut alone it is useless: cosine ~0.4 to the full
 vector) and learns, with AdamW and a one-cycle schedule, to give the full model's pooled, L2-normalised
-vector (loss 1 - cosine) for batches of the train captions. The word/position embeddings stay MiniLM's own
+vector (loss 1 - cosine) for batches of the train captions, and with ``tokens`` its last token states too (for
+a generator that reads them; ``token_state_error``). The word/position embeddings stay MiniLM's own
 (frozen), so the bundle's embedding table is unchanged and only the layers are trained. Forward and backward
 run under bfloat16 autocast (the weights stay float32): 2.2x faster a step on this CPU, same cosine.
 What the cut costs is judged where it matters, in the generator's images (``benchmarks/text_encoder_layers.py``,
@@ -18,10 +19,9 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
-
-from pathlib import Path
 
 from .encoder import MAX_TOKENS, MODEL_NAME, PACKAGE, TextEncoder, mean_pool, model_dir
 
