@@ -128,7 +128,8 @@ def _mean_cosine(compiled, items: list[dict], reference: list[np.ndarray]) -> tu
 
 class Bundle(Pass):
     name = "bundle"
-    about = "tokenizer + MiniLM text encoder (fp32, or INT8 with accuracy control) + generator: runs without torch"
+    about = ("tokenizer + MiniLM text encoder (whole, or its first layers distilled on the captions; fp32, or INT8 "
+             "with accuracy control) + generator: runs without torch")
     Config = BundleConfig
     accepts = ("openvino", "onnx")
     produces = "bundle"
