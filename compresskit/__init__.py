@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib
 
+from . import forking  # noqa: F401  (fork hooks: what a library's forked child must not inherit)
+
 __version__ = "0.1.0"
 
 _API = {
