@@ -6,7 +6,9 @@ with random weights (speed does not depend on them): the recipe passes ``distill
 slim``) -> ``export_onnx`` -> ``export_openvino`` -> ``quantize_nncf`` (16 calibration pairs), then times
 every INT8 IR, the teacher's plain NNCF INT8 IR and the teacher in torch eager fp32 with the bench harness
 (each in a worker process of its own, one busy at a time, seeded random order per round; batch 1, static
-shape, LATENCY hint, ``--threads`` threads) and prints MACs, params, p50 and both speedups.
+shape, LATENCY hint, ``--threads`` threads) and prints MACs, params, p50 and both speedups. ``--fuse no,yes`` times each form
+exported plain and with its fusion MLPs merged (``export_onnx: {fuse_conditioning: true}``; default: merged,
+as the edge recipe exports).
 
     python benchmarks/student_latency.py --model emoji32-v2 --threads 2 --out runs/student-latency
 
@@ -37,12 +39,14 @@ def width_label(width: float | list[float], sep: str = "/") -> str:
     return sep.join(f"{w:g}" for w in width) if isinstance(width, list) else f"{width:g}"
 
 
-def build(model: str, form: dict, out: Path) -> tuple[Path, dict]:
-    """(the INT8 IR's folder, the distill step's meta) of one student form."""
+def build(model: str, form: dict, out: Path, fuse: bool = False) -> tuple[Path, dict]:
+    """(the INT8 IR's folder, the distill step's meta) of one student form; ``fuse``: exported with its
+    fusion MLPs merged (``export_onnx: {fuse_conditioning: true}``, as the edge recipe does)."""
     name = f"w{width_label(form['width'], '_')}-c{form['convs_per_block']}-{'sep' if form['separable'] else 'full'}"
+    name += "-fused" if fuse else ""
     steps = [{"distill": {"student": "slim", **form, "steps": 1, "batch_size": 2, "captions": 8, "validation_size": 8,
                           "validate_every": 1}},
-             {"export_onnx": {}}, {"export_openvino": {}}, {"quantize_nncf": {"subset_size": 16}}]
+             {"export_onnx": {"fuse_conditioning": fuse}}, {"export_openvino": {}}, {"quantize_nncf": {"subset_size": 16}}]
     raw = {"name": name, "input": {"model": model}, "seed": 0, "threads": 2, "steps": steps}
     result = run(parse_recipe(raw, f"{name}.yaml"), out / name)
     return result.final.path, result.steps[0].meta
@@ -76,6 +80,7 @@ def main() -> None:
     parser.add_argument("--widths", default=",".join(str(w) for w in WIDTHS))
     parser.add_argument("--convs", default="1,2")
     parser.add_argument("--separable", default="no,yes")
+    parser.add_argument("--fuse", default="yes", help="export with the fusion MLPs merged: no, yes or no,yes")
     parser.add_argument("--out", type=Path, default=Path("runs/student-latency"))
     args = parser.parse_args()
 
@@ -86,21 +91,23 @@ def main() -> None:
     widths = [[float(f) for f in w.split("/")] if "/" in w else float(w) for w in args.widths.split(",")]
     convs_options = [int(c) for c in args.convs.split(",")]
     separable_options = [s == "yes" for s in args.separable.split(",")]
-    for width, convs, separable in itertools.product(widths, convs_options, separable_options):
+    fuse_options = [f == "yes" for f in args.fuse.split(",")]
+    for width, convs, separable, fuse in itertools.product(widths, convs_options, separable_options, fuse_options):
         form = {"width": width, "convs_per_block": convs, "separable": separable}
-        folder, found = build(args.model, form, args.out)
-        name = f"w{width_label(width)} c{convs}{' sep' if separable else ''}"
+        folder, found = build(args.model, form, args.out, fuse)
+        name = f"w{width_label(width)} c{convs}{' sep' if separable else ''}{' fused' if fuse else ''}"
         folders[name], meta[name] = folder, found
     timed = time_all(folders, args.threads, args.rounds, args.per_round)
     torch_ms, int8_ms = timed["teacher (torch fp32)"]["p50"], timed["teacher int8"]["p50"]
     teacher_macs = next(iter(meta.values()))["teacher_macs"]
+    teacher_params = next(iter(meta.values()))["teacher_params"]
     rows = []
     print("| student (INT8 IR) | params | MMACs | MACs vs teacher | p50 ms | vs torch teacher | vs teacher int8 |")
     print("|---|---|---|---|---|---|---|")
     for name, p in timed.items():
         m = meta.get(name, {})
         macs = m.get("student_macs", teacher_macs)
-        print(f"| {name} | {m.get('student_params', m.get('teacher_params', 0)):,} | {macs / 1e6:.1f} | "
+        print(f"| {name} | {m.get('student_params', teacher_params):,} | {macs / 1e6:.1f} | "
               f"{teacher_macs / macs:.1f}x | {p['p50']:.3f} | {torch_ms / p['p50']:.1f}x | {int8_ms / p['p50']:.2f}x |")
         rows.append({"name": name, "macs": macs, "p50_ms": p["p50"], "iqr_ms": p["iqr"], "n": p["n"]})
     (args.out / "latency.json").write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=1) + "\n")
