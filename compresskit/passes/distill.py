@@ -9,11 +9,12 @@ Student, for any generator (the model contract), one of:
   a DF-GAN, else DF-GAN's default widths times ``width`` fitted to the teacher's io spec (z, text, image
   size); ``width`` is one factor or one per stage (stem, then each block's output); optionally one conv per
   block (``convs_per_block: 1``) and depthwise-separable convs (``separable``).
-  ``init: teacher`` starts it from the teacher's own weights (a DF-GAN teacher without attention): the caption
-  MLP and every fusion MLP's hidden layer are copied whole (their widths are not scaled), and each channel
+  ``init: teacher`` starts it from the teacher's own weights (a DF-GAN teacher): the caption MLP, every fusion
+  MLP's hidden layer and the token path of a token-conditioned teacher (token norm and transformer, attention
+  keys, values and position queries) are copied whole (their widths are not scaled), and each channel
   dimension keeps the teacher's channels that are most active on the validation inputs (stem, shortcuts, the
-  RGB head, fusion outputs; a one-conv block's conv from the teacher's first conv); the feature adapters start
-  as that selection. ``init: random`` (default) starts from scratch.
+  RGB head, fusion outputs, each cross-attention's output; a one-conv block's conv from the teacher's first
+  conv); the feature adapters start as that selection. ``init: random`` (default) starts from scratch.
 
 Data-free by default: each step
 draws noise and train-split captions, and the teacher's output is the target. Losses (weights in config):
@@ -175,8 +176,8 @@ def inherit_from_teacher(student: DFGenerator, teacher: DFGenerator, example: tu
     """Start a slim ``student`` from its DF-GAN ``teacher``'s weights (see the module docstring).
 
     Returns the kept teacher channels of each block output (``blocks.i``), for the feature adapters."""
-    if not isinstance(teacher, DFGenerator) or teacher.config.attention:
-        raise PassFailed("distill: init: teacher needs a DF-GAN teacher without attention; use init: random")
+    if not isinstance(teacher, DFGenerator):
+        raise PassFailed("distill: init: teacher needs a DF-GAN teacher (the project's generator); use init: random")
     taps = _Taps(teacher, ["stem", *[f"blocks.{i}" for i in range(len(teacher.blocks))],
                            *[f"blocks.{i}.conv0" for i in range(len(teacher.blocks))]])
     teacher(*example)
@@ -215,6 +216,21 @@ def inherit_from_teacher(student: DFGenerator, teacher: DFGenerator, example: tu
             conv(s_block.conv1, t_block.conv1, out, hidden)
         # one conv per block: the teacher's first conv, its outputs read as the block's (a start, not a copy)
     conv(student.to_rgb, teacher.to_rgb, slice(None), keep[-1])
+    # token conditioning (widths not scaled): the token path whole; each cross-attention reads and writes the
+    # kept channels of the block output it follows
+    for name in ("token_norm", "token_in", "token_mix"):
+        if hasattr(teacher, name):
+            getattr(student, name).load_state_dict(getattr(teacher, name).state_dict())
+    for i, s_attend in getattr(student, "attend", {}).items():
+        t_attend, kept = teacher.attend[i], keep[int(i) + 1]
+        for name in ("key", "value"):
+            getattr(s_attend, name).load_state_dict(getattr(t_attend, name).state_dict())
+        s_attend.position.copy_(t_attend.position)
+        if s_attend.scale is not None:
+            s_attend.scale.copy_(t_attend.scale)
+        if hasattr(s_attend, "query"):
+            conv(s_attend.query, t_attend.query, slice(None), kept)
+        conv(s_attend.out, t_attend.out, kept, slice(None))
     return {f"blocks.{i}": kept for i, kept in enumerate(keep[1:])}
 
 

@@ -147,6 +147,28 @@ def test_a_teacher_initialised_student_of_the_teachers_own_widths_is_the_teacher
     assert set(kept["blocks.0"].tolist()) == set(active.topk(len(kept["blocks.0"])).indices.tolist())
 
 
+def test_a_token_conditioned_teacher_initialises_its_slim_student_too(tmp_path):
+    from compresskit.models.contract import io_spec
+    from compresskit.models.inputs import caption_inputs, input_names
+    from compresskit.passes.distill import inherit_from_teacher, slim_config
+    from compresskit.models import DFGenerator
+    from tests.passes.test_token_generator import attention_teacher
+
+    attention_teacher(tmp_path / "t")
+    teacher = load_model(tmp_path / "t").eval()
+    io = io_spec(teacher)
+    inputs = caption_inputs(io, ["a red circle at the top left", "a blue square and a green star"] * 3, torch.randn(6, 16))
+    args = tuple(torch.from_numpy(inputs[name]) for name in input_names(io))
+    same = DFGenerator(slim_config(teacher.config, 1.0)).eval()
+    inherit_from_teacher(same, teacher, args)
+    assert torch.equal(same(*args), teacher(*args)), "every channel kept, attention and token path too"
+    slim = DFGenerator(slim_config(teacher.config, 0.5, 1)).eval()
+    kept = inherit_from_teacher(slim, teacher, args)
+    assert torch.equal(slim.token_in.weight, teacher.token_in.weight)
+    assert torch.equal(slim.attend["1"].out.weight, teacher.attend["1"].out.weight[kept["blocks.1"]])
+    assert torch.equal(slim.attend["0"].position, teacher.attend["0"].position)
+
+
 def test_teacher_init_runs_in_the_pass_and_refuses_what_it_cannot_start(tiny_generator_dir, tmp_path):
     steps = [{"distill": {**FAST, "steps": 10, "student": "slim", "width": 0.5, "convs_per_block": 1, "init": "teacher",
                           "losses": {"pixel": 1.0, "feature": 1.0}}}]
