@@ -45,4 +45,5 @@ def test_defaults_are_filled_in_and_the_name_comes_from_the_file(tiny_generator_
     path.write_text(f"input: {{model: {tiny_generator_dir}}}\nsteps:\n  - sanitize:\n  - export_onnx: {{}}\n")
     recipe = load_recipe(path)
     assert recipe.name == "my-recipe"
-    assert recipe.resolved()["steps"][1] == {"export_onnx": {"opset": 17, "tolerance": 1e-4, "parity_batches": [1, 4]}}
+    assert recipe.resolved()["steps"][1] == {"export_onnx": {"opset": 17, "tolerance": 1e-4, "parity_batches": [1, 4],
+                                                                  "fuse_conditioning": False}}
