@@ -10,9 +10,11 @@ holding ~3% of its MACs (OpenVINO's per-node counters). All those MLPs read the 
 * their second layers become one batched matmul ``(M, N, hidden) @ (M, hidden, C_max)``, each MLP's output
   zero-padded to the widest ``C_max`` and sliced back per affine.
 
-``FusedConditioning(generator)`` wraps a trained generator with this forward; its weights are views of the
-generator's own (concatenated / padded copies), and it computes the same images up to float rounding (the
-``export_onnx`` parity check measures it). Pruning, distillation and evaluation keep working on the plain
+``FusedConditioning(generator)`` wraps a trained generator: its two weights are copies of the generator's own,
+concatenated and zero-padded, and its forward is the generator's own forward, with a hook on the caption MLP
+that hands every ``Affine`` its precomputed scale and shift for that one call (so the traced graph has the two
+matmuls instead of the 24). It computes the same images up to float rounding (the ``export_onnx`` parity check
+measures it; on the tested generators the torch outputs are bit-identical). Pruning, distillation and evaluation keep working on the plain
 generator; ``export_onnx: {fuse_conditioning: true}`` exports the wrapper.
 """
 
