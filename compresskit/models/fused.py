@@ -46,8 +46,8 @@ class FusedConditioning(nn.Module):
         if reason:
             raise ValueError(reason)
         self.generator = generator
-        affines = [a for a in generator.modules() if isinstance(a, Affine)]
-        mlps = [mlp for a in affines for mlp in (a.gamma, a.beta)]
+        self.affines = [a for a in generator.modules() if isinstance(a, Affine)]  # a plain list: not re-registered
+        mlps = [mlp for a in self.affines for mlp in (a.gamma, a.beta)]
         self.widths = [mlp[2].out_features for mlp in mlps]  # gamma, beta of affine 0, then of affine 1, ...
         hidden, widest = mlps[0][0].out_features, max(self.widths)
         with torch.no_grad():
@@ -73,10 +73,9 @@ class FusedConditioning(nn.Module):
 
     def forward(self, z: torch.Tensor, text: torch.Tensor, *tokens: torch.Tensor) -> torch.Tensor:
         g = self.generator
-        affines = [a for a in g.modules() if isinstance(a, Affine)]
 
         def modulate(_module, _inputs, embedded: torch.Tensor) -> None:  # once the caption MLP has run
-            for affine, mod in zip(affines, self.modulations(torch.cat([z, embedded], dim=1))):
+            for affine, mod in zip(self.affines, self.modulations(torch.cat([z, embedded], dim=1))):
                 affine.precomputed = mod
 
         hook = g.text_mlp.register_forward_hook(modulate)
@@ -84,5 +83,5 @@ class FusedConditioning(nn.Module):
             return g(z, text, *tokens)
         finally:
             hook.remove()
-            for affine in affines:
+            for affine in self.affines:
                 affine.precomputed = None
