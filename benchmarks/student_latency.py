@@ -6,9 +6,9 @@ with random weights (speed does not depend on them): the recipe passes ``distill
 slim``) -> ``export_onnx`` -> ``export_openvino`` -> ``quantize_nncf`` (16 calibration pairs), then times
 every INT8 IR, the teacher's plain NNCF INT8 IR and the teacher in torch eager fp32 with the bench harness
 (each in a worker process of its own, one busy at a time, seeded random order per round; batch 1, static
-shape, LATENCY hint, ``--threads`` threads) and prints MACs, params, p50 and both speedups. ``--fuse no,yes`` times each form
-exported plain and with its fusion MLPs merged (``export_onnx: {fuse_conditioning: true}``; default: merged,
-as the edge recipe exports).
+shape, LATENCY hint, ``--threads`` threads) and prints MACs, params, p50 and both speedups. ``--fuse no,yes``
+times each form exported plain and with its fusion MLPs merged (``export_onnx: {fuse_conditioning: true}``;
+default: merged, as the edge recipe exports).
 
     python benchmarks/student_latency.py --model emoji32-v2 --threads 2 --out runs/student-latency
 
@@ -46,7 +46,8 @@ def build(model: str, form: dict, out: Path, fuse: bool = False) -> tuple[Path, 
     name += "-fused" if fuse else ""
     steps = [{"distill": {"student": "slim", **form, "steps": 1, "batch_size": 2, "captions": 8, "validation_size": 8,
                           "validate_every": 1}},
-             {"export_onnx": {"fuse_conditioning": fuse}}, {"export_openvino": {}}, {"quantize_nncf": {"subset_size": 16}}]
+             {"export_onnx": {"fuse_conditioning": fuse}}, {"export_openvino": {}},
+             {"quantize_nncf": {"subset_size": 16}}]
     raw = {"name": name, "input": {"model": model}, "seed": 0, "threads": 2, "steps": steps}
     result = run(parse_recipe(raw, f"{name}.yaml"), out / name)
     return result.final.path, result.steps[0].meta

@@ -14,8 +14,8 @@ holding ~3% of its MACs (OpenVINO's per-node counters). All those MLPs read the 
 concatenated and zero-padded, and its forward is the generator's own forward, with a hook on the caption MLP
 that hands every ``Affine`` its precomputed scale and shift for that one call (so the traced graph has the two
 matmuls instead of the 24). It computes the same images up to float rounding (the ``export_onnx`` parity check
-measures it; on the tested generators the torch outputs are bit-identical). Pruning, distillation and evaluation keep working on the plain
-generator; ``export_onnx: {fuse_conditioning: true}`` exports the wrapper.
+measures it; on the tested generators the torch outputs are bit-identical). Pruning, distillation and
+evaluation keep working on the plain generator; ``export_onnx: {fuse_conditioning: true}`` exports the wrapper.
 """
 
 from __future__ import annotations

@@ -71,5 +71,5 @@ class ExportOnnx(Pass):
             raise PassFailed(f"export_onnx: max abs error vs torch {worst:.3g} > tolerance {cfg.tolerance:g}; "
                              "check for unsupported ops or raise tolerance")
         return PassResult(metrics={"parity_max_abs_error": worst},
-                          details={"parity_by_batch": errors, "parity_reference": "torch eager fp32", "opset": cfg.opset,
-                                   "fused_conditioning": cfg.fuse_conditioning})
+                          details={"parity_by_batch": errors, "parity_reference": "torch eager fp32",
+                                   "opset": cfg.opset, "fused_conditioning": cfg.fuse_conditioning})
