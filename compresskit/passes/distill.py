@@ -8,10 +8,13 @@ Student, for any generator (the model contract), one of:
 * ``student: slim``: the project's own DF-GAN, slim: the teacher's widths times ``width`` when the teacher is
   a DF-GAN, else DF-GAN's default widths times ``width`` fitted to the teacher's io spec (z, text, image
   size); ``width`` is one factor or one per stage (stem, then each block's output); optionally one conv per
-  block (``convs_per_block: 1``) and depthwise-separable convs (``separable``).
+  block (``convs_per_block: 1``) and depthwise-separable convs (``separable``); of a token-conditioned teacher,
+  fewer cross-attention layers (``attention``: the resolutions kept) and token-transformer layers
+  (``token_layers``: the first ones kept).
   ``init: teacher`` starts it from the teacher's own weights (a DF-GAN teacher): the caption MLP, every fusion
   MLP's hidden layer and the token path of a token-conditioned teacher (token norm and transformer, attention
-  keys, values and position queries) are copied whole (their widths are not scaled), and each channel
+  keys, values and position queries) are copied whole (their widths are not scaled; with no token transformer
+  kept, each key and value starts as the teacher's composed with its token input projection), and each channel
   dimension keeps the teacher's channels that are most active on the validation inputs (stem, shortcuts, the
   RGB head, fusion outputs, each cross-attention's output; a one-conv block's conv from the teacher's first
   conv); the feature adapters start as that selection. ``init: random`` (default) starts from scratch.
@@ -92,6 +95,11 @@ class DistillConfig(PassConfig):
     width: float | list[float] = 0.5
     convs_per_block: Literal[1, 2] | None = None  # slim: depth (None: the teacher's)
     separable: bool = False  # slim: depthwise-separable 3x3 convolutions
+    # slim, a token-conditioned teacher: the cross-attention resolutions the student keeps (a non-empty subset of
+    # the teacher's; None: all) and how many of the teacher's token-transformer layers (its first ones; None: all).
+    # At batch 1 every attention layer is a dozen small graph nodes, each with a fixed cost, not a few MACs
+    attention: list[int] | None = None
+    token_layers: int | None = Field(None, ge=0, le=64)
     init: Literal["random", "teacher"] = "random"  # slim: start from scratch or from the teacher's weights
     student_kwargs: dict = {}  # factory: merged into the user factory's kwargs, e.g. {width: 16}
     steps: int = Field(2000, ge=1, le=10_000_000)
@@ -126,18 +134,32 @@ class DistillConfig(PassConfig):
 
 
 def slim_config(teacher: GeneratorConfig, width: float | list[float], convs_per_block: int | None = None,
-                separable: bool = False) -> GeneratorConfig:
+                separable: bool = False, attention: list[int] | None = None,
+                token_layers: int | None = None) -> GeneratorConfig:
     """The teacher's architecture with its widths times ``width`` (one factor, or one per entry of
-    ``teacher.channels``: the stem's, then each block's output; a block's first conv takes its output's)."""
+    ``teacher.channels``: the stem's, then each block's output; a block's first conv takes its output's), and
+    of a token-conditioned teacher, the cross-attention resolutions in ``attention`` and its first
+    ``token_layers`` token-transformer layers (None: all of either)."""
     stages = len(teacher.channels)
     factors = list(width) if isinstance(width, list) else [width] * stages
     if len(factors) != stages:
         raise PassFailed(f"distill: width has {len(factors)} factors but the generator has {stages} stages (the stem "
                          f"and {stages - 1} blocks); give {stages} factors or one number")
+    if (attention is not None or token_layers is not None) and not teacher.attention:
+        raise PassFailed("distill: attention and token_layers apply to a teacher that reads caption tokens; this "
+                         "one reads the pooled caption vector only: remove them")
+    if attention is not None and (not attention or not set(attention) <= set(teacher.attention)):
+        raise PassFailed(f"distill: attention must be a non-empty subset of the teacher's cross-attention "
+                         f"resolutions {teacher.attention} (the student reads the same caption tokens), got {attention}")
+    if token_layers is not None and token_layers > teacher.token_layers:
+        raise PassFailed(f"distill: token_layers {token_layers} is more than the teacher's {teacher.token_layers}; "
+                         f"keep at most {teacher.token_layers}")
     scale = lambda widths, fs: [max(1, round(w * f)) for w, f in zip(widths, fs)]  # noqa: E731
+    tokens = {"attention": sorted(attention)} if attention is not None else {}
+    tokens |= {"token_layers": token_layers} if token_layers is not None else {}
     return GeneratorConfig(**{**teacher.model_dump(), "channels": scale(teacher.channels, factors),
                               "hidden": scale(teacher.hidden, factors[1:]), "separable": separable,
-                              "convs_per_block": convs_per_block or teacher.convs_per_block})
+                              "convs_per_block": convs_per_block or teacher.convs_per_block, **tokens})
 
 
 def make_student(cfg: DistillConfig, src: Artifact, teacher: nn.Module) -> nn.Module:
@@ -155,8 +177,12 @@ def make_student(cfg: DistillConfig, src: Artifact, teacher: nn.Module) -> nn.Mo
         student.meta = dict(teacher.meta)
         return student.train()
     if isinstance(getattr(teacher, "config", None), GeneratorConfig):
-        config = slim_config(teacher.config, cfg.width, cfg.convs_per_block, cfg.separable)
+        config = slim_config(teacher.config, cfg.width, cfg.convs_per_block, cfg.separable, cfg.attention,
+                             cfg.token_layers)
     else:  # a user generator: DF-GAN's default widths, scaled, on the teacher's io spec
+        if cfg.attention is not None or cfg.token_layers is not None:
+            raise PassFailed("distill: attention and token_layers apply to a compresskit teacher that reads caption "
+                             "tokens; remove them for a user generator")
         c = teacher.config
         base = GeneratorConfig(z_dim=c.z_dim, text_dim=c.text_dim, image_size=c.image_size)
         config = slim_config(base, cfg.width, cfg.convs_per_block or 1, cfg.separable)
@@ -216,15 +242,27 @@ def inherit_from_teacher(student: DFGenerator, teacher: DFGenerator, example: tu
             conv(s_block.conv1, t_block.conv1, out, hidden)
         # one conv per block: the teacher's first conv, its outputs read as the block's (a start, not a copy)
     conv(student.to_rgb, teacher.to_rgb, slice(None), keep[-1])
-    # token conditioning (widths not scaled): the token path whole; each cross-attention reads and writes the
-    # kept channels of the block output it follows
-    for name in ("token_norm", "token_in", "token_mix"):
-        if hasattr(teacher, name):
-            getattr(student, name).load_state_dict(getattr(teacher, name).state_dict())
+    # token conditioning (widths not scaled): the token path whole, or its first layers; each kept cross-attention
+    # reads and writes the kept channels of the block output it follows
+    if hasattr(student, "token_norm"):
+        student.token_norm.load_state_dict(teacher.token_norm.state_dict())
+    if hasattr(student, "token_mix"):
+        student.token_in.load_state_dict(teacher.token_in.state_dict())
+        for s_layer, t_layer in zip(student.token_mix, teacher.token_mix):
+            s_layer.load_state_dict(t_layer.state_dict())
     for i, s_attend in getattr(student, "attend", {}).items():
         t_attend, kept = teacher.attend[i], keep[int(i) + 1]
         for name in ("key", "value"):
-            getattr(s_attend, name).load_state_dict(getattr(t_attend, name).state_dict())
+            s_proj, t_proj = getattr(s_attend, name), getattr(t_attend, name)
+            if hasattr(teacher, "token_mix") and not hasattr(student, "token_mix"):
+                # no token transformer in the student: its keys and values read the normed token states directly,
+                # so they start as the teacher's composed with its token input projection (exact were the
+                # transformer's layers the identity)
+                w_in, b_in = teacher.token_in.weight[:, :, 0], teacher.token_in.bias
+                s_proj.weight.copy_((t_proj.weight[:, :, 0] @ w_in)[:, :, None])
+                s_proj.bias.copy_(t_proj.weight[:, :, 0] @ b_in + t_proj.bias)
+            else:
+                s_proj.load_state_dict(t_proj.state_dict())
         s_attend.position.copy_(t_attend.position)
         if s_attend.scale is not None:
             s_attend.scale.copy_(t_attend.scale)

@@ -169,6 +169,43 @@ def test_a_token_conditioned_teacher_initialises_its_slim_student_too(tmp_path):
     assert torch.equal(slim.attend["0"].position, teacher.attend["0"].position)
 
 
+def test_a_slim_student_can_keep_fewer_attention_and_token_layers_and_starts_from_the_teachers(tmp_path):
+    from compresskit.models import DFGenerator
+    from compresskit.models.contract import io_spec
+    from compresskit.models.inputs import caption_inputs, input_names
+    from compresskit.passes.base import PassFailed
+    from compresskit.passes.distill import inherit_from_teacher, slim_config
+    from tests.passes.test_token_generator import attention_teacher
+
+    attention_teacher(tmp_path / "t")  # cross-attention at 8 and 16 px, one token-transformer layer
+    teacher = load_model(tmp_path / "t").eval()
+    io = io_spec(teacher)
+    inputs = caption_inputs(io, ["a red circle at the top left", "a blue square and a green star"] * 3, torch.randn(6, 16))
+    args = tuple(torch.from_numpy(inputs[name]) for name in input_names(io))
+    slim = DFGenerator(slim_config(teacher.config, 0.5, 1, attention=[16], token_layers=0)).eval()
+    assert list(slim.attend) == ["1"] and not hasattr(slim, "token_mix") and slim.config.token_layers == 0
+    assert slim.input_names == teacher.input_names, "the student reads the same caption tokens"
+    inherit_from_teacher(slim, teacher, args)
+    tokens = teacher.token_norm(args[2]).transpose(1, 2)
+    for name in ("key", "value"):  # no token transformer: keys and values start as the teacher's after token_in
+        expected = getattr(teacher.attend["1"], name)(teacher.token_in(tokens))
+        assert torch.allclose(getattr(slim.attend["1"], name)(tokens), expected, atol=1e-5)
+    assert torch.equal(slim.attend["1"].position, teacher.attend["1"].position)
+    kept = DFGenerator(slim_config(teacher.config, 0.5, 1, attention=[8], token_layers=1)).eval()
+    inherit_from_teacher(kept, teacher, args)
+    assert torch.equal(kept.token_mix[0].qkv.weight, teacher.token_mix[0].qkv.weight)
+    assert torch.equal(kept.attend["0"].key.weight, teacher.attend["0"].key.weight)
+    with pytest.raises(PassFailed, match=r"non-empty subset of the teacher's cross-attention resolutions \[8, 16\]"):
+        slim_config(teacher.config, 0.5, attention=[32])
+    with pytest.raises(PassFailed, match="non-empty subset"):
+        slim_config(teacher.config, 0.5, attention=[])
+    with pytest.raises(PassFailed, match="token_layers 2 is more than the teacher's 1"):
+        slim_config(teacher.config, 0.5, token_layers=2)
+    pooled = DFGenerator(ngf=4, text_hidden=16, fuse_hidden=8).config
+    with pytest.raises(PassFailed, match="apply to a teacher that reads caption tokens"):
+        slim_config(pooled, 0.5, attention=[8])
+
+
 def test_teacher_init_runs_in_the_pass_and_refuses_what_it_cannot_start(tiny_generator_dir, tmp_path):
     steps = [{"distill": {**FAST, "steps": 10, "student": "slim", "width": 0.5, "convs_per_block": 1, "init": "teacher",
                           "losses": {"pixel": 1.0, "feature": 1.0}}}]
