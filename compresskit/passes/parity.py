@@ -22,9 +22,10 @@ def max_abs_error(reference: Runtime, candidate: Runtime, io: dict, batches: lis
     return errors
 
 
-def int8_parity(reference: Runtime, candidate: Runtime, io: dict, seed: int, batch: int = 16) -> dict[str, float]:
-    """Max and mean |fp32 - int8| over one seeded batch of images (pixels in [-1, 1])."""
-    inputs = parity_inputs(io, batch, seed + batch)
+def int8_parity(reference: Runtime, candidate: Runtime, io: dict, seed: int, batch: int = 16,
+                inputs: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    """Max and mean |fp32 - int8| over one batch of images (pixels in [-1, 1]): ``inputs``, else seeded random ones."""
+    inputs = inputs if inputs is not None else parity_inputs(io, batch, seed + batch)
     difference = np.abs(reference(inputs) - candidate(inputs))
     return {"parity_max_abs_error_vs_fp32": float(difference.max()),
             "parity_mean_abs_error_vs_fp32": float(difference.mean())}

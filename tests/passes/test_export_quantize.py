@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import onnx
 import pytest
 
@@ -32,6 +34,26 @@ def test_nncf_int8_model_holds_fake_quantize_ops_on_most_compute(exported):
     assert xml.count('type="FakeQuantize"') >= meta["int8_ops"]
     assert 0 < meta["parity_max_abs_error_vs_fp32"] < 0.5
     assert 0 < meta["parity_mean_abs_error_vs_fp32"] <= meta["parity_tolerance"] == 0.1
+
+
+def test_the_int8_parity_check_feeds_val_captions_not_random_inputs(exported):
+    import numpy as np
+
+    from compresskit.artifact import load_artifact
+    from compresskit.passes.calibration import calibration_inputs
+    from compresskit.passes.parity import int8_parity
+    from compresskit.runtimes import OPENVINO_XML, openvino_runtime
+
+    fp32 = load_artifact(Path(exported.steps[2].path))
+    checked = calibration_inputs(fp32, 16, 0 + 2, "val")  # the recipe's seed (0) + 2, as the pass draws them
+    inputs = {k: np.concatenate([c[k] for c in checked]) for k in checked[0]}
+    runtimes = openvino_runtime(fp32.file(OPENVINO_XML)), openvino_runtime(exported.final.file(OPENVINO_XML))
+    on_captions = int8_parity(*runtimes, fp32.io, 0, inputs=inputs)
+    on_random = int8_parity(*runtimes, fp32.io, 0)
+    meta = exported.steps[3].meta
+    assert meta["parity_mean_abs_error_vs_fp32"] == pytest.approx(on_captions["parity_mean_abs_error_vs_fp32"], rel=1e-6)
+    assert on_captions["parity_mean_abs_error_vs_fp32"] != pytest.approx(on_random["parity_mean_abs_error_vs_fp32"],
+                                                                         rel=1e-3)
 
 
 def test_nncf_step_fails_when_int8_parity_to_fp32_exceeds_its_bound(tiny_generator_dir, tmp_path):
