@@ -13,7 +13,12 @@ default: merged, as the edge recipe exports).
     python benchmarks/student_latency.py --model emoji32-v2 --threads 2 --out runs/student-latency
 
 Forms: ``width`` (every channel width times it, or ``0.5/0.5/0.25/0.25``: one factor per stage), ``convs`` (3x3
-convs per block, 1 or 2), ``separable`` (depthwise 3x3 + pointwise 1x1). Builds are cached in ``--out``
+convs per block, 1 or 2), ``separable`` (depthwise 3x3 + pointwise 1x1); of a token-conditioned teacher,
+``--tokens`` (the cross-attention resolutions and token-transformer layers kept: ``all``, or ``8:0`` = attention
+at 8 px only, no token layers; ``8+16:1``)::
+
+    python benchmarks/student_latency.py --model shapes32-v2 --widths 0.25 --convs 1 --separable no \
+        --tokens all,8+16:0,8:1,8:0,16:0 --out runs/student-latency-shapes Builds are cached in ``--out``
 (re-running re-times only).
 """
 
@@ -39,10 +44,25 @@ def width_label(width: float | list[float], sep: str = "/") -> str:
     return sep.join(f"{w:g}" for w in width) if isinstance(width, list) else f"{width:g}"
 
 
+def tokens_form(text: str) -> dict:
+    """``all`` -> {} (the teacher's token path); ``8+16:1`` -> {attention: [8, 16], token_layers: 1}."""
+    if text == "all":
+        return {}
+    resolutions, _, layers = text.partition(":")
+    return {"attention": [int(r) for r in resolutions.split("+")], "token_layers": int(layers or 0)}
+
+
+def tokens_label(form: dict, sep: str = " ") -> str:
+    if "attention" not in form:
+        return ""
+    return f"{sep}a{'+'.join(map(str, form['attention']))}{sep}t{form['token_layers']}"
+
+
 def build(model: str, form: dict, out: Path, fuse: bool = False) -> tuple[Path, dict]:
     """(the INT8 IR's folder, the distill step's meta) of one student form; ``fuse``: exported with its
     fusion MLPs merged (``export_onnx: {fuse_conditioning: true}``, as the edge recipe does)."""
     name = f"w{width_label(form['width'], '_')}-c{form['convs_per_block']}-{'sep' if form['separable'] else 'full'}"
+    name += tokens_label(form, "-")
     name += "-fused" if fuse else ""
     steps = [{"distill": {"student": "slim", **form, "steps": 1, "batch_size": 2, "captions": 8, "validation_size": 8,
                           "validate_every": 1}},
@@ -81,6 +101,8 @@ def main() -> None:
     parser.add_argument("--widths", default=",".join(str(w) for w in WIDTHS))
     parser.add_argument("--convs", default="1,2")
     parser.add_argument("--separable", default="no,yes")
+    parser.add_argument("--tokens", default="all", help="token-conditioned teachers: attention resolutions and "
+                        "token layers kept, e.g. all,8:0,8+16:1")
     parser.add_argument("--fuse", default="yes", help="export with the fusion MLPs merged: no, yes or no,yes")
     parser.add_argument("--out", type=Path, default=Path("runs/student-latency"))
     args = parser.parse_args()
@@ -93,10 +115,13 @@ def main() -> None:
     convs_options = [int(c) for c in args.convs.split(",")]
     separable_options = [s == "yes" for s in args.separable.split(",")]
     fuse_options = [f == "yes" for f in args.fuse.split(",")]
-    for width, convs, separable, fuse in itertools.product(widths, convs_options, separable_options, fuse_options):
-        form = {"width": width, "convs_per_block": convs, "separable": separable}
+    token_options = [tokens_form(t) for t in args.tokens.split(",")]
+    for width, convs, separable, tokens, fuse in itertools.product(widths, convs_options, separable_options,
+                                                                   token_options, fuse_options):
+        form = {"width": width, "convs_per_block": convs, "separable": separable, **tokens}
         folder, found = build(args.model, form, args.out, fuse)
-        name = f"w{width_label(width)} c{convs}{' sep' if separable else ''}{' fused' if fuse else ''}"
+        name = f"w{width_label(width)} c{convs}{' sep' if separable else ''}{tokens_label(tokens)}"
+        name += " fused" if fuse else ""
         folders[name], meta[name] = folder, found
     timed = time_all(folders, args.threads, args.rounds, args.per_round)
     torch_ms, int8_ms = timed["teacher (torch fp32)"]["p50"], timed["teacher int8"]["p50"]
