@@ -161,7 +161,8 @@ class Bundle(Pass):
         full = core.compile_model(str(full_path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         reference = [full(item)[0][0] for item in val_items]  # the full fp32 MiniLM: what every cosine is to
         del full
-        onnx_path = full_path if cfg.text_layers is None else self._shallow_encoder(ctx)
+        onnx_path = (full_path if cfg.text_layers is None
+                     else shallow_encoder(ctx, cfg.text_layers, cfg.text_steps, cfg.text_lr))
         if backend == "onnxruntime":
             text_file = "text_encoder.onnx"
             shutil.copyfile(onnx_path, out_dir / text_file)
@@ -205,18 +206,6 @@ class Bundle(Pass):
                           details={"text_encoder": cfg.text_encoder, "text_layers": cfg.text_layers or 6,
                                    "backend": backend, "validation_captions": len(val_items)})
 
-    def _shallow_encoder(self, ctx: PassContext) -> Path:
-        """MiniLM's first ``text_layers`` layers distilled on the train captions, exported as MiniLM is (cached)."""
-        from ..text.shallow import shallow_encoder_onnx
-
-        cfg = self.config
-        captions = sorted(set(ctx.captions(100_000, seed=ctx.seed)))
-        tokens = "tokens" in ctx.source.io["inputs"]  # the generator reads token states: distil those too
-        ctx.log(f"bundle: MiniLM's first {cfg.text_layers} layers distilled on {len(captions)} train captions, "
-                f"{cfg.text_steps} steps (sentence vector{' and token states' if tokens else ''}; cached)")
-        return shallow_encoder_onnx(captions, layers=cfg.text_layers, steps=cfg.text_steps, lr=cfg.text_lr,
-                                    seed=ctx.seed, tokens=tokens, progress=ctx.progress)
-
     @staticmethod
     def _bundled_cosine(out_dir: Path, text_file: str, lookup: dict | None, items: list[dict],
                         reference: list[np.ndarray]) -> float:
@@ -234,3 +223,16 @@ class Bundle(Pass):
         words = WordEmbeddings(out_dir, lookup) if lookup else None
         items = [{**item, **({words.input: words(item["input_ids"])} if words else {})} for item in items]
         return _mean_cosine(compiled, items, reference)[0]
+
+
+def shallow_encoder(ctx: PassContext, layers: int, steps: int, lr: float, step: str = "bundle") -> Path:
+    """MiniLM's first ``layers`` layers distilled on the train captions, exported as MiniLM is (cached: the
+    distill step whose student reads it and the bundle step that ships it share one)."""
+    from ..text.shallow import shallow_encoder_onnx
+
+    captions = sorted(set(ctx.captions(100_000, seed=ctx.seed)))
+    tokens = "tokens" in ctx.source.io["inputs"]  # the generator reads token states: distil those too
+    ctx.log(f"{step}: MiniLM's first {layers} layers distilled on {len(captions)} train captions, {steps} steps "
+            f"(sentence vector{' and token states' if tokens else ''}; cached)")
+    return shallow_encoder_onnx(captions, layers=layers, steps=steps, lr=lr, seed=ctx.seed, tokens=tokens,
+                                progress=ctx.progress)

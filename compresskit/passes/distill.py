@@ -20,7 +20,9 @@ Student, for any generator (the model contract), one of:
   conv); the feature adapters start as that selection. ``init: random`` (default) starts from scratch.
 
 Data-free by default: each step
-draws noise and train-split captions, and the teacher's output is the target. Losses (weights in config):
+draws noise and train-split captions, and the teacher's output is the target. ``text_layers: K``: the student
+reads what the bundle's shallower text encoder will give it (MiniLM's first K layers, distilled as the bundle step
+distils them: one cached encoder), the teacher the full MiniLM's vectors. Losses (weights in config):
 
 * ``pixel``: L1 between student and teacher images;
 * ``perceptual``: L1 between their EfficientNet-Lite0 features (costly: Lite0 runs at 128 px);
@@ -118,6 +120,13 @@ class DistillConfig(PassConfig):
     patience: int = Field(4, ge=1, le=1000)
     checkpoint_every: int = Field(250, ge=1, le=10_000_000)
     bf16: bool = True
+    # the student reads the caption vectors (and token states) of MiniLM's first text_layers layers, distilled
+    # as the bundle step distils them (one cached encoder: give the bundle the same text_layers, text_steps and
+    # text_lr), while the teacher reads the full MiniLM's: the student learns the teacher's images from what the
+    # deployed text encoder will give it (None: both read the full MiniLM)
+    text_layers: int | None = Field(None, ge=1, le=5)
+    text_steps: int = Field(1500, ge=1, le=1_000_000)
+    text_lr: float = Field(1e-3, gt=0, le=1.0)
 
     @model_validator(mode="after")
     def _options_match_the_student(self) -> DistillConfig:
@@ -375,7 +384,8 @@ class Distill(Pass):
         student = make_student(cfg, src, teacher)
         teacher, student = teacher.to(device), student.to(device).train()
         # every caption input the teacher reads (pooled vector; token states for a token-conditioned teacher)
-        pool = as_tensors(text_inputs(io_spec(teacher), ctx.captions(cfg.captions), TextEncoder()), device)
+        captions = ctx.captions(cfg.captions)
+        pool = as_tensors(text_inputs(io_spec(teacher), captions, TextEncoder()), device)
         pool_size = len(pool["text"])
         z_dim = teacher.config.z_dim
         val_gen = torch.Generator().manual_seed(ctx.seed + 99)
@@ -383,6 +393,14 @@ class Distill(Pass):
         val_captions = ctx.captions((cfg.validation_size + 1) // 2, seed=ctx.seed + 99, split="val")
         val_captions = [c for caption in val_captions for c in (caption, caption)][:cfg.validation_size]
         val_cond = as_tensors(text_inputs(io_spec(teacher), val_captions, TextEncoder()), device)
+        s_pool, s_val_cond = pool, val_cond  # what the student reads: the same, or the shallow encoder's
+        if cfg.text_layers:
+            from ..text.shallow import encoder_onnx_inputs
+            from .bundle import shallow_encoder
+
+            encoder = shallow_encoder(ctx, cfg.text_layers, cfg.text_steps, cfg.text_lr, step="distill")
+            s_pool = as_tensors(encoder_onnx_inputs(encoder, io_spec(teacher), captions), device)
+            s_val_cond = as_tensors(encoder_onnx_inputs(encoder, io_spec(teacher), val_captions), device)
         # rank 0 alone validates (no grad: frozen)
         val_target = teacher(val_z, *_caption_args(teacher, val_cond)) if world.is_main else None
 
@@ -435,7 +453,7 @@ class Distill(Pass):
             if world.is_main:
                 student.eval()
                 with torch.no_grad(), bf16():
-                    images = student(val_z, *_caption_args(student, val_cond)).float()
+                    images = student(val_z, *_caption_args(student, s_val_cond)).float()
                 student.train()
                 found = torch.tensor([(images - val_target).abs().mean().item(),
                                       (pair_spread(images) / pair_spread(val_target).clamp_min(1e-8)).item()])
@@ -456,17 +474,18 @@ class Distill(Pass):
                 if w.diversity:  # rows 2k and 2k+1 share a caption (two noises), on every rank's even slice
                     picked[1::2] = picked[0::2][:cfg.batch_size // 2]
                 cond = {name: world.shard(value[picked]) for name, value in pool.items()}
+                s_cond = {name: world.shard(value[picked]) for name, value in s_pool.items()}
                 with torch.no_grad(), bf16():
                     target = teacher(z, *_caption_args(teacher, cond)).float()
-                replay = [*replay, (z, cond, target, dict(t_taps.out) if t_taps else {})][-cfg.teacher_reuse:]
+                replay = [*replay, (z, cond, s_cond, target, dict(t_taps.out) if t_taps else {})][-cfg.teacher_reuse:]
                 teacher_batches += 1
                 batch = replay[-1]
             else:  # one of the last teacher_reuse teacher batches again
                 batch = replay[int(torch.randint(len(replay), (1,), generator=g))]
-            z, cond, target, t_features = batch
+            z, cond, s_cond, target, t_features = batch
             text = cond["text"]
             with bf16():
-                fake = trainable(z, *_caption_args(student, cond)).float()
+                fake = trainable(z, *_caption_args(student, s_cond)).float()
             losses = {"pixel": (fake - target).abs().mean()}
             if lite0 is not None:
                 to01 = lambda x: (x.clamp(-1, 1) + 1) / 2  # noqa: E731
@@ -527,5 +546,6 @@ class Distill(Pass):
                      "student_params": s_size["params"], "student_macs": s_size["macs"],
                      "teacher_params": t_size["params"], "teacher_macs": t_size["macs"],
                      "student_widths": layer_widths(student),
+                     "student_text_layers": cfg.text_layers or 6,
                      **({"student_channels": list(student.current_config().channels)}
                         if hasattr(student, "current_config") else {})})

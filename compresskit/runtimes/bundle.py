@@ -112,6 +112,21 @@ def read_spec(folder: Path) -> dict:
     return spec
 
 
+def generator_text_inputs(io: dict, pooled: np.ndarray, hidden: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+    """A text encoder's outputs (pooled (N, 384), token states (N, L, 384), ids mask (N, L)) as the generator's
+    caption inputs: ``text``, plus ``tokens`` and ``token_mask`` zero-padded (or cut) to its fixed length."""
+    found = {"text": np.ascontiguousarray(pooled, dtype=np.float32)}
+    if "tokens" in io["inputs"]:
+        length = int(io["inputs"]["tokens"]["shape"][1])
+        tokens = np.zeros((len(pooled), length, hidden.shape[2]), dtype=np.float32)
+        token_mask = np.zeros((len(pooled), length), dtype=np.float32)
+        n = min(length, hidden.shape[1])
+        token_mask[:, :n] = mask[:, :n]
+        tokens[:, :n] = hidden[:, :n] * token_mask[:, :n, None]
+        found["tokens"], found["token_mask"] = tokens, token_mask
+    return found
+
+
 class Bundle:
     """Tokenizer + text encoder + generator, loaded once; ``generate`` turns captions into uint8 images.
 
@@ -148,16 +163,7 @@ class Bundle:
         if self.word_embeddings is not None:
             inputs[self.word_embeddings.input] = self.word_embeddings(ids)
         pooled, hidden = self.encoder(inputs)
-        found = {"text": np.ascontiguousarray(pooled, dtype=np.float32)}
-        if "tokens" in self.io["inputs"]:
-            length = int(self.io["inputs"]["tokens"]["shape"][1])
-            tokens = np.zeros((len(captions), length, hidden.shape[2]), dtype=np.float32)
-            token_mask = np.zeros((len(captions), length), dtype=np.float32)
-            n = min(length, hidden.shape[1])
-            token_mask[:, :n] = mask[:, :n]
-            tokens[:, :n] = hidden[:, :n] * token_mask[:, :n, None]
-            found["tokens"], found["token_mask"] = tokens, token_mask
-        return found
+        return generator_text_inputs(self.io, pooled, hidden, mask)
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """The generator alone on prepared inputs (float images in [-1, 1], NCHW)."""

@@ -138,3 +138,24 @@ def shallow_encoder_onnx(captions: Sequence[str], *, layers: int, steps: int, lr
         with atomic_dir(folder) as tmp:
             export_text_encoder(tmp / TEXT_ONNX, bert)
     return folder / TEXT_ONNX
+
+
+def encoder_onnx_inputs(path: Path, io: dict, captions: Sequence[str], batch: int = 256) -> dict:
+    """The generator's caption inputs (``text``[, ``tokens``, ``token_mask``], numpy) as an exported text encoder
+    (``export_text_encoder``'s graph, fp32, ONNX Runtime) gives them: what a bundle built on it feeds the generator."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from ..runtimes.bundle import generator_text_inputs
+    from .export import INPUTS
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    tokenizer = minilm_tokenizer()
+    parts = []
+    for start in range(0, len(captions), batch):
+        encoded = tokenizer(list(captions[start:start + batch]), padding=True, truncation=True,
+                            max_length=MAX_TOKENS, return_tensors="np")
+        ids, mask = (encoded[name].astype(np.int64) for name in INPUTS)
+        pooled, hidden = session.run(None, dict(zip(INPUTS, (ids, mask))))
+        parts.append(generator_text_inputs(io, pooled, hidden, mask))
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}

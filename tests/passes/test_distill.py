@@ -206,6 +206,33 @@ def test_a_slim_student_can_keep_fewer_attention_and_token_layers_and_starts_fro
         slim_config(pooled, 0.5, attention=[8])
 
 
+def test_a_student_can_learn_from_the_shallow_text_encoder_its_bundle_will_ship(tiny_generator_dir, tmp_path):
+    import numpy as np
+
+    from compresskit.cache import cache_root
+    from compresskit.passes.calibration import dataset_captions
+    from compresskit.runtimes.bundle import Bundle
+    from compresskit.text.shallow import encoder_onnx_inputs
+
+    shallow = {"text_layers": 1, "text_steps": 40, "text_lr": 1e-3}
+    # the incoming model as the student, fp32: before any step it *is* the teacher, so its validation L1 at step 0
+    # is what the inputs alone make: zero on the full MiniLM's vectors, the shallow encoder's error on its own
+    same = {**FAST, "steps": 1, "student": "input", "bf16": False}
+    full = run(parse_recipe(recipe_dict(tiny_generator_dir, {"distill": same}), "r.yaml"), tmp_path / "full")
+    assert full.steps[0].meta["val_l1_start"] == 0.0 and full.steps[0].meta["student_text_layers"] == 6
+    steps = [{"distill": {**same, **shallow}}, {"export_onnx": {}},
+             {"bundle": {"validation_size": 8, **shallow}}]
+    result = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "shallow")
+    distill, bundle = result.steps[0].meta, result.final
+    assert distill["val_l1_start"] > 1e-3 and distill["student_text_layers"] == 1
+    shipped = (bundle.path / "text_encoder.onnx").read_bytes()  # the one encoder both steps took from the cache
+    assert any(f.read_bytes() == shipped for f in (cache_root() / "text-encoder-shallow").glob("*/text_encoder.onnx"))
+    # what the student read is what the bundle feeds its generator: the same encoder, the same inputs
+    captions = dataset_captions(bundle.dataset, 6, 3, "val")
+    read = encoder_onnx_inputs(bundle.path / "text_encoder.onnx", bundle.io, captions)
+    assert np.allclose(read["text"], Bundle(bundle.path).embed(captions)["text"], atol=1e-5)
+
+
 def test_teacher_init_runs_in_the_pass_and_refuses_what_it_cannot_start(tiny_generator_dir, tmp_path):
     steps = [{"distill": {**FAST, "steps": 10, "student": "slim", "width": 0.5, "convs_per_block": 1, "init": "teacher",
                           "losses": {"pixel": 1.0, "feature": 1.0}}}]
