@@ -127,7 +127,7 @@ def test_the_diversity_term_keeps_the_teachers_spread_across_noise_and_validatio
 
 def test_a_teacher_initialised_student_of_the_teachers_own_widths_is_the_teacher():
     from compresskit.models import DFGenerator, create_generator
-    from compresskit.passes.distill import inherit_from_teacher, slim_config
+    from compresskit.passes.students import inherit_from_teacher, slim_config
 
     torch.manual_seed(0)
     teacher = create_generator(ngf=4, text_hidden=16, fuse_hidden=8).eval()
@@ -150,7 +150,7 @@ def test_a_teacher_initialised_student_of_the_teachers_own_widths_is_the_teacher
 def test_a_token_conditioned_teacher_initialises_its_slim_student_too(tmp_path):
     from compresskit.models.contract import io_spec
     from compresskit.models.inputs import caption_inputs, input_names
-    from compresskit.passes.distill import inherit_from_teacher, slim_config
+    from compresskit.passes.students import inherit_from_teacher, slim_config
     from compresskit.models import DFGenerator
     from tests.passes.test_token_generator import attention_teacher
 
@@ -174,7 +174,7 @@ def test_a_slim_student_can_keep_fewer_attention_and_token_layers_and_starts_fro
     from compresskit.models.contract import io_spec
     from compresskit.models.inputs import caption_inputs, input_names
     from compresskit.passes.base import PassFailed
-    from compresskit.passes.distill import inherit_from_teacher, slim_config
+    from compresskit.passes.students import inherit_from_teacher, slim_config
     from tests.passes.test_token_generator import attention_teacher
 
     attention_teacher(tmp_path / "t")  # cross-attention at 8 and 16 px, one token-transformer layer
