@@ -74,6 +74,11 @@ def rows(inputs: dict, start: int, stop: int) -> dict:
     return {name: value[start:stop] for name, value in inputs.items()}
 
 
+def stack_rows(parts: Sequence[dict]) -> dict:
+    """Input dicts joined along the batch (the inverse of ``rows``)."""
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
 def as_tensors(inputs: dict, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
     return {name: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v).to(device or "cpu")
             for name, v in inputs.items()}

@@ -28,6 +28,7 @@ from pydantic import Field
 
 from ..artifact import Artifact
 from ..errors import PassFailed
+from ..models.inputs import stack_rows
 from ..runtimes import OPENVINO_XML, openvino_runtime
 from .base import Pass, PassConfig, PassContext, PassMetric, PassResult
 from .export_openvino import stable_names
@@ -190,9 +191,9 @@ class QuantizeNncf(Pass):
             figures[f"val_{cfg.metric}_int8"] = figure(compiled, items, reference)[0]
         stable_names(quantized)
         ov.save_model(quantized, str(out_dir / OPENVINO_XML), compress_to_fp16=False)
-        checked = ctx.calibration(16, seed=ctx.seed + 2, split="val")
+        checked = stack_rows(ctx.calibration(16, seed=ctx.seed + 2, split="val"))
         parity = int8_parity(openvino_runtime(src.file(OPENVINO_XML)), openvino_runtime(out_dir / OPENVINO_XML),
-                             src.io, ctx.seed, inputs={k: np.concatenate([c[k] for c in checked]) for k in checked[0]})
+                             src.io, ctx.seed, inputs=checked)
         if parity["parity_mean_abs_error_vs_fp32"] > cfg.max_mean_abs_error:
             raise PassFailed(f"quantize_nncf: INT8 output differs from fp32 by {parity['parity_mean_abs_error_vs_fp32']:.4f} "
                              f"mean abs (max_mean_abs_error {cfg.max_mean_abs_error:g}); try mode: accuracy_control, "

@@ -146,6 +146,7 @@ def encoder_onnx_inputs(path: Path, io: dict, captions: Sequence[str], batch: in
     import numpy as np
     import onnxruntime as ort
 
+    from ..models.inputs import stack_rows
     from ..runtimes.bundle import generator_text_inputs
     from .export import INPUTS
 
@@ -158,4 +159,4 @@ def encoder_onnx_inputs(path: Path, io: dict, captions: Sequence[str], batch: in
         ids, mask = (encoded[name].astype(np.int64) for name in INPUTS)
         pooled, hidden = session.run(None, dict(zip(INPUTS, (ids, mask))))
         parts.append(generator_text_inputs(io, pooled, hidden, mask))
-    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    return stack_rows(parts)

@@ -37,16 +37,14 @@ def test_nncf_int8_model_holds_fake_quantize_ops_on_most_compute(exported):
 
 
 def test_the_int8_parity_check_feeds_val_captions_not_random_inputs(exported):
-    import numpy as np
-
     from compresskit.artifact import load_artifact
+    from compresskit.models.inputs import stack_rows
     from compresskit.passes.calibration import calibration_inputs
     from compresskit.passes.parity import int8_parity
     from compresskit.runtimes import OPENVINO_XML, openvino_runtime
 
     fp32 = load_artifact(Path(exported.steps[2].path))
-    checked = calibration_inputs(fp32, 16, 0 + 2, "val")  # the recipe's seed (0) + 2, as the pass draws them
-    inputs = {k: np.concatenate([c[k] for c in checked]) for k in checked[0]}
+    inputs = stack_rows(calibration_inputs(fp32, 16, 0 + 2, "val"))  # the recipe's seed (0) + 2, as the pass draws
     runtimes = openvino_runtime(fp32.file(OPENVINO_XML)), openvino_runtime(exported.final.file(OPENVINO_XML))
     on_captions = int8_parity(*runtimes, fp32.io, 0, inputs=inputs)
     on_random = int8_parity(*runtimes, fp32.io, 0)
