@@ -15,11 +15,10 @@ default: merged, as the edge recipe exports).
 Forms: ``width`` (every channel width times it, or ``0.5/0.5/0.25/0.25``: one factor per stage), ``convs`` (3x3
 convs per block, 1 or 2), ``separable`` (depthwise 3x3 + pointwise 1x1); of a token-conditioned teacher,
 ``--tokens`` (the cross-attention resolutions and token-transformer layers kept: ``all``, or ``8:0`` = attention
-at 8 px only, no token layers; ``8+16:1``)::
+at 8 px only, no token layers; ``8+16:1``). Builds are cached in ``--out`` (re-running re-times only)::
 
     python benchmarks/student_latency.py --model shapes32-v2 --widths 0.25 --convs 1 --separable no \
-        --tokens all,8+16:0,8:1,8:0,16:0 --out runs/student-latency-shapes Builds are cached in ``--out``
-(re-running re-times only).
+        --tokens all,8+16:1,8+16:0,8:1,8:0,16:1 --out runs/student-latency-shapes
 """
 
 from __future__ import annotations
