@@ -53,6 +53,19 @@ class Lite0Features(nn.Module):
         x = (x - MEAN) / STD
         return F.adaptive_avg_pool2d(self.net.extract_features(x), 1).flatten(1)
 
+    def maps(self, images: torch.Tensor, blocks: list[int]) -> list[torch.Tensor]:
+        """Floats in [0, 1] (N, 3, H, W) -> the spatial feature maps after each of Lite0's MBConv ``blocks``
+        (indices 0-15), in order; only the network up to the last named block runs."""
+        x = F.interpolate(images.float(), size=(self.image_px, self.image_px), mode="bilinear", align_corners=False,
+                          antialias=images.shape[-1] > self.image_px)
+        x = self.net._swish(self.net._bn0(self.net._conv_stem((x - MEAN) / STD)))
+        found = []
+        for i, block in enumerate(self.net._blocks[:max(blocks) + 1]):
+            x = block(x)
+            if i in blocks:
+                found.append(x)
+        return found
+
 
 @lru_cache(maxsize=2)
 def lite0(image_px: int = FEATURE_PX) -> Lite0Features:

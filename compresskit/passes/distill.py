@@ -25,7 +25,12 @@ reads what the bundle's shallower text encoder will give it (MiniLM's first K la
 distils them: one cached encoder), the teacher the full MiniLM's vectors. Losses (weights in config):
 
 * ``pixel``: L1 between student and teacher images;
-* ``perceptual``: L1 between their EfficientNet-Lite0 features (costly: Lite0 runs at 128 px);
+* ``perceptual``: L1 between their pooled EfficientNet-Lite0 features at ``perceptual_px`` (costly: 128 px by
+  default); or, with ``perceptual_maps`` (Lite0 block indices), LPIPS-style: the squared difference of the
+  spatial feature maps after those blocks, each position's channel vector scaled to unit length first. On the
+  first ``perceptual_rows`` rows of each batch (None: all);
+* ``perceptual_diversity``: the ``diversity`` term below measured with the perceptual distance, on the same rows
+  (the diversity metric compares samples by Lite0 features; pixel spread can hold while that falls);
 * ``feature``: MSE between named intermediate layers (``feature_layers``, present in both models and
   drawing feature maps), the student's through learnable 1x1 adapters;
 * ``adversarial``: hinge loss against a discriminator that learns teacher images (real) from student
@@ -82,9 +87,25 @@ from .base import Pass, PassConfig, PassContext, PassMetric, PassResult
 from .students import Taps, inherit_from_teacher, make_student
 
 
+def _perceived(lite0: nn.Module, images: torch.Tensor, maps: list[int] | None) -> list[torch.Tensor]:
+    """What the perceptual terms compare of images in [-1, 1]: Lite0's pooled features, or the spatial maps
+    after the blocks ``maps`` with each position's channel vector at unit length."""
+    x = (images.clamp(-1, 1) + 1) / 2
+    return [lite0(x)] if maps is None else [F.normalize(m.float(), dim=1) for m in lite0.maps(x, maps)]
+
+
+def _perceptual_distance(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over rows of the distance between two ``_perceived`` lists: L1 of pooled features, or the squared
+    distance of unit channel vectors summed over channels and averaged over positions (LPIPS without its
+    learned channel weights), averaged over the maps."""
+    return sum((x.float() - y.float()).abs().mean() if x.dim() == 2 else (x.float() - y.float()).pow(2).sum(1).mean()
+               for x, y in zip(a, b)) / len(a)
+
+
 class LossWeights(PassConfig):
     pixel: float = Field(1.0, ge=0, le=1e6)
     perceptual: float = Field(0.0, ge=0, le=1e6)
+    perceptual_diversity: float = Field(0.0, ge=0, le=1e6)
     feature: float = Field(0.0, ge=0, le=1e6)
     adversarial: float = Field(0.0, ge=0, le=1e6)
     diversity: float = Field(0.0, ge=0, le=1e6)
@@ -114,6 +135,9 @@ class DistillConfig(PassConfig):
     teacher_reuse: int = Field(1, ge=1, le=1000)
     losses: LossWeights = LossWeights()
     feature_layers: list[str] = ["blocks.0", "blocks.1"]
+    perceptual_px: int = Field(128, ge=32, le=512)  # the side Lite0 sees the images at (upsampled)
+    perceptual_maps: list[int] | None = None  # Lite0 blocks (0-15) whose spatial maps are compared; None: pooled
+    perceptual_rows: int | None = Field(None, ge=2, le=4096)  # the perceptual terms see a batch's first rows only
     captions: int = Field(4096, ge=8, le=1_000_000)  # distinct train captions drawn from
     validate_every: int = Field(250, ge=1, le=10_000_000)
     validation_size: int = Field(128, ge=8, le=100_000)
@@ -133,6 +157,12 @@ class DistillConfig(PassConfig):
         factors = self.width if isinstance(self.width, list) else [self.width]
         if not factors or not all(0 < f <= 1 for f in factors):
             raise ValueError(f"width must be in (0, 1], or a list of such factors (one per stage), got {self.width}")
+        if self.perceptual_maps is not None and not (self.perceptual_maps and set(self.perceptual_maps) <= set(range(16))):
+            raise ValueError(f"perceptual_maps names EfficientNet-Lite0 blocks 0-15 (at least one), got "
+                             f"{self.perceptual_maps}")
+        if self.perceptual_rows is not None and self.perceptual_rows % 2:
+            raise ValueError(f"perceptual_rows must be even (rows 2k and 2k+1 are one caption's two noises), got "
+                             f"{self.perceptual_rows}")
         if self.init == "teacher" and self.student != "slim":
             raise ValueError(f"init: teacher applies to student: slim only (this step's student is {self.student}); "
                              "remove init or set student: slim")
@@ -271,10 +301,11 @@ class Distill(Pass):
         t_taps, s_taps = (Taps(teacher, cfg.feature_layers), Taps(student, cfg.feature_layers)) if w.feature else (None, None)
         disc = DFDiscriminator(teacher.config.image_size, 32, teacher.config.text_dim).to(device) if w.adversarial else None
         lite0 = None
-        if w.perceptual:
+        if w.perceptual or w.perceptual_diversity:
             from ..metrics.features import lite0 as load_lite0
 
-            lite0 = load_lite0().to(device)
+            lite0 = load_lite0(cfg.perceptual_px).to(device)
+        rows = cfg.perceptual_rows  # None: every row of the batch
         opt = torch.optim.Adam([*student.parameters(), *adapters.parameters()], lr=cfg.lr, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr * 2, betas=(0.0, 0.9)) if disc else None
         checkpointer = Checkpointer({"student": student, "adapters": adapters, **({"disc": disc} if disc else {})},
@@ -318,13 +349,17 @@ class Distill(Pass):
             if step % cfg.teacher_reuse == 0 or not replay:
                 z = world.shard(torch.randn(cfg.batch_size, z_dim, generator=g).to(device))
                 picked = torch.randint(pool_size, (cfg.batch_size,), generator=g).to(device)
-                if w.diversity:  # rows 2k and 2k+1 share a caption (two noises), on every rank's even slice
+                if w.diversity or w.perceptual_diversity:  # rows 2k and 2k+1 share a caption (two noises), on every rank's even slice
                     picked[1::2] = picked[0::2][:cfg.batch_size // 2]
                 cond = {name: world.shard(value[picked]) for name, value in pool.items()}
                 s_cond = {name: world.shard(value[picked]) for name, value in s_pool.items()}
                 with torch.no_grad(), bf16():
                     target = teacher(z, *_caption_args(teacher, cond)).float()
-                replay = [*replay, (z, cond, s_cond, target, dict(t_taps.out) if t_taps else {})][-cfg.teacher_reuse:]
+                t_features = dict(t_taps.out) if t_taps else {}
+                if lite0 is not None:
+                    with torch.no_grad(), bf16():
+                        t_features["lite0"] = [f.float() for f in _perceived(lite0, target[:rows], cfg.perceptual_maps)]
+                replay = [*replay, (z, cond, s_cond, target, t_features)][-cfg.teacher_reuse:]
                 teacher_batches += 1
                 batch = replay[-1]
             else:  # one of the last teacher_reuse teacher batches again
@@ -335,9 +370,14 @@ class Distill(Pass):
                 fake = trainable(z, *_caption_args(student, s_cond)).float()
             losses = {"pixel": (fake - target).abs().mean()}
             if lite0 is not None:
-                to01 = lambda x: (x.clamp(-1, 1) + 1) / 2  # noqa: E731
                 with bf16():
-                    losses["perceptual"] = (lite0(to01(fake)) - lite0(to01(target)).detach()).abs().mean().float()
+                    seen = _perceived(lite0, fake[:rows], cfg.perceptual_maps)
+                aim = t_features["lite0"]
+                losses["perceptual"] = _perceptual_distance(seen, aim)
+                if w.perceptual_diversity:
+                    spread = _perceptual_distance([f[0::2] for f in seen], [f[1::2] for f in seen])
+                    aimed = _perceptual_distance([f[0::2] for f in aim], [f[1::2] for f in aim])
+                    losses["perceptual_diversity"] = torch.relu(1 - spread / aimed.clamp_min(1e-8))
             if w.feature:
                 losses["feature"] = sum(
                     F.mse_loss(adapters[n.replace(".", "_")](s_taps.out[n].float()), t_features[n].float())

@@ -243,3 +243,33 @@ def test_teacher_init_runs_in_the_pass_and_refuses_what_it_cannot_start(tiny_gen
     separable = [{"distill": {**FAST, "steps": 2, "student": "slim", "separable": True, "init": "teacher"}}]
     with pytest.raises(Exception, match="full 3x3 convs"):
         run(parse_recipe(recipe_dict(tiny_generator_dir, *separable), "r.yaml"), tmp_path / "sep")
+
+
+def test_the_perceptual_terms_compare_lite0_maps_and_keep_the_teachers_perceptual_spread(tiny_generator_dir, tmp_path):
+    from compresskit.metrics.features import lite0
+    from compresskit.passes.distill import _perceived, _perceptual_distance
+
+    torch.manual_seed(0)
+    images = torch.rand(4, 3, 32, 32) * 2 - 1
+    maps = _perceived(lite0(64), images, [2, 4, 7])
+    assert [tuple(m.shape[1:]) for m in maps] == [(24, 16, 16), (40, 8, 8), (80, 4, 4)]  # Lite0's widths, 64 px in
+    assert torch.allclose(maps[0].norm(dim=1), torch.ones(4, 16, 16), atol=1e-4), "unit channel vectors"
+    assert _perceptual_distance(maps, maps).item() == 0.0
+    assert _perceptual_distance(maps, _perceived(lite0(64), images.flip(-1), [2, 4, 7])).item() > 0.01
+    # the spread term: one caption's two noises drawn alike by the student, apart by the teacher -> 1; as apart -> 0
+    pairs = lambda ms: ([m[0::2] for m in ms], [m[1::2] for m in ms])  # noqa: E731
+    alike = _perceived(lite0(64), images[[0, 0, 2, 2]], [2, 4, 7])
+    assert _perceptual_distance(*pairs(alike)).item() == 0.0 and _perceptual_distance(*pairs(maps)).item() > 0.01
+
+    teacher = input_artifact(str(tiny_generator_dir), tmp_path / "artifacts")
+    ctx = PassContext(run_dir=tmp_path, teacher=teacher).for_step(teacher, Distill.needs, tmp_path / "s")
+    (tmp_path / "out").mkdir()
+    config = DistillConfig(**{**FAST, "steps": 20}, student="slim", width=0.5, perceptual_px=64,
+                           perceptual_maps=[2, 4], perceptual_rows=4,
+                           losses={"pixel": 1.0, "perceptual": 1.0, "perceptual_diversity": 1.0})
+    Distill(config).run(teacher, tmp_path / "out", ctx)
+    history = __import__("json").loads((tmp_path / "out" / "distill_history.json").read_text())
+    assert {"perceptual", "perceptual_diversity"} <= set(history[-1]) and history[-1]["perceptual"] > 0
+    for bad, words in (({"perceptual_rows": 3}, "even"), ({"perceptual_maps": [16]}, "blocks 0-15")):
+        with pytest.raises(ValueError, match=words):
+            DistillConfig(**bad)
