@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -256,7 +258,7 @@ def test_the_perceptual_terms_compare_lite0_maps_and_keep_the_teachers_perceptua
     assert torch.allclose(maps[0].norm(dim=1), torch.ones(4, 16, 16), atol=1e-4), "unit channel vectors"
     assert _perceptual_distance(maps, maps).item() == 0.0
     assert _perceptual_distance(maps, _perceived(lite0(64), images.flip(-1), [2, 4, 7])).item() > 0.01
-    # the spread term: one caption's two noises drawn alike by the student, apart by the teacher -> 1; as apart -> 0
+    # the spread the diversity term compares: one caption's two noises drawn alike -> 0, drawn apart -> > 0
     pairs = lambda ms: ([m[0::2] for m in ms], [m[1::2] for m in ms])  # noqa: E731
     alike = _perceived(lite0(64), images[[0, 0, 2, 2]], [2, 4, 7])
     assert _perceptual_distance(*pairs(alike)).item() == 0.0 and _perceptual_distance(*pairs(maps)).item() > 0.01
@@ -268,7 +270,7 @@ def test_the_perceptual_terms_compare_lite0_maps_and_keep_the_teachers_perceptua
                            perceptual_maps=[2, 4], perceptual_rows=4,
                            losses={"pixel": 1.0, "perceptual": 1.0, "perceptual_diversity": 1.0})
     Distill(config).run(teacher, tmp_path / "out", ctx)
-    history = __import__("json").loads((tmp_path / "out" / "distill_history.json").read_text())
+    history = json.loads((tmp_path / "out" / "distill_history.json").read_text())
     assert {"perceptual", "perceptual_diversity"} <= set(history[-1]) and history[-1]["perceptual"] > 0
     for bad, words in (({"perceptual_rows": 3}, "even"), ({"perceptual_maps": [16]}, "blocks 0-15")):
         with pytest.raises(ValueError, match=words):
