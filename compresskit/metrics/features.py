@@ -46,19 +46,20 @@ class Lite0Features(nn.Module):
     def train(self, mode: bool = True) -> Lite0Features:  # always eval: BatchNorm statistics stay ImageNet's
         return super().train(False)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 or [0, 1] images -> Lite0's input: resized to ``image_px``, normalised."""
         x = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
         x = F.interpolate(x, size=(self.image_px, self.image_px), mode="bilinear", align_corners=False,
                           antialias=x.shape[-1] > self.image_px)
-        x = (x - MEAN) / STD
-        return F.adaptive_avg_pool2d(self.net.extract_features(x), 1).flatten(1)
+        return (x - MEAN) / STD
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(self.net.extract_features(self._prepare(images)), 1).flatten(1)
 
     def maps(self, images: torch.Tensor, blocks: list[int]) -> list[torch.Tensor]:
-        """Floats in [0, 1] (N, 3, H, W) -> the spatial feature maps after each of Lite0's MBConv ``blocks``
+        """Images as ``forward`` takes them -> the spatial feature maps after each of Lite0's MBConv ``blocks``
         (indices 0-15), in order; only the network up to the last named block runs."""
-        x = F.interpolate(images.float(), size=(self.image_px, self.image_px), mode="bilinear", align_corners=False,
-                          antialias=images.shape[-1] > self.image_px)
-        x = self.net._swish(self.net._bn0(self.net._conv_stem((x - MEAN) / STD)))
+        x = self.net._swish(self.net._bn0(self.net._conv_stem(self._prepare(images))))
         found = []
         for i, block in enumerate(self.net._blocks[:max(blocks) + 1]):
             x = block(x)
