@@ -10,7 +10,7 @@ shape, LATENCY hint, ``--threads`` threads) and prints MACs, params, p50 and bot
 times each form exported plain and with its fusion MLPs merged (``export_onnx: {fuse_conditioning: true}``;
 default: merged, as the edge recipe exports).
 
-    python benchmarks/student_latency.py --model emoji32-v2 --threads 2 --out runs/student-latency
+    python benchmarks/student_latency.py --model emoji32-v3 --threads 2 --out runs/student-latency
 
 Forms: ``width`` (every channel width times it, or ``0.5/0.5/0.25/0.25``: one factor per stage), ``convs`` (3x3
 convs per block, 1 or 2), ``separable`` (depthwise 3x3 + pointwise 1x1); of a token-conditioned teacher,
@@ -93,7 +93,7 @@ def time_all(folders: dict[str, Path], threads: int, rounds: int, per_round: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="emoji32-v2")
+    parser.add_argument("--model", default="emoji32-v3")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--per-round", type=int, default=20)

@@ -220,7 +220,7 @@ def train(
 def generate(
     captions: Annotated[list[str], typer.Argument(help="One or more captions (one grid row each).")],
     model: Annotated[str, typer.Option(help="Shipped model name, checkpoint folder, bundle folder, or a run folder "
-                                            "(RUN_DIR or RUN_DIR/final: its last step).")] = "emoji32-base",
+                                            "(RUN_DIR or RUN_DIR/final: its last step).")] = "emoji32-v3",
     n: Annotated[int, typer.Option("--n", min=1, max=64, help="Images per caption.")] = 8,
     seed: Annotated[int, typer.Option(help="Noise seed (column j uses the same noise in every row).")] = 0,
     output: Annotated[Path, typer.Option("-o", "--output", help="Grid PNG to write.")] = Path("grid.png"),
@@ -278,7 +278,7 @@ def _run_final(folder: Path) -> Path:
 
 @app.command()
 def info(
-    model: Annotated[str, typer.Argument(help="Shipped model name or checkpoint folder.")] = "emoji32-base",
+    model: Annotated[str, typer.Argument(help="Shipped model name or checkpoint folder.")] = "emoji32-v3",
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON on stdout.")] = False,
 ) -> None:
     """Params, MACs per image, widths and training metadata of a generator."""

@@ -15,7 +15,7 @@ SHIPPED = zoo_names()
 
 
 def test_the_teachers_ship_with_the_package():
-    assert {"emoji32-base", "emoji32-v2", "shapes32-base", "shapes32-v2"} <= set(SHIPPED)
+    assert {"emoji32-base", "emoji32-v3", "shapes32-base", "shapes32-v2"} <= set(SHIPPED)
 
 
 def test_every_zoo_folder_is_complete():
