@@ -36,9 +36,13 @@ distils them: one cached encoder), the teacher the full MiniLM's vectors. Losses
 * ``adversarial``: hinge loss against a discriminator that learns teacher images (real) from student
   images (fake) for the same caption;
 * ``diversity``: keeps the teacher's variety across noise. Rows 2k and 2k+1 of every batch share a caption
-  (two noises); the term is ``max(0, 1 - spread(student) / spread(teacher))`` with spread the mean |image(z1) -
-  image(z2)| of those pairs: zero while the student varies at least as much as the teacher, so it only
-  resists the collapse to a per-caption mean that pixel regression under limited capacity drifts to.
+  (two noises); the term is ``max(0, 1 - spread(student) / (diversity_target * spread(teacher)))`` with spread
+  the mean |image(z1) - image(z2)| of those pairs: zero while the student varies at least ``diversity_target``
+  (default 1) times as much as the teacher, so it only resists the collapse to a per-caption mean that pixel
+  regression under limited capacity drifts to. A target under 1 asks for that share of the teacher's variety
+  only (any weight drives the ratio to its target: the weight sets what the term may cost the other losses).
+  ``diversity_rows: 2m`` pairs only the first 2m rows of each batch (per process) and the term reads those; the
+  other rows draw captions of their own, so a batch covers more captions (pairing every row halves them).
 
 Optimisation: Adam at ``lr``, constant or on a cosine from ``lr`` to 0 by the last step (``lr_schedule``), the
 gradient norm optionally clipped (``grad_clip``). The teacher's forward pass costs most of a step (a 21x
@@ -56,8 +60,8 @@ DistributedDataParallel; rank 0 validates, checkpoints and writes the student.
 Validation (choices are made on the validation split, never on eval): every ``validate_every`` steps the
 student draws ``validation_size`` fixed inputs built from *val*-split captions, again in pairs of two noises
 per caption; the score is the pixel L1 to the teacher plus ``losses.diversity`` times the same spread
-shortfall as in training. Training stops early after ``patience`` checks without a better score, and the
-best student is the one written.
+shortfall (against ``diversity_target``) as in training. Training stops early after ``patience`` checks
+without a better score, and the best student is the one written.
 """
 
 from __future__ import annotations
@@ -135,6 +139,8 @@ class DistillConfig(PassConfig):
     teacher_reuse: int = Field(1, ge=1, le=1000)
     losses: LossWeights = LossWeights()
     feature_layers: list[str] = ["blocks.0", "blocks.1"]
+    diversity_target: float = Field(1.0, gt=0, le=10)  # losses.diversity asks for this share of the teacher's spread
+    diversity_rows: int | None = Field(None, ge=2, le=4096)  # the diversity terms pair a batch's first rows only
     perceptual_px: int = Field(128, ge=32, le=512)  # the side Lite0 sees the images at (upsampled)
     perceptual_maps: list[int] | None = None  # Lite0 blocks (0-15) whose spatial maps are compared; None: pooled
     perceptual_rows: int | None = Field(None, ge=2, le=4096)  # the perceptual terms see a batch's first rows only
@@ -160,6 +166,9 @@ class DistillConfig(PassConfig):
         if self.perceptual_maps is not None and not (self.perceptual_maps and set(self.perceptual_maps) <= set(range(16))):
             raise ValueError(f"perceptual_maps names EfficientNet-Lite0 blocks 0-15 (at least one), got "
                              f"{self.perceptual_maps}")
+        if self.diversity_rows is not None and self.diversity_rows % 2:
+            raise ValueError(f"diversity_rows must be even (rows 2k and 2k+1 are one caption's two noises), got "
+                             f"{self.diversity_rows}")
         if self.perceptual_rows is not None and self.perceptual_rows % 2:
             raise ValueError(f"perceptual_rows must be even (rows 2k and 2k+1 are one caption's two noises), got "
                              f"{self.perceptual_rows}")
@@ -244,7 +253,8 @@ class Distill(Pass):
                                                             "teacher's, on the validation pairs"),
                "params_ratio": PassMetric("", "lower", "student parameters / teacher parameters"),
                "macs_ratio": PassMetric("", "lower", "student MACs per image / teacher MACs per image")}
-    version = "3"  # 2: any generator (the model contract); factory students; 3: val-split validation, diversity
+    version = "4"  # 2: any generator (the model contract); factory students; 3: val-split validation, diversity;
+    # 4: diversity_target, diversity_rows
     distributed = True
 
     def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> PassResult:
@@ -306,6 +316,8 @@ class Distill(Pass):
 
             lite0 = load_lite0(cfg.perceptual_px).to(device)
         rows = cfg.perceptual_rows  # None: every row of the batch
+        per_rank = cfg.batch_size // world.size
+        paired = min(cfg.diversity_rows or per_rank, per_rank) // 2 * 2  # rows 2k, 2k+1 < paired: one caption
         opt = torch.optim.Adam([*student.parameters(), *adapters.parameters()], lr=cfg.lr, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr * 2, betas=(0.0, 0.9)) if disc else None
         checkpointer = Checkpointer({"student": student, "adapters": adapters, **({"disc": disc} if disc else {})},
@@ -336,7 +348,8 @@ class Distill(Pass):
                 found = torch.tensor([(images - val_target).abs().mean().item(),
                                       (pair_spread(images) / pair_spread(val_target).clamp_min(1e-8)).item()])
             l1, ratio = (world.broadcast(v) for v in found.tolist())
-            return {"val_l1": l1, "val_spread_ratio": ratio, "val_score": l1 + w.diversity * max(0.0, 1.0 - ratio)}
+            shortfall = max(0.0, 1.0 - ratio / cfg.diversity_target)
+            return {"val_l1": l1, "val_spread_ratio": ratio, "val_score": l1 + w.diversity * shortfall}
 
         if start == 0:  # the untrained student is a candidate too: training that only hurts writes it back
             history.append({"step": 0, **validate()})
@@ -349,8 +362,9 @@ class Distill(Pass):
             if step % cfg.teacher_reuse == 0 or not replay:
                 z = world.shard(torch.randn(cfg.batch_size, z_dim, generator=g).to(device))
                 picked = torch.randint(pool_size, (cfg.batch_size,), generator=g).to(device)
-                if w.diversity or w.perceptual_diversity:  # rows 2k and 2k+1 share a caption (two noises), on every rank's even slice
-                    picked[1::2] = picked[0::2][:cfg.batch_size // 2]
+                if w.diversity or w.perceptual_diversity:  # rows 2k, 2k+1 < paired of every rank's slice: one caption
+                    for first in range(0, cfg.batch_size, per_rank):
+                        picked[first + 1:first + paired:2] = picked[first:first + paired - 1:2]
                 cond = {name: world.shard(value[picked]) for name, value in pool.items()}
                 s_cond = {name: world.shard(value[picked]) for name, value in s_pool.items()}
                 with torch.no_grad(), bf16():
@@ -375,15 +389,16 @@ class Distill(Pass):
                 aim = t_features["lite0"]
                 losses["perceptual"] = _perceptual_distance(seen, aim)
                 if w.perceptual_diversity:
-                    spread = _perceptual_distance([f[0::2] for f in seen], [f[1::2] for f in seen])
-                    aimed = _perceptual_distance([f[0::2] for f in aim], [f[1::2] for f in aim])
+                    spread = _perceptual_distance([f[0:paired:2] for f in seen], [f[1:paired:2] for f in seen])
+                    aimed = _perceptual_distance([f[0:paired:2] for f in aim], [f[1:paired:2] for f in aim])
                     losses["perceptual_diversity"] = torch.relu(1 - spread / aimed.clamp_min(1e-8))
             if w.feature:
                 losses["feature"] = sum(
                     F.mse_loss(adapters[n.replace(".", "_")](s_taps.out[n].float()), t_features[n].float())
                     for n in cfg.feature_layers) / len(cfg.feature_layers)
             if w.diversity:
-                losses["diversity"] = torch.relu(1 - pair_spread(fake) / pair_spread(target).clamp_min(1e-8))
+                aimed = cfg.diversity_target * pair_spread(target[:paired])
+                losses["diversity"] = torch.relu(1 - pair_spread(fake[:paired]) / aimed.clamp_min(1e-8))
             if disc is not None:
                 with bf16():
                     d_loss = disc_loss(target, fake.detach(), text).float()

@@ -115,16 +115,43 @@ def test_the_diversity_term_keeps_the_teachers_spread_across_noise_and_validatio
     monkeypatch.setattr(PassContext, "captions",
                         lambda self, n, seed=None, split="train": asked.append(split) or real_captions(self, n, seed, split))
     found = {}
-    for weight in (0.0, 1.0):
-        out = tmp_path / f"diversity{weight}"
+    for weight, target in ((0.0, 1.0), (1.0, 1.0), (1.0, 0.6)):
+        out = tmp_path / f"diversity{weight}-{target}"
         out.mkdir()
-        ctx = PassContext(run_dir=tmp_path, teacher=teacher).for_step(teacher, Distill.needs, tmp_path / f"s{weight}")
+        ctx = PassContext(run_dir=tmp_path, teacher=teacher).for_step(teacher, Distill.needs, out.with_suffix(".s"))
         config = DistillConfig(**{**FAST, "steps": 50, "validation_size": 16}, student="slim", width=0.5,
-                               losses={"pixel": 1.0, "diversity": weight})
-        found[weight] = Distill(config).run(teacher, out, ctx).metrics
+                               losses={"pixel": 1.0, "diversity": weight}, diversity_target=target)
+        found[weight, target] = Distill(config).run(teacher, out, ctx).metrics
     assert sorted(set(asked)) == ["train", "val"], "fit on train captions, validate on val captions"
-    assert found[0.0]["val_spread_ratio"] < 0.7, "without the term the student loses the teacher's spread"
-    assert found[1.0]["val_spread_ratio"] > 0.9
+    ratio = {key: metrics["val_spread_ratio"] for key, metrics in found.items()}
+    assert ratio[0.0, 1.0] < 0.7, "without the term the student loses the teacher's spread"
+    assert ratio[1.0, 1.0] > 0.9
+    assert ratio[0.0, 1.0] < ratio[1.0, 0.6] < ratio[1.0, 1.0], "a lower target asks for less of the spread"
+
+
+@pytest.mark.parametrize("rows, paired", [(None, 8), (4, 4)])
+def test_diversity_rows_pairs_only_a_batchs_first_rows_the_rest_draw_captions_of_their_own(
+        tiny_generator_dir, tmp_path, monkeypatch, rows, paired):
+    import compresskit.passes.distill as distill
+
+    batches = []
+    def recording(path):
+        model = load_model(path)
+        model.register_forward_pre_hook(lambda _, args: batches.append(args[1].clone()) if len(args[1]) == 8 else None)
+        return model
+    monkeypatch.setattr(distill, "load_model", recording)
+    teacher = input_artifact(str(tiny_generator_dir), tmp_path / "artifacts")
+    ctx = PassContext(run_dir=tmp_path, teacher=teacher).for_step(teacher, Distill.needs, tmp_path / "s")
+    config = DistillConfig(**{**FAST, "steps": 3, "validation_size": 16}, student="slim",
+                           width=0.5, losses={"pixel": 1.0, "diversity": 1.0}, diversity_rows=rows)
+    Distill(config).run(teacher, tmp_path / "out", ctx)
+    assert len(batches) == 3, "one teacher batch of 8 rows a step"
+    for text in batches:
+        assert all(torch.equal(text[k], text[k + 1]) for k in range(0, paired, 2)), "rows 2k, 2k+1: one caption"
+        if paired < 8:  # the rest drawn one by one (both of two pairs alike by chance: 1 in 32**2)
+            assert not all(torch.equal(text[k], text[k + 1]) for k in range(paired, 8, 2))
+    with pytest.raises(ValueError, match="diversity_rows must be even"):
+        DistillConfig(diversity_rows=3)
 
 
 def test_a_teacher_initialised_student_of_the_teachers_own_widths_is_the_teacher():
