@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import CompresskitError, ConfigError, GateFailed
@@ -212,6 +213,8 @@ def compare(
     from .bench.markdown import TERMINAL_COLUMNS, table_rows
 
     result = run_compare(run_dirs, out_dir)
+    for warning in result["warnings"]:
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
     out.print(_rich_table("comparison (every column: compare.md / report.html)",
                           *table_rows(result["candidates"], label=lambda c: c["label"], columns=TERMINAL_COLUMNS)))
     out.print(f"Pareto front: {', '.join(result['pareto']['front']) or '-'}")

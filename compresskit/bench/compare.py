@@ -18,7 +18,8 @@ from pydantic import ValidationError
 
 from ..cache import atomic_file
 from ..errors import ArtifactError
-from .markdown import gate_rows, table_rows
+from ..hardware import fingerprint
+from .markdown import gate_rows, machine_line, table_rows
 from .plots import pareto_front, pareto_plot, pareto_points, samples_grid
 from .report import REPORT_JSON, SAMPLES_NPZ
 from .schema import SCHEMA_VERSION, ReportRecord
@@ -81,6 +82,19 @@ def _html_table(headers: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def machine_warnings(reports: list[tuple[str, dict]]) -> list[str]:
+    """One line when the runs were measured on different CPUs (or ISA caps): their latencies do not compare."""
+    kinds: dict[tuple, list[str]] = {}
+    for label, report in reports:
+        kinds.setdefault(fingerprint(report.get("environment", {})), []).append(label)
+    if len(kinds) < 2:
+        return []
+    described = "; ".join(f"{', '.join(labels)} on {key[0]} ({key[1]}{', capped' if key[2] else ''})"
+                          for key, labels in kinds.items())
+    return [f"these runs were measured on different CPUs ({described}): compare each run's ratios, not latencies "
+            f"across runs"]
+
+
 def _html(reports: list[tuple[str, dict]], merged: list[dict], front: list[str], out_dir: Path) -> str:
     headers, rows = table_rows(merged, label=lambda c: c["label"])
     threads = ", ".join(f"{label} ({report.get('headline_threads', '?')})" for label, report in reports)
@@ -90,6 +104,9 @@ def _html(reports: list[tuple[str, dict]], merged: list[dict], front: list[str],
         "font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
         "td:first-child,th:first-child{text-align:left}img{max-width:100%}</style></head><body>",
         "<h1>compresskit comparison</h1>",
+        *[f"<p><b>Warning:</b> {html.escape(w)}</p>" for w in machine_warnings(reports)],
+        "<h2>Machines</h2><ul>" + "".join(f"<li>{html.escape(label)}: {html.escape(machine_line(r.get('environment', {})))}</li>"
+                                          for label, r in reports) + "</ul>",
         f"<p>Runs (headline threads): {html.escape(threads)}. Speed ratios compare within a run (each run "
         "measures its own baselines with its candidates): <i>vs torch</i> over the teacher in torch eager fp32, "
         "<i>vs export</i> over the teacher merely exported to the candidate's runtime, <i>vs int8</i> over the "
@@ -147,10 +164,13 @@ def compare(run_dirs: list[Path], out_dir: Path) -> dict:
 
     result = {"runs": [{"label": label, "run_dir": str(d), "verdict": r.get("verdict"), "status": r.get("status")}
                        for (label, r), d in zip(reports, run_dirs)],
+              "warnings": machine_warnings(reports),
               "candidates": merged, "pareto": {"x": "latency_ms_p50", "y": "kid", "front": front},
               "sample_captions": captions}
     headers, rows = table_rows(merged, label=lambda c: c["label"])
-    md = ["# compresskit comparison", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    md = ["# compresskit comparison", "", *[f"**Warning:** {w}\n" for w in result["warnings"]],
+          *[f"- {label}: {machine_line(r.get('environment', {}))}" for label, r in reports], "",
+          "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     md += ["| " + " | ".join(row) + " |" for row in rows]
     md += ["", f"Pareto front: {', '.join(front) or 'none'}", "", "![pareto](pareto.png)", "", "![samples](samples.png)", ""]
     with atomic_file(out_dir / COMPARE_JSON) as tmp:

@@ -83,15 +83,18 @@ def load_gates(path: Path) -> list[GateSpec]:
     return parse_gates(read_yaml(Path(path), "gates file"), str(path))
 
 
-def _find(report: dict, candidate: str) -> dict | None:
-    """The report entry a gate names; ``final`` is the last step, ``final@bf16`` its bf16 variant."""
-    candidates = report.get("candidates", [])
+def _name(report: dict, candidate: str) -> str | None:
+    """The candidate name a gate means: ``final`` is the last step, ``final@bf16`` its bf16 variant."""
     if candidate == "final" or candidate.startswith("final@"):
-        final = next((c for c in candidates if c.get("final")), None)
-        if final is None or candidate == "final":
-            return final
-        candidate = final["name"] + candidate[len("final"):]
-    return next((c for c in candidates if c["name"] == candidate), None)
+        final = next((c for c in report.get("candidates", []) if c.get("final")), None)
+        return None if final is None else final["name"] + candidate[len("final"):]
+    return candidate
+
+
+def _find(report: dict, candidate: str) -> dict | None:
+    """The report entry a gate names (see ``_name``)."""
+    name = _name(report, candidate)
+    return next((c for c in report.get("candidates", []) if c["name"] == name), None)
 
 
 def _record(entry: dict | None, metric: str, threads: int | None) -> dict:
@@ -113,6 +116,9 @@ def _finite(value) -> float | None:
 def _missing(report: dict, gate: GateSpec, entry: dict | None) -> str:
     if entry is None and gate.candidate == "final" and report.get("final_step"):
         return f"the recipe's last step ({report['final_step']}) was not measured; add it to bench.candidates"
+    why = report.get("not_applicable", {}).get(_name(report, gate.candidate) or "")
+    if entry is None and why:
+        return f"{gate.candidate}: {why}"
     if entry is None:
         return f"no candidate {gate.candidate!r} in the report"
     return f"{gate.candidate} has no finite {gate.metric} (missing, NaN or infinite)"

@@ -85,6 +85,28 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def machine_line(env: dict) -> str:
+    """One line on the machine a report measured on: CPU, cores, threads, ISA, native bf16, OpenVINO's view."""
+    isa = env.get("isa") or {}
+    flags = ", ".join(f"{name.upper().replace('_', '-')} {'yes' if isa[name] else 'no'}" for name in isa)
+    limits = "; ISA capped by " + ", ".join(f"{k}={v}" for k, v in env["isa_limits"].items()) if env.get("isa_limits") else ""
+    return (f"Machine: {env.get('cpu')} ({env.get('cores')} cores, {env.get('threads_used') or '?'} thread(s) used); "
+            f"ISA {env.get('isa_label', '?')} ({flags or 'flags unknown'}){limits}; native bf16: "
+            f"{'yes' if env.get('native_bf16') else 'no'}; OpenVINO CPU capabilities: "
+            f"{', '.join(env.get('openvino_capabilities') or []) or 'unknown'}.")
+
+
+def executed_line(candidate: dict, threads: int) -> str | None:
+    """What an OpenVINO candidate's compute layers executed in, read back from the compiled graph."""
+    applied = candidate.get("runtime_settings", {}).get(str(threads), {})
+    for settings in applied.values():
+        if settings.get("executed_precisions"):
+            counts = ", ".join(f"{n} {p}" for p, n in settings["executed_precisions"].items())
+            kernels = sorted({k.split()[2] for k in settings.get("executed_kernels", {})})
+            return f"- {candidate['name']}: {counts} layers (kernels: {', '.join(kernels)})"
+    return None
+
+
 def report_markdown(report: dict) -> str:
     recipe = report.get("recipe", {})
     env = report.get("environment", {})
@@ -95,8 +117,8 @@ def report_markdown(report: dict) -> str:
         s = report["settings"]["speed"]
         q = report["settings"]["quality"]
         lines += [
-            f"Machine: {env.get('cpu')} ({env.get('cores')} cores); headline figures at "
-            f"{report['headline_threads']} thread(s). Latency: batch 1, each candidate in a worker process of its "
+            machine_line(env), "",
+            f"Headline figures at {report['headline_threads']} thread(s). Latency: batch 1, each candidate in a worker process of its "
             f"own, deployed as for batch-1 latency (static shapes; OpenVINO: LATENCY hint); {s['warmup']} warm-up "
             f"calls, then {s['rounds']} rounds x {s['per_round']} calls, one worker busy at a time, seeded random "
             f"order each round. Throughput at batch {max(s['batch_sizes'])} (static shapes, throughput hint). "
@@ -119,7 +141,12 @@ def report_markdown(report: dict) -> str:
         lines += ["## Pareto front (latency p50 vs KID)", "", f"On the front: {front}.", "",
                   "![pareto](pareto.png)", "", "## Samples (same captions and noise in every row)", "",
                   "![samples](samples.png)", ""]
-        lines += ["## Runtime settings (headline threads)", ""]
+        executed = [line for c in report["candidates"] if (line := executed_line(c, report["headline_threads"]))]
+        if executed:
+            lines += ["## Executed precision (OpenVINO's compiled graphs, read back)", "", *executed, ""]
+        for name, why in report.get("not_applicable", {}).items():
+            lines.append(f"- {name}: {why}")
+        lines += ["", "## Runtime settings (headline threads)", ""]
         for c in report["candidates"]:
             for scenario, applied in c.get("runtime_settings", {}).get(str(report["headline_threads"]), {}).items():
                 shown = ", ".join(f"{k}={v}" for k, v in applied.items() if k not in ("library", "version"))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import platform
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ import numpy as np
 from ..artifact import load_artifact
 from ..cache import atomic_file
 from ..errors import ArtifactError, ConfigError
+from ..hardware import machine_info, native_bf16
 from ..lock import run_lock
 from ..runtimes import OPENVINO_XML
 from ..threads import torch_threads
@@ -120,10 +120,13 @@ def with_references(candidates: list[Candidate], references: dict) -> list[Candi
             *candidates[1:]]
 
 
-def with_bf16(candidates: list[Candidate], wanted: list[str], final_name: str) -> list[Candidate]:
-    """Add ``NAME@bf16`` for each named OpenVINO candidate (and for teacher_openvino whenever any is asked)."""
+def with_bf16(candidates: list[Candidate], wanted: list[str], final_name: str,
+              native: tuple[bool, str] = (True, "")) -> tuple[list[Candidate], dict[str, str]]:
+    """Add ``NAME@bf16`` for each named OpenVINO candidate (and for teacher_openvino whenever any is asked);
+    returns (candidates, {name: why not measured}). ``native``: (the CPU computes bf16 natively, what it has);
+    without it every asked variant is not applicable (one line each) and none is timed as if it were bf16."""
     if not wanted:
-        return candidates
+        return candidates, {}
     by_name = {c.name: c for c in candidates}
     wanted = [final_name if w == "final" else w for w in wanted]
     if "teacher_openvino" in by_name and "teacher_openvino" not in wanted:
@@ -136,7 +139,10 @@ def with_bf16(candidates: list[Candidate], wanted: list[str], final_name: str) -
             raise ConfigError(f"bench.speed.bf16 names {name!r}, which is not a measured OpenVINO candidate "
                               f"(OpenVINO candidates: {choices})")
         extra.append(dataclasses.replace(found, name=f"{name}{BF16_SUFFIX}", precision="bf16"))
-    return candidates + extra
+    if not native[0]:
+        why = f"not applicable: this CPU has no native bf16 ({native[1]}); OpenVINO would emulate it, so it was not timed"
+        return candidates, {c.name: why for c in extra}
+    return candidates + extra, {}
 
 
 def _torch_ancestors(candidates: list[Candidate], run_dir: Path) -> dict[str, object]:
@@ -157,19 +163,15 @@ def _torch_ancestors(candidates: list[Candidate], run_dir: Path) -> dict[str, ob
     return found
 
 
-def _environment() -> dict:
+def _environment(threads: int | None = None) -> dict:
+    """The machine measured on (CPU, ISA, native bf16, OpenVINO's capabilities, threads used) and the versions."""
     versions = {}
     for lib in ("compresskit", "torch", "onnxruntime", "openvino", "nncf", "torch-pruning", "torchmetrics"):
         try:
             versions[lib] = version(lib)
         except PackageNotFoundError:
             versions[lib] = "not installed"
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "versions": versions}
+    return {**machine_info(threads), "python": platform.python_version(), "versions": versions}
 
 
 def sample_captions(evalset, chosen: list[str] | None) -> list[str]:
@@ -276,11 +278,13 @@ def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context
     points = pareto_points(entries)
     pareto_plot(points, out_dir / PARETO_PNG, f"{context.get('recipe', {}).get('name', 'bench')}: latency vs KID "
                 f"({headline} thread(s))", references={e["name"] for e in entries if e["role"] != "candidate"})
-    gate_results = evaluate_gates({"candidates": entries, "final_step": final_name}, list(gates))
+    not_applicable = context.get("not_applicable", {})
+    gate_results = evaluate_gates({"candidates": entries, "final_step": final_name, "not_applicable": not_applicable},
+                                  list(gates))
     report = {
         "schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **{k: v for k, v in context.items() if k != "final_step"}, "final_step": final_name,
-        "environment": _environment(), "settings": settings.model_dump(mode="json"),
+        "environment": _environment(headline), "settings": settings.model_dump(mode="json"),
         "headline_threads": headline, "data": evalset.data, "quality_n": len(evalset.captions),
         "metric_info": {name: {"unit": i.unit, "direction": i.direction, "about": i.about}
                         for name, i in known_metrics().items()},
@@ -337,7 +341,8 @@ def _bench_run(run_dir: Path, settings: BenchSettings | None, gates: list[GateSp
         references, reference_errors = teacher_exports(run_dir, candidates[0].artifact, seed=summary["recipe"]["seed"],
                                                        threads=max(settings.speed.threads), progress=progress)
     final_name = step_names([s["name"] for s in summary["steps"]])[-1]
-    candidates = with_bf16(with_references(candidates, references), settings.speed.bf16, final_name)
+    candidates, not_applicable = with_bf16(with_references(candidates, references), settings.speed.bf16, final_name,
+                                           native_bf16("cpu"))
     data = candidates[0].artifact.dataset  # the input's dataset, carried by the runner to every step
     split, diversity_n = settings.quality.split, settings.quality.diversity_captions
     evalset = eval_set(data, split=split, diversity_n=diversity_n)  # quality.n is an upper bound: a smaller split is used whole
@@ -348,7 +353,7 @@ def _bench_run(run_dir: Path, settings: BenchSettings | None, gates: list[GateSp
                "code_imported": [factory] if factory else [],  # only what the recipe names explicitly
                "status": summary["status"], "failed_step": summary["failed_step"], "steps": summary["steps"],
                "input_id": summary["input_id"], "final_step": (len(summary["steps"]), final_name),
-               "reference_errors": reference_errors}
+               "reference_errors": reference_errors, "not_applicable": not_applicable}
     return measure(candidates, settings, run_dir, evalset=evalset, torch_ancestors=_torch_ancestors(candidates, run_dir),
                    context=context, gates=gates, progress=progress)
 

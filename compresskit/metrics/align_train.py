@@ -18,6 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from ..cache import atomic_dir
+from ..hardware import BF16, autocast, training_precision
 from ..models.checksums import write_checksums
 from ..data import load_dataset
 from ..text import TextEncoder
@@ -42,12 +43,13 @@ def train_aligner(
     lr: float = 2e-3,
     seed: int = 0,
     limit: int | None = None,
-    bf16: bool = True,
+    bf16: BF16 = "auto",
     config: AlignerConfig | None = None,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> dict:
     """Train, score and write the encoder folder atomically; returns the measured figures."""
     torch.manual_seed(seed)
+    precision = training_precision(bf16, "cpu")
     dataset = load_dataset("emoji", **DATA, limit=limit)
     train, held_out = dataset.split("train"), dataset.split("eval")
     captions = sorted(set(train.captions))
@@ -68,7 +70,7 @@ def train_aligner(
         total = 0.0
         for step in range(steps_per_epoch):
             idx = order[step * batch_size : (step + 1) * batch_size]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with autocast("cpu", precision):
                 vecs = model(_shift(x[idx], rng))
             loss = F.cross_entropy(model.log_scale.exp() * vecs.float() @ text.T, y[idx])
             opt.zero_grad(set_to_none=True)
@@ -91,7 +93,7 @@ def train_aligner(
             eval_vecs, eval_ids[torch.randperm(len(eval_ids), generator=torch.Generator().manual_seed(2))], text),
         "chance": 1 / (R_CANDIDATES + 1),
         "train_seconds": round(seconds, 1),
-        "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "bf16": bf16,
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "precision": precision.record(),
         "train_images": len(x), "captions": len(captions), "data": {**DATA, "limit": limit},
     }
     with atomic_dir(Path(out_dir), replace=True) as tmp:

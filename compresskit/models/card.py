@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import yaml
 
 from ..cache import atomic_dir
 from ..errors import ModelError
+from ..hardware import machine_info
 from .checksums import write_checksums
 from .dfgan import GeneratorConfig
 from .io import load_model, save_model
@@ -87,13 +87,15 @@ def quality(generator: torch.nn.Module, data: dict, seed: int = 0) -> dict:
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    machine = machine_info()
+    return f"{machine['cpu']}, {machine['isa_label']}"
+
+
+def _precision_text(cfg: dict, ran: dict | None) -> str:
+    """How the run trained: the precision it ran (from the checkpoint's meta) or, for older ones, its config."""
+    if ran:
+        return f"{ran['name']} (bf16: {ran['asked']}; {ran['hardware']})"
+    return "bf16 autocast" if cfg["bf16"] is True else "fp32" if cfg["bf16"] is False else "bf16: auto"
 
 
 def write_card(run_dir: Path, out_dir: Path, *, checkpoint: int | None = None, title: str | None = None) -> Path:
@@ -106,6 +108,7 @@ def write_card(run_dir: Path, out_dir: Path, *, checkpoint: int | None = None, t
     generator = load_model(source)
     step = int(generator.meta.get("step", 0))
     figures = training_figures(run_dir, step)
+    figures["precision"] = generator.meta.get("precision")
     stats = generator_stats(generator)
     captions = figures["config"]["sample_captions"]
     name = title or out_dir.name
@@ -254,7 +257,7 @@ Measured by `compresskit info {name} --json`.
 | wall time | {fig['wall_seconds']:,} s ({hours:.2f} h) on {os.cpu_count()} CPU cores ({_cpu_name()}), {fig['threads']} threads, torch {torch.__version__} |
 | images/s | {fig['images_per_s_overall']} overall; {fig['images_per_s_median_window']} median over {cfg['log_every']}-step windows |
 | objective | {_objective(cfg)} |
-| precision | {"bf16 autocast" if cfg['bf16'] else "fp32"}, {"channels-last" if cfg['channels_last'] else "contiguous"} |
+| precision | {_precision_text(cfg, fig.get("precision"))}, {"channels-last" if cfg['channels_last'] else "contiguous"} |
 
 Wall time and images/s are summed from the run's `log.jsonl` (each record times the steps since the
 previous one, including sampling and checkpoint writes). Windows where other work shared the two cores

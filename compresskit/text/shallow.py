@@ -10,7 +10,8 @@ vector) and learns, with AdamW and a one-cycle schedule, to give the full model'
 vector (loss 1 - cosine) for batches of the train captions, and with ``tokens`` its last token states too (for
 a generator that reads them; ``token_state_error``). The word/position embeddings stay MiniLM's own
 (frozen), so the bundle's embedding table is unchanged and only the layers are trained. Forward and backward
-run under bfloat16 autocast (the weights stay float32): 2.2x faster a step on this CPU, same cosine.
+run under bfloat16 autocast where the CPU computes bf16 natively (``compresskit.hardware``; the weights stay
+float32): 2.2x faster a step on an AVX512-BF16 EPYC, same cosine; fp32 elsewhere (emulated bf16 is 26-47x slower).
 What the cut costs is judged where it matters, in the generator's images (``benchmarks/text_encoder_layers.py``,
 and the bench of a bundle built with ``text_layers``).
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from ..hardware import BF16, autocast, training_precision
 from .encoder import MAX_TOKENS, MODEL_NAME, PACKAGE, TextEncoder, mean_pool, model_dir
 
 VERSION = "1"  # of the distillation below: part of the cache key
@@ -73,12 +75,14 @@ def token_state_error(hidden: torch.Tensor, target: torch.Tensor, mask: torch.Te
 
 
 def distill_shallow_encoder(captions: Sequence[str], *, layers: int = 3, steps: int = 1000, lr: float = 1e-3,
-                            batch_size: int = 64, seed: int = 0, tokens: bool = False,
+                            batch_size: int = 64, seed: int = 0, tokens: bool = False, bf16: BF16 = "auto",
                             progress: Callable[[int, int, dict], None] | None = None):
     """MiniLM cut to ``layers`` layers and distilled to the full model's vectors of ``captions`` (train
     captions: tune on val); with ``tokens``, to its last token states as well (``token_state_error``: for a
-    generator that reads them). Returns the shallower model (eval mode, eager attention)."""
+    generator that reads them). ``bf16``: autocast where native ("auto"), forced on or off. Returns the
+    shallower model (eval mode, eager attention)."""
     captions = sorted(set(captions))
+    precision = training_precision(bf16, "cpu")
     if not captions:
         raise ValueError("distilling a shallower text encoder needs captions; the dataset gave none")
     tokenizer, full = load_minilm()
@@ -98,7 +102,7 @@ def distill_shallow_encoder(captions: Sequence[str], *, layers: int = 3, steps: 
         rows = torch.randint(len(captions), (batch_size,), generator=rng)
         batch = tokenizer([captions[i] for i in rows], padding=True, truncation=True, max_length=MAX_TOKENS,
                           return_tensors="pt")
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast("cpu", precision):
             hidden = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         mask = batch["attention_mask"]
         pooled = mean_pool(hidden.float(), mask)
@@ -117,7 +121,7 @@ def distill_shallow_encoder(captions: Sequence[str], *, layers: int = 3, steps: 
 
 
 def shallow_encoder_onnx(captions: Sequence[str], *, layers: int, steps: int, lr: float, batch_size: int = 64,
-                         seed: int = 0, tokens: bool = False,
+                         seed: int = 0, tokens: bool = False, bf16: BF16 = "auto",
                          progress: Callable[[int, int, dict], None] | None = None) -> Path:
     """``distill_shallow_encoder`` exported as ``text.export`` exports MiniLM, cached under
     ``cache_root()/text-encoder-shallow/<key>``: recipes that distil the same captions with the same settings
@@ -128,13 +132,14 @@ def shallow_encoder_onnx(captions: Sequence[str], *, layers: int, steps: int, lr
     from .export import OPSET, TEXT_ONNX, export_text_encoder
 
     captions = sorted(set(captions))
+    precision = training_precision(bf16, "cpu")  # bf16 and fp32 train different weights: both in the key
     key = {"captions": stable_hash(captions, 32), "layers": layers, "steps": steps, "lr": lr, "batch": batch_size,
-           "seed": seed, "tokens": tokens, "version": VERSION, "opset": OPSET,
+           "seed": seed, "tokens": tokens, "version": VERSION, "opset": OPSET, "bf16": precision.bf16,
            **{name: version(name) for name in (PACKAGE, "torch", "transformers")}}
     folder = cache_root() / "text-encoder-shallow" / stable_hash(key)
     if not (folder / TEXT_ONNX).exists():
         bert = distill_shallow_encoder(captions, layers=layers, steps=steps, lr=lr, batch_size=batch_size,
-                                       seed=seed, tokens=tokens, progress=progress)
+                                       seed=seed, tokens=tokens, bf16=precision.bf16, progress=progress)
         with atomic_dir(folder) as tmp:
             export_text_encoder(tmp / TEXT_ONNX, bert)
     return folder / TEXT_ONNX

@@ -60,7 +60,9 @@ class TrainConfig(_Strict):
     diversity_weight: float = Field(0.0, ge=0)
     ema_decay: float = Field(0.999, ge=0, lt=1)
     threads: int | None = None  # torch intra-op threads; None = torch's default
-    bf16: bool = True  # bfloat16 autocast (fast on CPUs with AMX / AVX512-BF16)
+    # bfloat16 autocast: auto = where the hardware computes bf16 natively (AVX512-BF16 / AMX / a bf16 GPU), else
+    # fp32 (emulated bf16 is 26-47x slower); true / false force either (compresskit.hardware)
+    bf16: bool | Literal["auto"] = "auto"
     channels_last: bool = True
     log_every: int = Field(25, ge=1)
     sample_every: int = Field(1000, ge=1)

@@ -2,7 +2,8 @@
 
 * ``step_rng(seed, step)``: the random stream of one step, from (seed, step) alone, so a resumed run
   draws exactly what an uninterrupted one would have;
-* ``autocast(device, enabled)``: bfloat16 autocast (fast on CPUs with AMX / AVX512-BF16);
+* ``autocast(device, precision)`` and ``training_precision(asked, device_type)``: bfloat16 autocast where the
+  hardware computes bf16 natively (``compresskit.hardware`` decides, once, for every training path);
 * ``hinge_d_loss`` / ``hinge_g_loss``: the discriminator's and generator's hinge losses;
 * ``ema_update``: exponential moving average of weights;
 * ``Checkpointer``: modules + optimizers + a meta dict, written atomically (all files or none, checksummed)
@@ -21,6 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from ..cache import atomic_dir
+from ..hardware import Precision, autocast, training_precision  # noqa: F401 - the kit's precision side
 from ..models.checksums import write_checksums
 from .distributed import World, current, main_first, process_group  # noqa: F401 - the kit's DDP side
 from .state import load_train_state, save_train_state
@@ -30,8 +32,15 @@ def step_rng(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
-def autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+def adam(params, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    """Adam with its fused kernel where this torch has one for the parameters' device (CPU from torch 2.4): one
+    kernel for every tensor instead of a loop of small ops (the edge recipe's student: 1.0 vs 4.3 ms a step on a
+    2-core AMD EPYC, of a ~65 ms step); the same update either way."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, ValueError, TypeError):  # an older torch, or a device without the fused kernel
+        return torch.optim.Adam(params, lr=lr, betas=betas)
 
 
 def hinge_d_loss(real_logits: torch.Tensor, *fake_logits: torch.Tensor) -> torch.Tensor:
@@ -90,5 +99,5 @@ class EarlyStop:
         return self.stale >= self.patience
 
 
-__all__ = ["Checkpointer", "EarlyStop", "World", "autocast", "current", "ema_update", "hinge_d_loss", "hinge_g_loss",
+__all__ = ["Checkpointer", "EarlyStop", "Precision", "World", "adam", "autocast", "training_precision", "current", "ema_update", "hinge_d_loss", "hinge_g_loss",
            "main_first", "process_group", "step_rng"]

@@ -42,7 +42,8 @@ from ..text import TextEncoder
 from ..threads import torch_threads
 from .config import TrainConfig
 from .distributed import DEFAULT_TIMEOUT_S, World, main_first, process_group
-from .kit import Checkpointer, autocast, ema_update, hinge_d_loss, hinge_g_loss, step_rng
+from .kit import (Checkpointer, Precision, adam, autocast, ema_update, hinge_d_loss, hinge_g_loss, step_rng,
+                  training_precision)
 
 CHECKPOINTS = "checkpoints"
 SAMPLE_SEED = 12345
@@ -93,13 +94,13 @@ class DiscriminatorLoss(nn.Module):
     ``create_graph`` inside this forward, so the one backward gives D its full gradient.
     """
 
-    def __init__(self, D: DFDiscriminator, config: TrainConfig):
+    def __init__(self, D: DFDiscriminator, config: TrainConfig, precision: Precision):
         super().__init__()
-        self.D, self.config = D, config
+        self.D, self.config, self.precision = D, config, precision
 
     def forward(self, real, text, mismatched, fake, fake_text, with_gp: bool):
         D, cfg = self.D, self.config
-        with autocast(real.device, cfg.bf16):
+        with autocast(real.device, self.precision):
             feats_real = D.features(real)
             d_real = D.judge_pair(feats_real, text)
             d_mismatch = D.judge_pair(feats_real, mismatched)
@@ -109,7 +110,7 @@ class DiscriminatorLoss(nn.Module):
             return loss, None
         real = real.detach().requires_grad_(True)
         text = text.detach().requires_grad_(True)
-        with autocast(real.device, cfg.bf16):
+        with autocast(real.device, self.precision):
             out = D.judge_pair(D.features(real), text)
         grad_img, grad_txt = torch.autograd.grad(out.sum(), (real, text), create_graph=True)
         gp = torch.cat([grad_img.flatten(1), grad_txt.flatten(1)], dim=1).float().norm(2, dim=1).pow(cfg.gp_power).mean()
@@ -154,6 +155,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
         sample_inputs = as_tensors(text_inputs(io, sample_rows, encoder), device)
     images = torch.from_numpy(dataset.images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    precision = training_precision(config.bf16, device.type)  # bf16 only where the hardware computes it
     images = images.contiguous(memory_format=memory_format).to(device)
     position = {caption: i for i, caption in enumerate(unique)}
     caption_rows = torch.tensor([position[c] for c in dataset.captions])
@@ -166,8 +168,8 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
     D = DFDiscriminator(config.generator.image_size, config.discriminator.ndf, config.generator.text_dim)
     D = D.to(device, memory_format=memory_format)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    opt_g = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=config.betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=config.betas)
+    opt_g = adam(G.parameters(), lr=config.lr_g, betas=config.betas)
+    opt_d = adam(D.parameters(), lr=config.lr_d, betas=config.betas)
     checkpointer = Checkpointer({"G": G, "D": D, "G_ema": G_ema}, {"opt_g": opt_g, "opt_d": opt_d})
 
     start_step = 0
@@ -184,13 +186,14 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
         raise ConfigError(f"rank {world.rank} would resume at step {start_step}, rank 0 elsewhere: "
                           "--out must be one folder every node sees (a shared filesystem)")
     # DDP after the resume: it broadcasts rank 0's weights, and every rank loaded the same checkpoint
-    G_train, D_loss = world.wrap(G), world.wrap(DiscriminatorLoss(D, config))
+    G_train, D_loss = world.wrap(G), world.wrap(DiscriminatorLoss(D, config, precision))
     if world.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
 
     meta = {"train_config": config.name, "data": config.data.model_dump(mode="json"), "params": count_params(G),
-            "discriminator_params": count_params(D), "processes": world.size}
+            "discriminator_params": count_params(D), "processes": world.size,
+            "precision": precision.record()}
     last_good = existing
     window_start, window_images, total_images, started = time.perf_counter(), 0, 0, time.perf_counter()
     log_path = out_dir / "log.jsonl"
@@ -209,7 +212,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
     def samples(step: int) -> None:
         if not world.is_main:
             return
-        with torch.no_grad(), autocast(device, config.bf16):
+        with torch.no_grad(), autocast(device, precision):
             fake = G_ema(sample_z, *sample_inputs.values())
         labels = [c for c in config.sample_captions for _ in range(config.sample_seeds)]
         save_grid(out_dir / "samples" / f"step-{step:07d}.png", to_images(fake), labels,
@@ -228,7 +231,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
         g_inputs = [_paired(world.shard(value[idx]), half) for value in caption_inputs.values()]  # text_g first
 
         # discriminator: real/matching vs fake and real/mismatched captions (hinge), plus lazy MA-GP
-        with autocast(device, config.bf16):
+        with autocast(device, precision):
             fake = G_train(z, *g_inputs)
         loss_d, gp = D_loss(real, text, mismatched, fake.detach(), text_g, step % config.gp_every == 0)
         opt_d.zero_grad(set_to_none=True)
@@ -240,7 +243,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
         # recon_until, since a term that pulls every noise to one image erases variety). MSE, not pix2pix's
         # L1: on sparse images (shapes: 92% white) L1's per-pixel median is a blank canvas, a dead end.
         # D here is the bare module: its gradients from this pass are never synced or used (zeroed at its step)
-        with autocast(device, config.bf16):
+        with autocast(device, precision):
             loss_adv = hinge_g_loss(D.judge_pair(D.features(fake), text_g)).float()
         loss_recon = F.mse_loss(fake.float(), real_g)
         recon_weight = config.recon_weight_at(step)
