@@ -144,7 +144,7 @@ def training_precision(asked: BF16, device_type: str = "cpu") -> Precision:
         note = f"bf16 autocast (forced; native on this {device_type.upper()}: {hardware})"
         if not native:
             slower = emulated_bf16_cost() if device_type == "cpu" else None
-            cost = f"a conv step measured {slower:.0f}x slower than fp32 here" if slower else "much slower than fp32"
+            cost = f"a conv step measured {slower:.1f}x the fp32 time here" if slower else "much slower than fp32"
             note = (f"bf16 forced on a {device_type.upper()} without native bf16 ({hardware}): emulated, {cost}; "
                     f"set bf16: auto or false to train in fp32")
     else:

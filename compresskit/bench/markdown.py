@@ -107,6 +107,19 @@ def executed_line(candidate: dict, threads: int) -> str | None:
     return None
 
 
+def time_line(report: dict) -> str | None:
+    """Where a run's wall time went: each step (0 s when reused from the cache) and each bench phase."""
+    steps = [f"{s['name']} {s['seconds']:.0f} s{' (cached)' if s.get('cached') else ''}"
+             for s in report.get("steps", []) if isinstance(s.get("seconds"), (int, float))]
+    phases = [f"{name} {seconds:.0f} s" for name, seconds in (report.get("bench_phase_seconds") or {}).items()]
+    if not steps and not phases:
+        return None
+    total = sum(s["seconds"] for s in report.get("steps", []) if isinstance(s.get("seconds"), (int, float)))
+    bench = report.get("bench_seconds")
+    return (f"Time: steps {total:.0f} s ({', '.join(steps) or '-'}); bench "
+            f"{f'{bench:.0f} s' if isinstance(bench, (int, float)) else '-'} ({', '.join(phases) or '-'}).")
+
+
 def report_markdown(report: dict) -> str:
     recipe = report.get("recipe", {})
     env = report.get("environment", {})
@@ -117,7 +130,7 @@ def report_markdown(report: dict) -> str:
         s = report["settings"]["speed"]
         q = report["settings"]["quality"]
         lines += [
-            machine_line(env), "",
+            machine_line(env), "", *([line, ""] if (line := time_line(report)) else []),
             f"Headline figures at {report['headline_threads']} thread(s). Latency: batch 1, each candidate in a worker process of its "
             f"own, deployed as for batch-1 latency (static shapes; OpenVINO: LATENCY hint); {s['warmup']} warm-up "
             f"calls, then {s['rounds']} rounds x {s['per_round']} calls, one worker busy at a time, seeded random "

@@ -48,6 +48,9 @@ class Deployment:
     hint: Literal["none", "latency", "throughput"] = "none"  # OpenVINO PERFORMANCE_HINT
     precision: Literal["f32", "bf16", "auto"] = "f32"  # OpenVINO INFERENCE_PRECISION_HINT ("auto": its default)
     ort_spinning: bool = False  # onnxruntime session.intra_op.allow_spinning
+    # OpenVINO: inputs bound to the request once and reused (False: the per-call dict API, ``request.infer(dict)``,
+    # as before issue 40; kept so ``compresskit time --crosscheck`` can show what the binding saves)
+    bind_inputs: bool = True
 
 
 @dataclass
@@ -175,9 +178,11 @@ class _InputBinder:
         import openvino as ov
 
         if inputs.keys() != self.dtypes.keys():  # a stale tensor from the last call must never stand in
-            missing = sorted(set(self.dtypes) - set(inputs)) or sorted(set(inputs) - set(self.dtypes))
+            missing, unknown = sorted(set(self.dtypes) - set(inputs)), sorted(set(inputs) - set(self.dtypes))
+            what = "; ".join(f"{label} {', '.join(map(repr, names))}"
+                             for label, names in (("missing", missing), ("unknown", unknown)) if names)
             raise ValueError(f"the model's inputs are {', '.join(sorted(self.dtypes))}; got {', '.join(sorted(inputs))} "
-                             f"({missing[0]!r} differs)")
+                             f"({what})")
         for name, array in inputs.items():
             if name in self.bound and self.bound[name][0] is array:
                 continue
@@ -228,6 +233,9 @@ def openvino_runtime(path: Path, threads: int | None = None, *, deploy: Deployme
         request.infer()
         return request.get_output_tensor(0).data.copy()  # the request's own buffer: the next call overwrites it
 
+    def call_per_dict(inputs: dict[str, np.ndarray]) -> np.ndarray:  # a Tensor per input, an output dict, per call
+        return request.infer(inputs, share_inputs=True)[compiled.output(0)].copy()
+
     def call_all(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         bind(inputs)
         request.infer()
@@ -236,7 +244,9 @@ def openvino_runtime(path: Path, threads: int | None = None, *, deploy: Deployme
     if all_outputs:
         return Runtime("openvino", deploy.threads, call_all, settings)
 
-    return Runtime("openvino", deploy.threads, call, settings, run_many if deploy.hint == "throughput" else None)
+    settings["inputs"] = "bound once, reused" if deploy.bind_inputs else "per-call dict (request.infer(dict))"
+    return Runtime("openvino", deploy.threads, call if deploy.bind_inputs else call_per_dict, settings,
+                   run_many if deploy.hint == "throughput" else None)
 
 
 def load_runtime(artifact: Artifact, threads: int | None = None, *, deploy: Deployment | None = None) -> Runtime:

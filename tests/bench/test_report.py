@@ -9,11 +9,13 @@ import pytest
 import torch
 import yaml
 
+from compresskit.artifact import load_artifact
 from compresskit.bench.compare import compare
 from compresskit.bench.measure import Candidate
 from compresskit.bench.quality import measure_quality
 from compresskit.bench.report import bench_run
 from compresskit.bench.settings import QualitySettings
+from compresskit.hardware import native_bf16
 from compresskit.metrics.evaluate import eval_set
 from compresskit.models import create_generator, save_model
 from compresskit.recipe import parse_recipe
@@ -321,6 +323,11 @@ def test_bf16_is_its_own_candidate_with_its_own_reference_and_quality(bf16_run):
 
     _, report = bf16_run
     by_name = {c["name"]: c for c in report["candidates"]}
+    if not native_bf16("cpu")[0]:  # an AVX2-only CPU: the variants are reported not applicable, never timed
+        assert list(by_name) == ["baseline", *REFERENCES, "export_openvino"]
+        assert set(report["not_applicable"]) == {"teacher_openvino@bf16", "export_openvino@bf16"}
+        assert all("no native bf16" in why for why in report["not_applicable"].values())
+        return
     assert list(by_name) == ["baseline", *REFERENCES, "export_openvino", "teacher_openvino@bf16", "export_openvino@bf16"]
     bf16 = by_name["export_openvino@bf16"]
     assert bf16["precision"] == "bf16" and by_name["export_openvino"]["precision"] == "f32"
@@ -347,3 +354,40 @@ def test_final_means_the_last_step_even_when_only_an_earlier_one_was_measured(bf
     assert report["final_step"] == "quantize_nncf" and not any(c["final"] for c in report["candidates"])
     gate = report["gates"][0]
     assert not gate["passed"] and "last step (quantize_nncf) was not measured" in gate["reason"]
+
+
+def test_a_bf16_candidate_on_a_cpu_without_bf16_is_not_applicable_and_a_gate_on_it_says_why(measured_run):
+    from compresskit.bench.gate import GateSpec, evaluate_gates
+    from compresskit.bench.measure import Candidate
+    from compresskit.bench.report import with_bf16
+
+    _, report = measured_run
+    ov = next(c for c in report["candidates"] if c["format"] == "openvino" and c["role"] == "candidate")
+    candidate = Candidate(ov["name"], load_artifact(Path(ov["path"])), ov["step"])
+    kept, skipped = with_bf16([candidate], [ov["name"]], ov["name"], native=(False, "AVX2"))
+    assert kept == [candidate]
+    assert skipped == {f"{ov['name']}@bf16": "not applicable: this CPU has no native bf16 (AVX2); OpenVINO would "
+                                             "emulate it, so it was not timed"}
+    gate = GateSpec.model_validate({"metric": "latency_ms_p50", "goal": "threshold", "value": 1,
+                                    "candidate": f"{ov['name']}@bf16"})
+    (result,) = evaluate_gates({"candidates": report["candidates"], "not_applicable": skipped}, [gate])
+    assert not result["passed"] and "not applicable: this CPU has no native bf16 (AVX2)" in result["reason"]
+    both, none = with_bf16([candidate], [ov["name"]], ov["name"], native=(True, "AVX512-BF16"))
+    assert [c.name for c in both] == [ov["name"], f"{ov['name']}@bf16"] and none == {}
+
+
+def test_the_report_names_the_machine_and_what_each_openvino_candidate_executed(measured_run):
+    run_dir, report = measured_run
+    env = report["environment"]
+    assert env["threads_used"] == report["headline_threads"] and env["isa_label"] and "FP32" in env["openvino_capabilities"]
+    assert isinstance(env["native_bf16"], bool) and set(env["isa"]) >= {"avx2", "avx512", "vnni", "avx512_bf16", "amx"}
+    md = (run_dir / "report.md").read_text()
+    assert f"ISA {env['isa_label']}" in md and "native bf16:" in md and "OpenVINO CPU capabilities:" in md
+    for c in report["candidates"]:
+        if c["format"] == "openvino":
+            applied = c["runtime_settings"][str(report["headline_threads"])]["batch 1 (latency, e2e)"]
+            assert sum(applied["executed_precisions"].values()) > 0, c["name"]
+            assert f"- {c['name']}: " in md.split("## Executed precision")[1]
+    int8 = next(c for c in report["candidates"] if c["name"] == "teacher_int8")
+    executed = int8["runtime_settings"][str(report["headline_threads"])]["batch 1 (latency, e2e)"]["executed_precisions"]
+    assert executed.get("u8", 0) + executed.get("i8", 0) > 0, "an INT8 model executes int8 layers, read back"
