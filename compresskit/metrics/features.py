@@ -14,6 +14,7 @@ features equal to ~4e-6 of their largest value. ``lite0()``, the torch module, s
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 
 import numpy as np
@@ -84,15 +85,38 @@ def _compiled_lite0(threads: int, image_px: int = FEATURE_PX):
     return ov.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
 
 
+_MEMO: dict[tuple[int, bytes], torch.Tensor] = {}  # (threads, sha1 of one image's pixels) -> its feature row
+MEMO_ROWS = 20_000  # ~100 MB of rows: a bench of a dozen candidates x 1,600 images fits
+
+
+def _digest(image: np.ndarray) -> bytes:
+    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).digest()
+
+
 def extract_features(images: np.ndarray, *, batch_size: int = 128, progress=None) -> torch.Tensor:
-    """uint8 NHWC images -> float32 (N, 1280) features, in batches; ``progress(n_done)`` after each."""
+    """uint8 NHWC images -> float32 (N, 1280) features, in batches; ``progress(n_done)`` after each.
+
+    An image whose exact pixels were seen before in this process reuses its row: a bench scores many candidates
+    that draw the same images (the teacher and its fp32 exports; a student and its exports), and those rows
+    would be computed again for nothing. The rows come from the same compiled model either way.
+    """
     if not len(images):
         return torch.empty(0, FEATURE_DIM)
-    model = _compiled_lite0(torch.get_num_threads())  # the thread count the run set for torch
-    chunks = []
-    for start in range(0, len(images), batch_size):
-        batch = np.ascontiguousarray(np.asarray(images[start : start + batch_size], dtype=np.uint8).transpose(0, 3, 1, 2))
-        chunks.append(torch.from_numpy(np.array(model(batch)[0], dtype=np.float32)))
-        if progress is not None:
-            progress(min(start + batch_size, len(images)))
-    return torch.cat(chunks)
+    images = np.asarray(images)
+    threads = torch.get_num_threads()  # the thread count the run set for torch
+    keys = [(threads, _digest(image)) for image in images]
+    todo = list(dict.fromkeys(i for i, key in enumerate(keys) if key not in _MEMO))
+    fresh = {}
+    if todo:
+        model = _compiled_lite0(threads)
+        for start in range(0, len(todo), batch_size):
+            rows = todo[start : start + batch_size]
+            batch = np.ascontiguousarray(np.asarray(images[rows], dtype=np.uint8).transpose(0, 3, 1, 2))
+            for i, row in zip(rows, torch.from_numpy(np.array(model(batch)[0], dtype=np.float32))):
+                fresh[keys[i]] = row
+            if progress is not None:
+                progress(len(images) - len(todo) + min(start + batch_size, len(todo)))
+    if len(_MEMO) + len(fresh) > MEMO_ROWS:
+        _MEMO.clear()
+    _MEMO.update(fresh)
+    return torch.stack([fresh.get(key, _MEMO.get(key)) for key in keys])
