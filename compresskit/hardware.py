@@ -155,6 +155,11 @@ def training_precision(asked: BF16, device_type: str = "cpu") -> Precision:
     return Precision(said, bf16, device_type, hardware, note, warned)
 
 
+def resolved_bf16(asked: BF16, device_type: str = "cpu") -> bool:
+    """What ``training_precision(asked)`` will train in, without logging: for artifact ids and cache keys."""
+    return native_bf16(device_type)[0] if asked == "auto" else bool(asked)
+
+
 @functools.cache
 def emulated_bf16_cost() -> float | None:
     """bf16 autocast time over fp32 time of one small conv forward + backward, measured now (best of 3)."""

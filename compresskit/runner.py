@@ -243,7 +243,8 @@ def _step(cls, step, config: dict, current: Artifact, folder: Path, output_id: s
 
 def pass_output_id(cls, name: str, config: dict, parent_id: str) -> str:
     """The id of what pass ``name`` (class ``cls``) makes from ``parent_id`` with ``config`` (a hash chain)."""
-    return artifact_id(name, config, parent_id, {"pass": cls.version, **_versions(cls.libraries)})
+    machine = cls.machine_key(cls.Config.model_validate(config)) if isinstance(config, dict) else cls.machine_key(config)
+    return artifact_id(name, config, parent_id, {"pass": cls.version, **_versions(cls.libraries), **machine})
 
 
 def produce(cls, name: str, config, src: Artifact, folder: Path, output_id: str, ctx: PassContext) -> Artifact:

@@ -145,3 +145,19 @@ def test_timing_at_bf16_on_a_cpu_capped_to_avx2_is_refused_as_not_applicable(tmp
     assert done.returncode == 2, done.stderr
     assert "--precision bf16 is not applicable here: this CPU has no native bf16" in done.stderr
     assert done.stderr.strip().count("\n") == 0, done.stderr
+
+
+def test_the_precision_auto_resolves_to_enters_the_artifact_id(monkeypatch):
+    from compresskit.passes.bundle import Bundle
+    from compresskit.passes.distill import Distill
+    from compresskit.runner import pass_output_id
+
+    def ids(native: bool) -> tuple[str, ...]:
+        monkeypatch.setattr(hardware, "native_bf16", lambda device_type="cpu": (native, "test"))
+        return (pass_output_id(Distill, "distill", {"steps": 10}, "parent"),
+                pass_output_id(Distill, "distill", {"steps": 10, "bf16": False}, "parent"),
+                pass_output_id(Bundle, "bundle", {"text_layers": 2}, "parent"),
+                pass_output_id(Bundle, "bundle", {}, "parent"))
+    with_bf16, without = ids(True), ids(False)
+    assert with_bf16[0] != without[0] and with_bf16[2] != without[2]  # a shared cache keeps both students
+    assert with_bf16[1] == without[1] and with_bf16[3] == without[3]  # fp32 forced / no training: one id

@@ -132,6 +132,12 @@ class Pass(ABC):
     def __init__(self, config: PassConfig | None = None):
         self.config = config if config is not None else self.Config()
 
+    @classmethod
+    def machine_key(cls, config: PassConfig) -> dict:
+        """What of this machine changes the pass's output for ``config`` (e.g. the training precision that
+        ``bf16: auto`` resolves to): it enters the artifact id, so a cache shared by two kinds of CPU keeps both."""
+        return {}
+
     @abstractmethod
     def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> PassResult:
         """Write the new artifact's payload into ``out_dir``; return its figures."""

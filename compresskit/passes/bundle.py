@@ -38,6 +38,7 @@ from pydantic import Field
 
 from ..artifact import Artifact
 from ..errors import PassFailed
+from ..hardware import resolved_bf16
 from ..runtimes import ONNX_FILE, OPENVINO_XML
 from ..runtimes.bundle import BUNDLE_FILE, BUNDLE_FORMAT, load_tokenizer
 from .base import Pass, PassConfig, PassContext, PassMetric, PassResult
@@ -140,6 +141,11 @@ class Bundle(Pass):
     metrics = {"text_cosine_vs_fp32": PassMetric("", "higher", "mean cosine of the bundle's sentence vectors to "
                                                                "fp32 MiniLM's, validation captions"),
                "bundle_size_mb": PassMetric("MiB", "lower", "every file of the bundle")}
+
+    @classmethod
+    def machine_key(cls, config) -> dict:
+        # the shallow text encoder trains in bf16 where native, else fp32 (compresskit.hardware): different weights
+        return {"text_bf16": resolved_bf16("auto")} if config.text_layers else {}
 
     def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> PassResult:
         import openvino as ov

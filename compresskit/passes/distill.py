@@ -81,6 +81,7 @@ from torch.nn import functional as F
 
 from ..artifact import Artifact, Format
 from ..errors import PassFailed
+from ..hardware import resolved_bf16
 from ..models import DFDiscriminator, count_params
 from ..models.contract import io_spec, layer_widths
 from ..models.inputs import as_tensors, input_names, text_inputs
@@ -262,6 +263,10 @@ class Distill(Pass):
     version = "5"  # 2: any generator (the model contract); factory students; 3: val-split validation, diversity;
     # 4: diversity_target, diversity_rows; 5: bf16 auto (hardware-decided), channels_last
     distributed = True
+
+    @classmethod
+    def machine_key(cls, config: DistillConfig) -> dict:
+        return {"bf16": resolved_bf16(config.bf16)}  # bf16 and fp32 train different students
 
     def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> PassResult:
         from ..text import TextEncoder
