@@ -285,6 +285,8 @@ class Distill(Pass):
         teacher = load_model(ctx.teacher.path).eval().requires_grad_(False)
         student = make_student(cfg, src, teacher)
         teacher, student = teacher.to(device), student.to(device).train()
+        # one memory layout for both before anything is compared: a student that starts as the teacher draws its images
+        teacher, student = teacher.to(memory_format=layout), student.to(memory_format=layout)
         # every caption input the teacher reads (pooled vector; token states for a token-conditioned teacher)
         captions = ctx.captions(cfg.captions)
         pool = as_tensors(text_inputs(io_spec(teacher), captions, TextEncoder()), device)
@@ -323,7 +325,6 @@ class Distill(Pass):
                     adapter.bias.zero_()
                     adapter.weight[kept[n], torch.arange(len(kept[n])), 0, 0] = 1.0
         adapters = adapters.to(device, memory_format=layout)
-        teacher, student = teacher.to(memory_format=layout), student.to(memory_format=layout)
         t_taps, s_taps = (Taps(teacher, cfg.feature_layers), Taps(student, cfg.feature_layers)) if w.feature else (None, None)
         disc = (DFDiscriminator(teacher.config.image_size, 32, teacher.config.text_dim).to(device, memory_format=layout)
                 if w.adversarial else None)
