@@ -242,10 +242,9 @@ def time_artifact(
 
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
-    native, hardware = native_bf16("cpu")
-    if precision == "bf16" and not native:  # emulated bf16 would be timed as if it were the real thing
-        raise ConfigError(f"--precision bf16 is not applicable here: this CPU has no native bf16 ({hardware}); "
-                          f"time it at f32, or on a CPU with AVX512-BF16 or AMX")
+    if precision == "bf16" and not native_bf16("cpu")[0]:  # emulated bf16 would be timed as if it were real
+        raise ConfigError(f"--precision bf16 is not applicable here: this CPU has no native bf16 "
+                          f"({native_bf16('cpu')[1]}); time it at f32, or on a CPU with AVX512-BF16 or AMX")
     artifact = load_artifact(artifact_dir)
     deploy = Deployment(threads=threads, batch=1, hint="latency", precision=precision)  # type: ignore[arg-type]
     found = percentiles(time_alone(artifact.path, deploy, warmup=warmup, rounds=rounds, per_round=per_round))

@@ -243,7 +243,7 @@ def _step(cls, step, config: dict, current: Artifact, folder: Path, output_id: s
 
 def pass_output_id(cls, name: str, config: dict, parent_id: str) -> str:
     """The id of what pass ``name`` (class ``cls``) makes from ``parent_id`` with ``config`` (a hash chain)."""
-    machine = cls.machine_key(cls.Config.model_validate(config)) if isinstance(config, dict) else cls.machine_key(config)
+    machine = cls.machine_key(cls.Config.model_validate(config))
     return artifact_id(name, config, parent_id, {"pass": cls.version, **_versions(cls.libraries), **machine})
 
 

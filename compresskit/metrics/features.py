@@ -105,7 +105,7 @@ def extract_features(images: np.ndarray, *, batch_size: int = 128, progress=None
     images = np.asarray(images)
     threads = torch.get_num_threads()  # the thread count the run set for torch
     keys = [(threads, _digest(image)) for image in images]
-    todo = list(dict.fromkeys(i for i, key in enumerate(keys) if key not in _MEMO))
+    todo = [i for i, key in enumerate(keys) if key not in _MEMO]
     fresh = {}
     if todo:
         model = _compiled_lite0(threads)
@@ -116,7 +116,8 @@ def extract_features(images: np.ndarray, *, batch_size: int = 128, progress=None
                 fresh[keys[i]] = row
             if progress is not None:
                 progress(len(images) - len(todo) + min(start + batch_size, len(todo)))
+    found = torch.stack([fresh[key] if key in fresh else _MEMO[key] for key in keys])  # before the memo may clear
     if len(_MEMO) + len(fresh) > MEMO_ROWS:
         _MEMO.clear()
     _MEMO.update(fresh)
-    return torch.stack([fresh.get(key, _MEMO.get(key)) for key in keys])
+    return found

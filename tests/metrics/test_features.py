@@ -28,3 +28,12 @@ def test_seen_images_reuse_their_rows_and_changed_ones_are_recomputed(monkeypatc
     monkeypatch.setattr(features, "_MEMO", {})  # computed alone, from nothing seen: the same row
     monkeypatch.setattr(features, "_compiled_lite0", real)
     np.testing.assert_allclose(again[6].numpy(), extract_features(changed[2:3])[0].numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_a_full_memo_is_cleared_without_losing_the_rows_of_the_call_that_filled_it(monkeypatch):
+    monkeypatch.setattr(features, "_MEMO", {})
+    monkeypatch.setattr(features, "MEMO_ROWS", 3)
+    images = np.random.default_rng(1).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    seen = extract_features(images[:3])
+    both = extract_features(images)  # three rows from the memo, one new: the memo overflows and is cleared
+    assert torch.equal(both[:3], seen) and len(features._MEMO) == 1
