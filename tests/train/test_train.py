@@ -42,14 +42,18 @@ def test_tiny_training_changes_weights_and_keeps_losses_finite(tmp_path):
 
 
 def test_recon_weight_pulls_samples_towards_their_captions_images(tmp_path):
-    def final_mse(recon_weight: float, run: str) -> float:
-        # 64 steps: the honest split left the tiny config fewer train images, and at 24 steps the effect
-        # (0.46 vs 0.60 MSE) sat at the 0.7 margin; at 64 it is 0.36 vs 0.70
-        train(tiny(steps=64, log_every=4, lr_g=1e-3, recon_weight=recon_weight), tmp_path / run)
-        records = [json.loads(line) for line in (tmp_path / run / "log.jsonl").read_text().splitlines()]
-        return sum(r["mse"] for r in records[-2:]) / 2
+    def final_mse(recon_weight: float, seed: int) -> float:
+        run = tmp_path / f"recon{recon_weight}-seed{seed}"
+        train(tiny(steps=128, log_every=4, lr_g=1e-3, recon_weight=recon_weight, seed=seed), run)
+        records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+        return sum(r["mse"] for r in records[-8:]) / 8  # the last 32 steps: one batch's MSE is noisy
 
-    adversarial_only, with_recon = final_mse(0.0, "gan"), final_mse(20.0, "recon")
+    # One adversarial-only run is chaotic: at 64 steps its last batches' MSE ranged 0.45-0.92 over seeds, CPU
+    # kinds and precisions (one seed once failed CI at 0.48 vs recon's 0.36). Three seeds of 128 steps measured
+    # 0.34 vs 0.63 on average (ratio 0.54), so the 0.7 bound has a margin on every kind.
+    seeds = (1, 2, 3)
+    adversarial_only = sum(final_mse(0.0, s) for s in seeds) / len(seeds)
+    with_recon = sum(final_mse(20.0, s) for s in seeds) / len(seeds)
     assert with_recon < 0.7 * adversarial_only
 
 
