@@ -99,8 +99,17 @@ def _how(settings: SpeedSettings) -> str:
             f"quiet, seeded random order each round")
 
 
-def _time_one_thread_count(candidates: list[Candidate], settings: SpeedSettings, threads: int,
-                           seed: int) -> tuple[dict, dict]:
+def chosen_names(setting: bool | list[str], candidates: list[Candidate], final_name: str | None) -> list[str]:
+    """The candidates a ``bench.speed`` list names (``final``: the recipe's last step), in measuring order;
+    ``True``: every candidate, ``False``: none."""
+    if isinstance(setting, bool):
+        return [c.name for c in candidates] if setting else []
+    wanted = {final_name if name == "final" else name for name in setting}
+    return [c.name for c in candidates if c.name in wanted]
+
+
+def _time_one_thread_count(candidates: list[Candidate], settings: SpeedSettings, threads: int, seed: int,
+                           e2e_names: list[str]) -> tuple[dict, dict]:
     """({name: {"latency": ms list, "e2e": ms list, batch: [ips per round]}}, {name: {scenario: settings}})."""
     names = [c.name for c in candidates]
     timed: dict[str, dict] = {n: {} for n in names}
@@ -111,12 +120,12 @@ def _time_one_thread_count(candidates: list[Candidate], settings: SpeedSettings,
             runtime_settings[name]["batch 1 (latency, e2e)"] = found
         block = {"warmup": settings.block_warmup, "warmup_s": settings.block_warmup_s, "calls": settings.per_round}
         latency = {n: {"op": "latency", "key": "batch1", "batch": 1, **block} for n in names}
-        e2e = {n: {"op": "e2e", "key": "batch1", "caption": settings.e2e_caption, **block} for n in names}
+        e2e = {n: {"op": "e2e", "key": "batch1", "caption": settings.e2e_caption, **block} for n in e2e_names}
         first = {n: {**latency[n], "warmup": settings.warmup, "warmup_s": settings.warmup_s, "calls": 1} for n in names}
         pool.rounds(first, rounds=1, seed=seed)  # the warm-up
         for n, answers in pool.rounds(latency, rounds=settings.rounds, seed=seed).items():
             timed[n]["latency"] = [ms for a in answers for ms in a["ms"]]
-        pool.rounds({n: {**e2e[n], "warmup": settings.warmup, "warmup_s": settings.warmup_s, "calls": 1} for n in names},
+        pool.rounds({n: {**e2e[n], "warmup": settings.warmup, "warmup_s": settings.warmup_s, "calls": 1} for n in e2e},
                     rounds=1, seed=seed)
         for n, answers in pool.rounds(e2e, rounds=settings.rounds, seed=seed + 1).items():
             timed[n]["e2e"] = [ms for a in answers for ms in a["ms"]]
@@ -133,17 +142,20 @@ def _time_one_thread_count(candidates: list[Candidate], settings: SpeedSettings,
 
 
 def measure_speed(candidates: list[Candidate], settings: SpeedSettings, seed: int = 0,
-                  progress: Callable[[str], None] = lambda message: None) -> tuple[dict, dict]:
-    """({candidate name: {threads: {metric name: record}}}, {name: {threads: runtime settings}})."""
+                  progress: Callable[[str], None] = lambda message: None,
+                  final_name: str | None = None) -> tuple[dict, dict]:
+    """({candidate name: {threads: {metric name: record}}}, {name: {threads: runtime settings}}); end to end
+    for the baseline (the reference of every end-to-end speedup) and the candidates ``settings.e2e`` names."""
     names = {c.name for c in candidates}
+    e2e_names = list(dict.fromkeys([candidates[0].name, *chosen_names(settings.e2e, candidates, final_name)]))
     how = _how(settings)
     results: dict[str, dict[int, dict]] = {c.name: {} for c in candidates}
     applied: dict[str, dict[int, dict]] = {c.name: {} for c in candidates}
     for threads in settings.threads:
         progress(f"speed at {threads} thread(s): {len(candidates)} worker processes")
-        timed, runtime_settings = _time_one_thread_count(candidates, settings, threads, seed)
+        timed, runtime_settings = _time_one_thread_count(candidates, settings, threads, seed, e2e_names)
         p50 = {n: percentiles(t["latency"])["p50"] for n, t in timed.items()}
-        e2e_p50 = {n: percentiles(t["e2e"])["p50"] for n, t in timed.items()}
+        e2e_p50 = {n: percentiles(t["e2e"])["p50"] for n, t in timed.items() if "e2e" in t}
         for c in candidates:
             applied[c.name][threads] = runtime_settings[c.name]
             p = percentiles(timed[c.name]["latency"])
@@ -155,16 +167,8 @@ def measure_speed(candidates: list[Candidate], settings: SpeedSettings, seed: in
                 if reference is not None:
                     record[metric_name] = metric(metric_name, p50[reference] / p["p50"], p["n"], threads=threads,
                                                  reference=reference, how="ratio of batch-1 p50s measured in this run")
-            e = percentiles(timed[c.name]["e2e"])
-            e2e_how = how + "; text encoder uncached"
-            for q in ("p50", "p90"):
-                record[f"e2e_latency_ms_{q}"] = metric(f"e2e_latency_ms_{q}", e[q], e["n"], threads=threads, batch=1,
-                                                       spread={"iqr_ms": e["iqr"], "std_ms": e["std"]},
-                                                       caption=settings.e2e_caption, how=e2e_how)
-            record["e2e_speedup_vs_baseline"] = metric(
-                "e2e_speedup_vs_baseline", e2e_p50["baseline"] / e["p50"], e["n"], threads=threads,
-                reference="baseline", how="ratio of end-to-end batch-1 p50s measured in this run (the teacher "
-                                          "pipeline: MiniLM in torch + the teacher in torch)")
+            if "e2e" in timed[c.name]:
+                record.update(_e2e_records(timed[c.name]["e2e"], e2e_p50[candidates[0].name], settings, threads, how))
             by_batch = {b: float(np.median(v)) for b, v in timed[c.name].items() if isinstance(b, int)}
             if by_batch:
                 largest = max(by_batch)
@@ -175,6 +179,19 @@ def measure_speed(candidates: list[Candidate], settings: SpeedSettings, seed: in
                         f"{settings.throughput_rounds} rounds x {settings.throughput_per_round} calls, isolated as above")
             results[c.name][threads] = record
     return results, applied
+
+
+def _e2e_records(ms: list[float], baseline_p50: float, settings: SpeedSettings, threads: int, how: str) -> dict:
+    e = percentiles(ms)
+    record = {f"e2e_latency_ms_{q}": metric(f"e2e_latency_ms_{q}", e[q], e["n"], threads=threads, batch=1,
+                                            spread={"iqr_ms": e["iqr"], "std_ms": e["std"]},
+                                            caption=settings.e2e_caption, how=how + "; text encoder uncached")
+              for q in ("p50", "p90")}
+    record["e2e_speedup_vs_baseline"] = metric(
+        "e2e_speedup_vs_baseline", baseline_p50 / e["p50"], e["n"], threads=threads, reference="baseline",
+        how="ratio of end-to-end batch-1 p50s measured in this run (the teacher pipeline: MiniLM in torch + the "
+            "teacher in torch)")
+    return record
 
 
 def measure_footprint(candidate: Candidate, threads: int) -> dict:

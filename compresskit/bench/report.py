@@ -33,7 +33,7 @@ from .baselines import BASELINES_DIR, teacher_exports
 from .crosscheck import benchmark_app_p50, static_shapes
 from .harness import time_alone
 from .gate import GateSpec, evaluate_gates, verdict
-from .measure import Candidate, measure_compute_rates, measure_footprint, measure_speed, model_cost, size_mb
+from .measure import Candidate, chosen_names, measure_compute_rates, measure_footprint, measure_speed, model_cost, size_mb
 from .names import BF16_SUFFIX, step_names
 from .plots import pareto_front, pareto_plot, pareto_points, samples_grid
 from .quality import measure_quality
@@ -196,12 +196,21 @@ def measure(candidates: list[Candidate], settings: BenchSettings, out_dir: Path,
                         context=context, gates=gates, progress=progress)
 
 
-def _crosscheck(candidates: list[Candidate], settings, threads: int, progress) -> dict[str, dict]:
-    """benchmark_app's batch-1 median for every OpenVINO candidate, alternated with compresskit timing the same
-    IR alone (``time_alone``), so the pair is measured in the same minutes of a noisy machine."""
+def _crosscheck(candidates: list[Candidate], settings, threads: int, final_name: str | None,
+                progress) -> dict[str, dict]:
+    """benchmark_app's batch-1 median for every OpenVINO candidate ``settings.crosscheck`` names, alternated with
+    compresskit timing the same IR alone (``time_alone``), so the pair is measured in the same minutes of a
+    noisy machine."""
+    chosen = chosen_names(settings.crosscheck, candidates, final_name)
+    if isinstance(settings.crosscheck, list):
+        not_ir = [c.name for c in candidates if c.name in chosen and c.artifact.format != "openvino"]
+        if not_ir:
+            choices = ", ".join(c.name for c in candidates if c.artifact.format == "openvino") or "none"
+            raise ConfigError(f"bench.speed.crosscheck names {not_ir[0]!r}, which is not an OpenVINO candidate "
+                              f"(OpenVINO candidates: {choices})")
     found = {}
     for c in candidates:
-        if c.artifact.format != "openvino":
+        if c.artifact.format != "openvino" or c.name not in chosen:
             continue
         progress(f"benchmark_app on {c.name}")
         deploy = c.deployment(threads, 1)
@@ -231,10 +240,10 @@ def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context
         phases[phase] = round(time.perf_counter() - mark, 1)
         mark = time.perf_counter()
 
-    speed, applied = measure_speed(candidates, settings.speed, progress=progress)
+    speed, applied = measure_speed(candidates, settings.speed, progress=progress, final_name=final_name)
     lap("speed")
     if settings.speed.crosscheck:
-        for name, record in _crosscheck(candidates, settings.speed, headline, progress).items():
+        for name, record in _crosscheck(candidates, settings.speed, headline, final_name, progress).items():
             speed[name][headline]["benchmark_app_ms_p50"] = record
         lap("crosscheck")
     captions = sample_captions(evalset, settings.sample_captions)

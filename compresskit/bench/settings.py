@@ -23,6 +23,9 @@ class SpeedSettings(BaseModel):
     throughput_rounds: int = Field(5, ge=1, le=10_000)
     throughput_per_round: int = Field(4, ge=1, le=10_000)  # calls per round at each larger batch
     e2e_caption: str = Field("red apple", min_length=1)
+    # end-to-end timing (caption -> image) for every candidate, or for the baseline and the named ones only
+    # (step names, "final", references): with MiniLM in torch it is ~6 ms of every unbundled candidate's figure
+    e2e: bool | list[str] = True
     probe: bool = True  # first-inference time and peak RSS (one fresh process per candidate)
     # effective GMAC/s beside the runtime's measured peak at the same precision (bench.peak; headline threads)
     peak: bool = True
@@ -32,8 +35,9 @@ class SpeedSettings(BaseModel):
     # OpenVINO candidates (step names, "final", or references like "teacher_openvino") also measured with
     # bf16 inference precision, each as its own candidate "NAME@bf16" with its own quality
     bf16: list[str] = Field([], max_length=64)
-    # cross-check every OpenVINO candidate's batch-1 p50 with OpenVINO's benchmark_app (headline threads)
-    crosscheck: bool = False
+    # cross-check the batch-1 p50 with OpenVINO's benchmark_app (headline threads): of every OpenVINO candidate
+    # (true), or of the named ones (step names, "final", references like "teacher_int8")
+    crosscheck: bool | list[str] = False
     crosscheck_seconds: int = Field(5, ge=1, le=600)  # per benchmark_app run (two per candidate)
 
 

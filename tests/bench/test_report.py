@@ -349,6 +349,38 @@ def test_benchmark_app_cross_checks_every_openvino_candidate(bf16_run):
             assert ("-infer_precision bf16" in found["command"]) == c["name"].endswith("@bf16")
 
 
+def test_end_to_end_and_benchmark_app_only_for_the_candidates_named(bf16_run, tmp_path):
+    import shutil
+
+    from compresskit.bench.settings import BenchSettings
+    from compresskit.errors import ConfigError
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(bf16_run[0], run_dir)
+    speed = {**FAST_BENCH["speed"], "batch_sizes": [1], "probe": False, "peak": False, "e2e": ["teacher_int8"],
+             "crosscheck": ["teacher_int8"], "crosscheck_seconds": 1}
+    settings = BenchSettings.model_validate({**FAST_BENCH, "speed": speed, "candidates": ["export_openvino"]})
+    report = bench_run(run_dir, settings)
+    e2e = {c["name"] for c in report["candidates"] if "e2e_speedup_vs_baseline" in c["metrics"]}
+    assert e2e == {"baseline", "teacher_int8"}  # the baseline always: every end-to-end speedup's reference
+    checked = {c["name"] for c in report["candidates"] if "benchmark_app_ms_p50" in c["metrics"]}
+    assert checked == {"teacher_int8"}
+    assert all("latency_ms_p50" in c["metrics"] for c in report["candidates"])
+    not_ir = BenchSettings.model_validate({**FAST_BENCH, "speed": {**speed, "crosscheck": ["teacher_onnx"]},
+                                           "candidates": ["export_openvino"]})
+    with pytest.raises(ConfigError, match="crosscheck names 'teacher_onnx', which is not an OpenVINO candidate"):
+        bench_run(run_dir, not_ir)
+
+
+def test_a_recipe_naming_an_unknown_candidate_for_end_to_end_timing_is_refused(shapes_generator_dir):
+    from compresskit.errors import RecipeError
+
+    bench = {**FAST_BENCH, "speed": {**FAST_BENCH["speed"], "e2e": ["export_onxx"]}}
+    raw = _recipe(shapes_generator_dir, [{"export_onnx": {}}], name="tiny-e2e", bench=bench)
+    with pytest.raises(RecipeError, match=r"bench.speed.e2e.0: no candidate named 'export_onxx'; did you mean 'export_onnx'"):
+        parse_recipe(raw, "tiny-e2e.yaml")
+
+
 def test_final_means_the_last_step_even_when_only_an_earlier_one_was_measured(bf16_run):
     _, report = bf16_run
     assert report["final_step"] == "quantize_nncf" and not any(c["final"] for c in report["candidates"])
