@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import __version__
+from .cli_measure import TrustFactory, trust_factories
 from .errors import DataError
 
 app = typer.Typer(
@@ -225,6 +226,7 @@ def generate(
     seed: Annotated[int, typer.Option(help="Noise seed (column j uses the same noise in every row).")] = 0,
     output: Annotated[Path, typer.Option("-o", "--output", help="Grid PNG to write.")] = Path("grid.png"),
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    trust_factory: TrustFactory = None,
 ) -> None:
     """Generate a labelled grid: one row per caption, n samples per row.
 
@@ -235,7 +237,10 @@ def generate(
     from .runtimes.bundle import find_bundle
     from .text.captions import check_captions
 
+    trust_factories(trust_factory)
     check_captions(captions)
+    if output.is_dir():
+        raise DataError(f"-o {output} is a folder; give the grid's file name, like {output / 'grid.png'}")
     folder = _run_final(Path(model)) if Path(model).is_dir() else Path(model)
     bundle_dir = find_bundle(folder)
     started = time.perf_counter()
@@ -252,7 +257,10 @@ def generate(
     seconds = time.perf_counter() - started
     flat = images.reshape(-1, *images.shape[2:])
     labels = [f"{c} #{j}" for c in captions for j in range(n)]
-    save_grid(output, flat, labels, columns=n, tile_px=64, label_lines=2)
+    try:
+        save_grid(output, flat, labels, columns=n, tile_px=64, label_lines=2)
+    except OSError as exc:  # written to a temporary file first: nothing half-written is left
+        raise DataError(f"cannot write {output} ({exc.strerror or exc}); choose a path in a folder you can write") from None
     summary = {
         "model": str(folder), "runtime": "bundle" if bundle_dir is not None else "torch", "captions": captions,
         "n": n, "seed": seed, "image_size": int(images.shape[2]), "grid": str(output), "seconds": round(seconds, 3),
@@ -280,8 +288,10 @@ def _run_final(folder: Path) -> Path:
 def info(
     model: Annotated[str, typer.Argument(help="Shipped model name or checkpoint folder.")] = "emoji32-v3",
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON on stdout.")] = False,
+    trust_factory: TrustFactory = None,
 ) -> None:
     """Params, MACs per image, widths and training metadata of a generator."""
+    trust_factories(trust_factory)
     from .models import load_model, resolve_model_dir
     from .models.stats import generator_stats
 
@@ -324,8 +334,10 @@ def eval_command(
     split: Annotated[str, typer.Option(help="eval (report, gate) or val (tune on it).")] = "eval",
     seed: Annotated[int, typer.Option(help="Noise seed of the generated images.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON on stdout.")] = False,
+    trust_factory: TrustFactory = None,
 ) -> None:
     """Quality of a generator (or of real held-out images): KID, FID, attributes, diversity, fidelity to a teacher."""
+    trust_factories(trust_factory)
     from .metrics.evaluate import DEFAULT_DATA, eval_set, evaluate, generate_diversity, generate_for, model_data
     from .models import load_model, resolve_model_dir
 

@@ -22,6 +22,25 @@ from .errors import CompresskitError, ConfigError, GateFailed
 
 out = Console()
 err = Console(stderr=True)
+# a user model folder's factory.json names code that loading it runs: only what the user names here (or in a
+# recipe's input.factory, or their own trusted_factories file) runs (models.trust)
+TrustFactory = Annotated[Optional[list[str]], typer.Option(
+    "--trust-factory", metavar="MODULE[:CALLABLE]",
+    help="Let model folders whose factory.json names this factory (or any in this package) run it; repeatable.")]
+
+
+def trust_factories(names: list[str] | None) -> None:
+    """Trust what ``--trust-factory`` names (checked to look like ``package.module[:callable]``)."""
+    import re
+
+    from .models.trust import trust
+
+    for name in names or []:
+        if not re.fullmatch(r"[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?", name):
+            raise ConfigError(f"--trust-factory takes package.module or package.module:callable; got {name!r}")
+    trust(*(names or []))
+
+
 ACTIVITY = {"now": None}  # what a run is doing, for the one line an interruption prints (cli.main)
 
 
@@ -68,8 +87,10 @@ def run_recipe(
     nproc_per_node: Annotated[int, typer.Option(min=1, max=1024, help=(
         "Run with this many processes under torchrun: distill trains DDP over them, the rest runs on rank 0."))] = 1,
     wait: Annotated[bool, typer.Option("--wait", help="If another run holds the run folder, wait for it.")] = False,
+    trust_factory: TrustFactory = None,
 ) -> None:
     """Take a generator through a recipe's passes (finished steps are reused), measure, and gate."""
+    trust_factories(trust_factory)
     from .lock import run_lock
     from .recipe import load_recipe
     from .runner import run
@@ -77,6 +98,8 @@ def run_recipe(
 
     parsed = load_recipe(recipe)
     folder = out_dir or Path("runs") / parsed.name
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--out {folder} is a file; give a folder for the run (it is created if missing)")
     if nproc_per_node > 1 and not launched_by_torchrun():
         torchrun(nproc_per_node, ["run", str(recipe), "--out", str(folder), *([] if bench else ["--no-bench"]),
                                   *(["--json"] if as_json else []), *(["--wait"] if wait else [])])
@@ -137,8 +160,10 @@ def bench(
     gates: Annotated[Optional[Path], typer.Option(help="Gates YAML [the recipe's gates].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json on stdout.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="If a run holds the run folder, wait for it.")] = False,
+    trust_factory: TrustFactory = None,
 ) -> None:
     """Measure a run's artifacts (speed, memory, size, quality) against its baseline; rewrite its report."""
+    trust_factories(trust_factory)
     from .bench.gate import load_gates
     from .bench.report import REPORT_JSON, bench_run
     from .lock import run_lock
@@ -231,8 +256,10 @@ def time_artifact(
     precision: Annotated[str, typer.Option(help="OpenVINO inference precision: f32 or bf16.")] = "f32",
     crosscheck: Annotated[bool, typer.Option(help="Also time an OpenVINO IR with benchmark_app (same scenario).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON on stdout.")] = False,
+    trust_factory: TrustFactory = None,
 ) -> None:
     """Time one artifact alone in a fresh process, deployed for batch-1 latency, in the harness's blocks."""
+    trust_factories(trust_factory)
     from .artifact import load_artifact
     from .bench.crosscheck import benchmark_app_p50, static_shapes
     from .bench.harness import time_alone

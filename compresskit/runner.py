@@ -122,10 +122,12 @@ def input_artifact(model_ref, artifacts_dir: Path) -> Artifact:
 
 
 def _factory_artifact(spec_in, artifacts_dir: Path) -> Artifact:
+    from .models.trust import trust
     from .models.user import FactorySpec, build, load_weights_into, prove_spec, write_user_generator
 
     spec = FactorySpec(factory=spec_in.factory, kwargs=spec_in.kwargs, z_dim=spec_in.z_dim,
                        text_dim=spec_in.text_dim, image_size=spec_in.image_size)
+    trust(spec.factory)  # the recipe names it: its steps' folders (here and in bench workers) may call it
     weights = Path(spec_in.weights)
     dataset, dataset_from = input_dataset(spec_in, {})
     digest = stable_hash({"spec": spec.model_dump(), "weights": sha256_file(weights), "dataset": dataset})

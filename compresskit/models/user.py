@@ -23,13 +23,14 @@ import json
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import ModelError
 from ..text.encoder import EMBED_DIM
+from .trust import require_trusted
 
 FACTORY_FILE = "factory.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -182,7 +183,12 @@ def read_user_doc(folder: Path) -> dict:
 def load_user_generator(folder: Path) -> nn.Module:
     """Called by ``io.load_model``: the factory's fresh instance, history replayed, weights loaded strictly."""
     doc = read_user_doc(folder)
-    spec = FactorySpec.model_validate(doc["spec"])
+    try:
+        spec = FactorySpec.model_validate(doc["spec"])
+    except (KeyError, TypeError, ValidationError) as exc:
+        raise ModelError(f"{folder / FACTORY_FILE} holds no valid factory spec ({type(exc).__name__}); "
+                         "re-export the model with compresskit") from None
+    require_trusted(spec.factory, folder / FACTORY_FILE)  # a downloaded folder must not run code by being loaded
     model = build(spec, doc.get("pruning_history"))
     load_weights_into(model, folder / WEIGHTS_FILE)
     model.meta = doc.get("meta", {})

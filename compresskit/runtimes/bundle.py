@@ -45,11 +45,15 @@ READABLE_FORMATS = ("compresskit.bundle/1", BUNDLE_FORMAT)
 
 
 def _load(path: Path, backend: str, deploy: Deployment, all_outputs: bool) -> Runtime:
-    if backend == "openvino":
-        return openvino_runtime(path, deploy=deploy, all_outputs=all_outputs)
-    if backend == "onnxruntime":
+    if backend not in ("openvino", "onnxruntime"):
+        raise ArtifactError(f"{path}: unknown backend {backend!r} in {BUNDLE_FILE}; one of openvino, onnxruntime")
+    try:
+        if backend == "openvino":
+            return openvino_runtime(path, deploy=deploy, all_outputs=all_outputs)
         return onnx_runtime(path, deploy.threads, deploy.ort_spinning, all_outputs=all_outputs)
-    raise ArtifactError(f"{path}: unknown backend {backend!r} in {BUNDLE_FILE}; one of openvino, onnxruntime")
+    except (RuntimeError, ValueError, OSError) as exc:  # the runtime's own parse or compile error, many lines long
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ArtifactError(f"{path}: {backend} cannot load it ({first}); rebuild the bundle") from None
 
 
 def load_tokenizer(path: Path, max_tokens: int, pad_token: str = "[PAD]", pad_to_multiple_of: int | None = None):
@@ -112,6 +116,18 @@ def read_spec(folder: Path) -> dict:
     return spec
 
 
+def verify_files(folder: Path) -> None:
+    """Every file the bundle's ``manifest.json`` lists against its sha256 (~20 ms for the edge bundle's 23 MB):
+    one line naming the first that is missing or differs."""
+    from ..artifact import load_artifact
+
+    try:
+        load_artifact(folder, verify=True)
+    except ArtifactError as exc:
+        raise ArtifactError(f"bundle refused: {exc}".replace("rebuild this step", "rebuild the bundle or copy it "
+                                                                                  "again")) from None
+
+
 def generator_text_inputs(io: dict, pooled: np.ndarray, hidden: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
     """A text encoder's outputs (pooled (N, 384), token states (N, L, 384), ids mask (N, L)) as the generator's
     caption inputs: ``text``, plus ``tokens`` and ``token_mask`` zero-padded (or cut) to its fixed length."""
@@ -137,6 +153,7 @@ class Bundle:
                  hint: str = "none"):
         self.folder = Path(folder)
         self.spec = spec = read_spec(self.folder)
+        verify_files(self.folder)  # a damaged or edited file is refused here, not drawn with
         self.tokenizer = load_tokenizer(self.folder / spec["tokenizer"], spec["max_tokens"], spec["pad_token"],
                                         spec.get("pad_to_multiple_of"))
         text, gen = spec["text_encoder"], spec["generator"]

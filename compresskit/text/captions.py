@@ -16,4 +16,9 @@ def check_captions(captions: Sequence[str]) -> list[str]:
             raise TextError(f"caption {i} is {type(caption).__name__}, not text; pass strings only")
         if not caption.strip():
             raise TextError(f"caption {i} is empty; every caption needs some text")
+        try:
+            caption.encode("utf-8")
+        except UnicodeEncodeError:  # bytes that were not UTF-8 (a shell passes them as lone surrogates)
+            raw = caption.encode("utf-8", "surrogateescape")[:80]
+            raise TextError(f"caption {i} ({raw!r}) is not valid UTF-8 text; pass captions as UTF-8") from None
     return list(captions)

@@ -86,7 +86,7 @@ def test_bad_bundle_folders_and_captions_are_one_line_errors(bundled, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(bundled[1].path, broken)
     (broken / "word_embeddings.npy").write_bytes(b"not an array")
-    with pytest.raises(ArtifactError, match="word-embedding table cannot be read.*rebuild the bundle"):
+    with pytest.raises(ArtifactError, match="word_embeddings.npy does not match its manifest checksum.*rebuild the bundle"):
         Bundle(broken)
 
 
@@ -195,3 +195,34 @@ def test_a_shallower_text_encoder_is_distilled_on_the_train_captions_and_bundled
     again = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "again").final
     assert sorted((cache_root() / "text-encoder-shallow").iterdir()) == distilled
     assert (again.path / "text_encoder.onnx").read_bytes() == (bundle.path / "text_encoder.onnx").read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["flip a byte of generator.bin", "truncate text_encoder.xml"])
+def test_a_damaged_bundle_is_refused_in_one_line_not_drawn_with(bundled, tmp_path, damage):
+    from tests.helpers import run_cli
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundled[1].path, copy)
+    if damage.startswith("flip"):
+        data = bytearray((copy / "generator.bin").read_bytes())
+        data[len(data) // 2] ^= 0x01
+        (copy / "generator.bin").write_bytes(bytes(data))
+        name = "generator.bin"
+    else:
+        text = (copy / "text_encoder.xml").read_text()
+        (copy / "text_encoder.xml").write_text(text[: len(text) // 2])
+        name = "text_encoder.xml"
+    with pytest.raises(ArtifactError, match=f"bundle refused: .*{name} does not match its manifest checksum"):
+        Bundle(copy)
+    done = run_cli("generate", "red apple", "--model", str(copy), "-o", str(tmp_path / "g.png"))
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert name in done.stderr and not (tmp_path / "g.png").exists()
+
+
+def test_a_bundle_refuses_an_unknown_format_version(bundled, tmp_path):
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundled[1].path, copy)
+    spec = json.loads((copy / BUNDLE_FILE).read_text())
+    (copy / BUNDLE_FILE).write_text(json.dumps({**spec, "format": "compresskit.bundle/99"}))
+    with pytest.raises(ArtifactError, match="is not a compresskit.bundle/2 file"):
+        Bundle(copy)
