@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageFilter
 
 from compresskit.data import load_dataset
@@ -71,3 +72,24 @@ def test_the_openvino_features_are_the_torch_modules_own(shapes_images):
     assert found.shape == reference.shape and found.dtype == torch.float32
     assert (found - reference).abs().max() <= 1e-4 * reference.abs().max()
     assert extract_features(images[:0]).shape == (0, reference.shape[1])
+
+
+def test_fid_against_one_real_set_is_the_same_whether_its_statistics_are_kept_or_recomputed():
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    from compresskit.metrics import distribution
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(300, 1280, generator=g)
+    fakes = [torch.randn(120, 1280, generator=g) * scale + shift for scale, shift in ((1.0, 0.0), (1.3, 0.2), (0.7, -0.1))]
+    distribution._REAL_FID.clear()
+    kept = [kid_fid(real, fake)["fid"] for fake in fakes]  # the real side accumulated once, then kept
+    assert len(distribution._REAL_FID) == 1
+    for fake, found in zip(fakes, kept):
+        fresh = FrechetInceptionDistance(feature=distribution._Precomputed())
+        fresh.update(real.double(), real=True)
+        fresh.update(fake.double(), real=False)
+        assert found == pytest.approx(float(fresh.compute()), rel=1e-9)
+    assert len(set(kept)) == 3
+    other = kid_fid(real + 0.5, fakes[0])["fid"]  # a new real set replaces the kept one
+    assert other != kept[0] and len(distribution._REAL_FID) == 1
