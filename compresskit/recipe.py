@@ -170,10 +170,10 @@ def _check_candidates(spec: RecipeFile, steps: list[Step], source: str) -> None:
     names = step_names([s.name for s in steps])
     checks = [("bench.candidates", c, [*names, "final"]) for c in spec.bench.candidates or []]
     checks += [(f"bench.speed.bf16.{i}", c, [*names, "final", *REFERENCES]) for i, c in enumerate(spec.bench.speed.bf16)]
-    for field in ("e2e", "crosscheck"):
-        chosen = getattr(spec.bench.speed, field)
+    for where, chosen in (("speed.e2e", spec.bench.speed.e2e), ("speed.crosscheck", spec.bench.speed.crosscheck),
+                          ("speed.probe", spec.bench.speed.probe), ("quality.candidates", spec.bench.quality.candidates)):
         if isinstance(chosen, list):
-            checks += [(f"bench.speed.{field}.{i}", c, [*names, "final", *REFERENCES]) for i, c in enumerate(chosen)]
+            checks += [(f"bench.{where}.{i}", c, [*names, "final", "baseline", *REFERENCES]) for i, c in enumerate(chosen)]
     gate_names = measurable_names([s.name for s in steps], spec.bench.speed.bf16)
     checks += [(f"gates.{i}.candidate", g.candidate, gate_names) for i, g in enumerate(spec.gates)]
     for where, name, valid in checks:

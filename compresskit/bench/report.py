@@ -247,16 +247,20 @@ def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context
             speed[name][headline]["benchmark_app_ms_p50"] = record
         lap("crosscheck")
     captions = sample_captions(evalset, settings.sample_captions)
-    quality, quality_errors, samples = measure_quality(candidates, evalset, settings.quality, headline, captions,
-                                                       progress)
+    scored = chosen_names(True if settings.quality.candidates is None else settings.quality.candidates, candidates,
+                          final_name)
+    quality, quality_errors, samples = measure_quality(
+        [c for c in candidates if c is candidates[0] or c.name in scored], evalset, settings.quality, headline,
+        captions, progress)
     lap("quality")
     measured = {}
+    probed = chosen_names(settings.speed.probe, candidates, final_name)
     for c in candidates:
         progress(f"size and footprint of {c.name}")
         metrics = dict(speed[c.name][headline])
         metrics["size_mb"] = metric("size_mb", size_mb(c.artifact), how="payload files on disk (manifest excluded)")
         metrics.update(model_cost(c.artifact, torch_ancestors.get(c.name)))
-        if settings.speed.probe:
+        if c.name in probed:
             metrics.update(measure_footprint(c, headline))
         measured[c.name] = metrics
     lap("size_and_footprint")

@@ -26,7 +26,8 @@ class SpeedSettings(BaseModel):
     # end-to-end timing (caption -> image) for every candidate, or for the baseline and the named ones only
     # (step names, "final", references): with MiniLM in torch it is ~6 ms of every unbundled candidate's figure
     e2e: bool | list[str] = True
-    probe: bool = True  # first-inference time and peak RSS (one fresh process per candidate)
+    # first-inference time and peak RSS, one fresh process per candidate: every candidate, or the named ones
+    probe: bool | list[str] = True
     # effective GMAC/s beside the runtime's measured peak at the same precision (bench.peak; headline threads)
     peak: bool = True
     peak_calls: int = Field(60, ge=1, le=10_000)  # timed calls of the peak probe, each kind in its own process
@@ -49,6 +50,9 @@ class QualitySettings(BaseModel):
     diversity_captions: int = Field(100, ge=2, le=10_000)  # captions of the diversity protocol (8 samples each)
     seed: int = Field(0, ge=0, le=2**32 - 1)
     batch_size: int = Field(32, ge=1, le=4096)
+    # score the baseline and these candidates only (step names, "final", references); default: every one. An fp32
+    # export draws what its parent draws (parity checked at export), so a recipe may leave it out
+    candidates: list[str] | None = Field(None, max_length=64)
 
 
 class BenchSettings(BaseModel):

@@ -349,7 +349,7 @@ def test_benchmark_app_cross_checks_every_openvino_candidate(bf16_run):
             assert ("-infer_precision bf16" in found["command"]) == c["name"].endswith("@bf16")
 
 
-def test_end_to_end_and_benchmark_app_only_for_the_candidates_named(bf16_run, tmp_path):
+def test_end_to_end_benchmark_app_probe_and_quality_only_for_the_candidates_named(bf16_run, tmp_path):
     import shutil
 
     from compresskit.bench.settings import BenchSettings
@@ -357,14 +357,20 @@ def test_end_to_end_and_benchmark_app_only_for_the_candidates_named(bf16_run, tm
 
     run_dir = tmp_path / "run"
     shutil.copytree(bf16_run[0], run_dir)
-    speed = {**FAST_BENCH["speed"], "batch_sizes": [1], "probe": False, "peak": False, "e2e": ["teacher_int8"],
+    speed = {**FAST_BENCH["speed"], "batch_sizes": [1], "probe": ["final"], "peak": False, "e2e": ["teacher_int8"],
              "crosscheck": ["teacher_int8"], "crosscheck_seconds": 1}
-    settings = BenchSettings.model_validate({**FAST_BENCH, "speed": speed, "candidates": ["export_openvino"]})
+    quality = {**FAST_BENCH["quality"], "candidates": ["teacher_int8"]}
+    settings = BenchSettings.model_validate({**FAST_BENCH, "speed": speed, "quality": quality,
+                                             "candidates": ["export_openvino", "quantize_nncf"]})
     report = bench_run(run_dir, settings)
-    e2e = {c["name"] for c in report["candidates"] if "e2e_speedup_vs_baseline" in c["metrics"]}
-    assert e2e == {"baseline", "teacher_int8"}  # the baseline always: every end-to-end speedup's reference
-    checked = {c["name"] for c in report["candidates"] if "benchmark_app_ms_p50" in c["metrics"]}
-    assert checked == {"teacher_int8"}
+
+    def having(metric: str) -> set[str]:
+        return {c["name"] for c in report["candidates"] if metric in c["metrics"]}
+
+    assert having("e2e_speedup_vs_baseline") == {"baseline", "teacher_int8"}  # the baseline: every e2e's reference
+    assert having("benchmark_app_ms_p50") == {"teacher_int8"}
+    assert having("kid") == {"baseline", "teacher_int8"}  # the baseline: the reference of every *_vs_teacher
+    assert having("first_inference_ms") == {"quantize_nncf"}  # "final": the recipe's last step
     assert all("latency_ms_p50" in c["metrics"] for c in report["candidates"])
     not_ir = BenchSettings.model_validate({**FAST_BENCH, "speed": {**speed, "crosscheck": ["teacher_onnx"]},
                                            "candidates": ["export_openvino"]})
