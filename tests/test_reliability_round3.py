@@ -100,3 +100,67 @@ def test_run_out_an_existing_file_is_one_line_and_the_file_is_kept(tmp_path):
     target.write_text("mine")
     line = _one_line(run_cli("run", "recipes/edge-openvino-int8.yaml", "--out", str(target)))
     assert f"--out {target} is a file" in line and target.read_text() == "mine"
+
+
+def _encoded(done) -> list[float]:
+    assert done.returncode == 0, done.stderr
+    return [x for row in json.loads(done.stdout)["vectors"] for x in row]
+
+
+def test_a_garbage_embeddings_cache_is_rebuilt_with_one_note_even_by_two_processes_at_once(tmp_path):
+    import subprocess
+    import sys
+
+    clean = _encoded(run_cli("encode", "red apple", "cat face", "--json", env={"COMPRESSKIT_CACHE": str(tmp_path / "a")}))
+    cache = tmp_path / "b"
+    cache.mkdir()
+    (cache / "embeddings.sqlite").write_bytes(b"this is not a database" * 300)
+    env = {**__import__("os").environ, "COMPRESSKIT_CACHE": str(cache), "COLUMNS": "200"}
+    command = [sys.executable, "-m", "compresskit", "encode", "red apple", "cat face", "--json"]
+    both = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    notes = []
+    for process in both:
+        stdout, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr
+        assert [x for row in json.loads(stdout)["vectors"] for x in row] == pytest.approx(clean, abs=1e-6)
+        notes += [line for line in stderr.splitlines() if "embedding cache" in line]
+    assert len(notes) == 1 and all(n.startswith("note: ") and "rebuilt" in n for n in notes), notes
+    assert len(list(cache.glob("embeddings.sqlite.corrupt-*"))) == 1  # moved aside once, not twice
+    again = run_cli("encode", "red apple", "cat face", "--json", env={"COMPRESSKIT_CACHE": str(cache)})
+    assert json.loads(again.stdout)["cache"]["hits"] == 2 and "embedding cache" not in again.stderr
+
+
+def test_a_damaged_row_of_the_embeddings_cache_is_computed_again_never_returned(tmp_path):
+    import sqlite3
+
+    env = {"COMPRESSKIT_CACHE": str(tmp_path)}
+    clean = _encoded(run_cli("encode", "red apple", "--json", env=env))
+    with sqlite3.connect(tmp_path / "embeddings.sqlite") as db:
+        assert db.execute("UPDATE embeddings SET data = ? WHERE text = 'red apple'", (b"\x00" * 7,)).rowcount == 1
+    done = run_cli("encode", "red apple", "--json", env=env)
+    assert _encoded(done) == pytest.approx(clean, abs=1e-6)
+    assert json.loads(done.stdout)["cache"] == {"hits": 0, "computed": 1}
+    assert json.loads(run_cli("encode", "red apple", "--json", env=env).stdout)["cache"]["hits"] == 1  # replaced
+
+
+@pytest.mark.parametrize("damage", ["garbage images", "truncated index", "index of another length"])
+def test_a_damaged_dataset_cache_is_built_again_with_one_note(tmp_path, damage):
+    env = {"COMPRESSKIT_CACHE": str(tmp_path)}
+    args = ("data", "shapes", "--n", "64", "--json")
+    first = run_cli(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    (folder,) = (tmp_path / "datasets").iterdir()
+    if damage == "garbage images":
+        (folder / "images.npy").write_bytes(b"\x93NUMPY garbage" * 10)
+    elif damage == "truncated index":
+        text = (folder / "index.json").read_text()
+        (folder / "index.json").write_text(text[: len(text) // 2])
+    else:
+        index = json.loads((folder / "index.json").read_text())
+        (folder / "index.json").write_text(json.dumps({**index, "captions": index["captions"][:10]}))
+    again = run_cli(*args, env=env)
+    assert again.returncode == 0, again.stderr
+    notes = [line for line in again.stderr.splitlines() if "damaged" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: the cached dataset") and "building it again" in notes[0]
+    assert json.loads(again.stdout)["train"] == json.loads(first.stdout)["train"]
+    assert "damaged" not in run_cli(*args, env=env).stderr  # rebuilt whole: the next run reads it

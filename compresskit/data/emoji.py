@@ -175,7 +175,9 @@ def build_emoji(
     key = stable_hash({"builder": BUILDER_VERSION, "options": options, "sources": sources})
     folder = cache_root() / "datasets" / f"emoji{size}-{key}"
     if (folder / INFO_FILE).exists() and not rebuild:
-        return load_cached(folder)
+        cached = load_cached(folder)
+        if cached is not None:
+            return cached
 
     start = time.perf_counter()
     entries = emoji_catalog(skin_tones)[:limit]

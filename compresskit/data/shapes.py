@@ -185,7 +185,9 @@ def build_shapes(
     key = stable_hash({"builder": BUILDER_VERSION, "options": options})
     folder = cache_root() / "datasets" / f"shapes{size}-n{n}-s{seed}-{key}"
     if (folder / INFO_FILE).exists() and not rebuild:
-        return load_cached(folder)
+        cached = load_cached(folder)
+        if cached is not None:
+            return cached
 
     start = time.perf_counter()
     labels = np.stack([sample_objects(seed, i, max_objects) for i in range(n)])

@@ -14,6 +14,7 @@ the same options and loading runs no code from the file.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -105,7 +106,8 @@ class CaptionedImages:
         except (OSError, ValueError, KeyError) as exc:
             raise DataError(f"dataset at {folder} is unreadable ({exc}); delete the folder to rebuild it") from None
         name = info.pop("name")
-        if len(index["captions"]) != len(images):
+        if not all(len(index[k]) == len(images) for k in ("captions", "styles", "splits", "keys")) or (
+                labels is not None and len(labels) != len(images)):
             raise DataError(f"dataset at {folder} is inconsistent; delete the folder to rebuild it")
         return cls(
             name=name,
@@ -125,9 +127,16 @@ def check_image_size(size: int) -> None:
         raise DataError(f"unsupported --size {size}; use one of {', '.join(map(str, IMAGE_SIZES))}")
 
 
-def load_cached(folder: Path) -> CaptionedImages:
-    """A dataset found in the cache (``info["built"]`` is False)."""
-    dataset = CaptionedImages.load(folder)
+def load_cached(folder: Path) -> CaptionedImages | None:
+    """A dataset found in the cache (``info["built"]`` is False); None, with a one-line note, when the cached
+    copy is damaged (garbage, truncated, inconsistent): the caller builds it again and replaces it."""
+    try:
+        dataset = CaptionedImages.load(folder)
+    except (DataError, TypeError, AttributeError, IndexError, KeyError, ValueError) as exc:
+        why = str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
+        logging.getLogger("compresskit").warning(f"the cached dataset {folder.name} is damaged ({why.split(';')[0]}); "
+                                                 "building it again")
+        return None
     return replace(dataset, info={**dataset.info, "built": False, "build_seconds": 0.0})
 
 

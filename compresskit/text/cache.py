@@ -1,11 +1,15 @@
 """On-disk embedding cache: one SQLite file, rows keyed by (model id, kind, text).
 
 SQLite gives atomic, crash-safe writes and safe concurrent readers for free; values are raw float
-bytes plus their shape, never pickles.
+bytes plus their shape, never pickles. A cache is only ever a copy: a file that is not a database (garbage,
+truncated) is moved aside and rebuilt with a one-line note, and a row whose bytes do not fit its dtype and
+shape is computed again (and replaced), never returned.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,12 +35,42 @@ class EmbeddingCache:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as db:
-                db.execute(_SCHEMA)
+            try:
+                self._create()
+            except sqlite3.DatabaseError as exc:
+                if isinstance(exc, sqlite3.OperationalError):  # locked, read-only, cannot open: not garbage
+                    raise
+                self._rebuild(exc)
         except (OSError, sqlite3.Error) as exc:
             raise CacheError(
                 f"cannot use embedding cache {self.path}: {exc}; set COMPRESSKIT_CACHE to a writable folder"
             ) from None
+
+    def _create(self) -> None:
+        with self._connect() as db:
+            db.execute(_SCHEMA)
+            db.execute("SELECT COUNT(*) FROM embeddings").fetchone()  # reads a page: garbage fails here
+
+    def _rebuild(self, why: Exception) -> None:
+        """Move a file that is not a database aside and start an empty one, one writer at a time (another
+        process may have rebuilt it already: then its fresh database is used, not moved)."""
+        import fcntl
+
+        with open(self.path.with_name(self.path.name + ".lock"), "w") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            try:
+                self._create()
+                return  # rebuilt by another process meanwhile
+            except sqlite3.DatabaseError:
+                pass
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{os.getpid()}")
+            os.replace(self.path, aside)
+            logging.getLogger("compresskit").warning(
+                f"embedding cache {self.path} was not a readable database ({why}); moved to {aside.name} and "
+                f"rebuilt: captions are encoded again")
+            self._create()
+
+    damaged = 0  # rows found damaged (and so computed again) by this instance
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -61,8 +95,11 @@ class EmbeddingCache:
                     [model, kind, *chunk],
                 )
                 for text, dtype, shape, data in rows:
-                    dims = tuple(int(d) for d in shape.split("x")) if shape else ()
-                    found[text] = np.frombuffer(data, dtype=dtype).reshape(dims)
+                    try:
+                        dims = tuple(int(d) for d in shape.split("x")) if shape else ()
+                        found[text] = np.frombuffer(data, dtype=dtype).reshape(dims)
+                    except (ValueError, TypeError):  # a damaged row: computed again and replaced by put
+                        self.damaged += 1
         return found
 
     def put(self, model: str, kind: str, items: dict[str, np.ndarray]) -> None:
