@@ -30,6 +30,7 @@ PASSES: dict[str, str] = {  # the built-ins
     "quantize_nncf": "compresskit.passes.quantize_nncf:QuantizeNncf",
     "quantize_ort": "compresskit.passes.quantize_ort:QuantizeOrt",
     "bundle": "compresskit.passes.bundle:Bundle",
+    "supernet": "compresskit.passes.supernet:Supernet",
 }
 
 

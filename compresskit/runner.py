@@ -36,7 +36,7 @@ from .cache import atomic_dir, atomic_file, stable_hash
 from .errors import ArtifactError, CompresskitError, PassFailed
 from .lock import run_lock
 from .models import io_spec, load_model, resolve_model_dir
-from .models.io import CONFIG_FILE, WEIGHTS_FILE
+from .models.io import CONFIG_FILE, DISC_FILE, WEIGHTS_FILE
 from .passes.base import PassContext, PassResult
 from .recipe import Recipe
 from .registry import pass_class
@@ -103,7 +103,8 @@ def input_artifact(model_ref, artifacts_dir: Path) -> Artifact:
     spec = model_ref
     model_ref = getattr(model_ref, "model", model_ref)
     source = resolve_model_dir(model_ref)
-    files = (CONFIG_FILE, WEIGHTS_FILE)
+    # the teacher's discriminator travels with it where it ships one (distillation may start from it)
+    files = (CONFIG_FILE, WEIGHTS_FILE, *((DISC_FILE,) if (source / DISC_FILE).is_file() else ()))
     generator = load_model(source)  # validates before copying
     dataset, dataset_from = input_dataset(spec, generator.meta)
     digest = stable_hash({"files": {name: sha256_file(source / name) for name in files}, "dataset": dataset})

@@ -340,6 +340,7 @@ class DFDiscriminator(nn.Module):
 
     def __init__(self, image_size: int = 32, ndf: int = 64, text_dim: int = 384):
         super().__init__()
+        self.config = {"image_size": image_size, "ndf": ndf, "text_dim": text_dim}  # rebuilds it (models/io.py)
         n_blocks = int(math.log2(image_size)) - 2
         widths = [ndf * min(2**i, 8) for i in range(n_blocks + 1)]
         self.stem = nn.Conv2d(3, widths[0], 3, padding=1)

@@ -3,6 +3,9 @@
     compresskit form   config.json  = {"format": "compresskit.generator/1", "generator": {arch, widths...}, "meta"}
     user form          factory.json = {"format": "compresskit.factory/1", "spec", "pruning_history", "meta"}
     both               model.safetensors, checksums.sha256
+    optional           discriminator.safetensors: the discriminator the generator was trained against, its
+                       shape in config.json's "discriminator" ({image_size, ndf, text_dim}); distillation
+                       can start its adversarial term from it (``load_discriminator``)
 
 A reference is a shipped model name (a folder of ``compresskit/zoo/``) or a path to such a folder. The
 architecture named by ``generator.arch`` is looked up in ``GENERATORS`` (``models/__init__.py``).
@@ -27,6 +30,7 @@ from .dfgan import GeneratorConfig
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+DISC_FILE = "discriminator.safetensors"
 FORMAT = "compresskit.generator/1"
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
 
@@ -59,10 +63,11 @@ def resolve_model_dir(ref: str | Path) -> Path:
     return folder
 
 
-def save_model(folder: Path, model: nn.Module, meta: dict | None = None) -> Path:
+def save_model(folder: Path, model: nn.Module, meta: dict | None = None, discriminator: nn.Module | None = None) -> Path:
     """Write ``model`` in its own form into ``folder`` (created if needed; wrap in ``atomic_dir`` to replace).
 
-    ``meta`` defaults to the model's own; a user model's pruning history is written with it.
+    ``meta`` defaults to the model's own; a user model's pruning history is written with it. A compresskit
+    generator's ``discriminator`` (a ``DFDiscriminator``), if given, is written beside it and checksummed.
     """
     from .user import write_user_generator
 
@@ -75,6 +80,10 @@ def save_model(folder: Path, model: nn.Module, meta: dict | None = None) -> Path
     else:
         state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
         config = {"format": FORMAT, "generator": model.config.model_dump(), "meta": meta}
+        if discriminator is not None:
+            config["discriminator"] = dict(discriminator.config)
+            save_file({k: v.detach().cpu().contiguous().clone() for k, v in discriminator.state_dict().items()},
+                      str(folder / DISC_FILE))
         save_file(state, str(folder / WEIGHTS_FILE))
         (folder / CONFIG_FILE).write_text(json.dumps(config, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     write_checksums(folder)
@@ -126,3 +135,23 @@ def _load_compresskit(folder: Path) -> nn.Module:
         raise ModelError(f"{folder / WEIGHTS_FILE} holds NaN or infinite weights; use an earlier checkpoint")
     generator.meta = config.get("meta", {})
     return generator.eval()
+
+
+def load_discriminator(ref: str | Path) -> nn.Module | None:
+    """The discriminator a model folder ships (checksummed with it), in train mode; None when it has none."""
+    from .dfgan import DFDiscriminator
+
+    folder = resolve_model_dir(ref)
+    if not (folder / DISC_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
+        return None
+    shape = read_config(folder).get("discriminator")
+    if not isinstance(shape, dict) or set(shape) != {"image_size", "ndf", "text_dim"}:
+        raise ModelError(f"{folder / CONFIG_FILE} has {DISC_FILE} beside it but no valid \"discriminator\" entry "
+                         "({image_size, ndf, text_dim}); restore the model folder")
+    disc = DFDiscriminator(**shape)
+    try:
+        disc.load_state_dict(load_file(str(folder / DISC_FILE)), strict=True)
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        raise ModelError(f"{folder / DISC_FILE} does not load into the discriminator its config.json describes "
+                         f"({str(exc).splitlines()[0]}); restore the model folder") from None
+    return disc.train()

@@ -95,15 +95,19 @@ def make_student(cfg: DistillConfig, src: Artifact, teacher: nn.Module) -> nn.Mo
     return student
 
 
-def _top_channels(features: torch.Tensor, k: int) -> torch.Tensor:
-    """The ``k`` channels of a (N, C, ...) activation with the largest mean magnitude, in channel order."""
+def _top_channels(features: torch.Tensor, k: int, by_importance: bool = False) -> torch.Tensor:
+    """The ``k`` channels of a (N, C, ...) activation with the largest mean magnitude, in channel order (or, with
+    ``by_importance``, the most active first: a supernet's first channels are then its best ones)."""
     magnitude = features.float().abs().transpose(0, 1).reshape(features.shape[1], -1).mean(1)
-    return magnitude.topk(k).indices.sort().values.cpu()  # indices on the CPU index tensors on any device
+    top = magnitude.topk(k).indices  # sorted by magnitude, largest first
+    return (top if by_importance else top.sort().values).cpu()  # indices on the CPU index tensors on any device
 
 
 @torch.no_grad()
-def inherit_from_teacher(student: DFGenerator, teacher: DFGenerator, example: tuple) -> dict[str, torch.Tensor]:
-    """Start a slim ``student`` from its DF-GAN ``teacher``'s weights (see the module docstring).
+def inherit_from_teacher(student: DFGenerator, teacher: DFGenerator, example: tuple,
+                         by_importance: bool = False) -> dict[str, torch.Tensor]:
+    """Start a slim ``student`` from its DF-GAN ``teacher``'s weights (see the module docstring); with
+    ``by_importance`` every stage's kept channels are ordered most active first (an elastic supernet's order).
 
     Returns the kept teacher channels of each block output (``blocks.i``), for the feature adapters."""
     if not isinstance(teacher, DFGenerator):
@@ -113,8 +117,9 @@ def inherit_from_teacher(student: DFGenerator, teacher: DFGenerator, example: tu
     teacher(*example)
     taps.remove()
     stem = taps.out["stem"].view(len(example[0]), -1, 16)
-    keep = [_top_channels(stem, student.stem.out_features // 16)]  # each block's input, then its output
-    keep += [_top_channels(taps.out[f"blocks.{i}"], b.out_channels) for i, b in enumerate(student.blocks)]
+    top = lambda features, k: _top_channels(features, k, by_importance)  # noqa: E731
+    keep = [top(stem, student.stem.out_features // 16)]  # each block's input, then its output
+    keep += [top(taps.out[f"blocks.{i}"], b.out_channels) for i, b in enumerate(student.blocks)]
     student.text_mlp.load_state_dict(teacher.text_mlp.state_dict())
     rows = (keep[0][:, None] * 16 + torch.arange(16)).reshape(-1)  # the stem's rows of the kept 4x4 maps
     student.stem.weight.copy_(teacher.stem.weight[rows])
@@ -137,7 +142,7 @@ def inherit_from_teacher(student: DFGenerator, teacher: DFGenerator, example: tu
 
     for i, (s_block, t_block) in enumerate(zip(student.blocks, teacher.blocks)):
         into, out = keep[i], keep[i + 1]
-        hidden = _top_channels(taps.out[f"blocks.{i}.conv0"], s_block.hidden_channels)
+        hidden = top(taps.out[f"blocks.{i}.conv0"], s_block.hidden_channels)
         fusion(s_block.fuse0, t_block.fuse0, into)
         conv(s_block.shortcut, t_block.shortcut, out, into)
         conv(s_block.conv0, t_block.conv0, hidden, into)

@@ -204,7 +204,8 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
     def checkpoint(step: int) -> Path:
         folder = out_dir / CHECKPOINTS / f"step-{step:07d}"
         if world.is_main:
-            checkpointer.save(folder, {"step": step}, extra=lambda tmp: save_model(tmp, G_ema, {**meta, "step": step}))
+            checkpointer.save(folder, {"step": step}, extra=lambda tmp: save_model(tmp, G_ema, {**meta, "step": step},
+                                                                                  discriminator=D))
             for old in sorted((out_dir / CHECKPOINTS).glob("step-*"))[: -config.keep_checkpoints]:
                 shutil.rmtree(old)
         return folder
@@ -294,7 +295,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, on_log: Callable[[d
     final_dir = out_dir / "final"
     if world.is_main:
         with atomic_dir(final_dir, replace=True) as tmp:
-            save_model(tmp, G_ema, {**meta, "step": config.steps})
+            save_model(tmp, G_ema, {**meta, "step": config.steps}, discriminator=D)  # ships with the teacher
     world.barrier()  # every rank returns once the final model is on disk
     return TrainResult(out_dir, final_dir, config.steps, start_step, seconds,
                        total_images / seconds if seconds > 0 else 0.0)
