@@ -31,6 +31,7 @@ PASSES: dict[str, str] = {  # the built-ins
     "quantize_ort": "compresskit.passes.quantize_ort:QuantizeOrt",
     "bundle": "compresskit.passes.bundle:Bundle",
     "supernet": "compresskit.passes.supernet:Supernet",
+    "select_subnet": "compresskit.passes.select_subnet:SelectSubnet",
 }
 
 

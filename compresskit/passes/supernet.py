@@ -277,7 +277,8 @@ class Supernet(Pass):
         supernet = supernet.eval()
         meta = {**supernet.meta, "supernet": {
             "width_choices": sorted(cfg.width_choices), "convs_choices": sorted(cfg.convs_choices),
-            "teacher": t_config.model_dump(), "steps": cfg.steps, "text_layers": cfg.text_layers}}
+            "teacher": t_config.model_dump(), "steps": cfg.steps, "text_layers": cfg.text_layers,
+            "text_steps": cfg.text_steps, "text_lr": cfg.text_lr}}
         save_model(out_dir, supernet, meta)
         (out_dir / "supernet_history.json").write_text(json.dumps(history, indent=1) + "\n")
         last = history[-1]
