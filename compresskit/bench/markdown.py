@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from .frontier import frontier_line
+
 SPEED_COLUMNS = [  # (metric, header, format)
     ("latency_ms_p50", "p50 ms", "{:.2f}"), ("latency_ms_p90", "p90 ms", "{:.2f}"), ("latency_ms_p99", "p99 ms", "{:.2f}"),
     ("speedup_vs_baseline", "vs torch", "{:.2f}x"), ("speedup_vs_exported_teacher", "vs export", "{:.2f}x"),
@@ -151,6 +153,9 @@ def report_markdown(report: dict) -> str:
             h, r = table_rows(sub)
             lines += [f"### Speed at {threads} thread(s)", "", _md_table(h, r), ""]
         front = ", ".join(report["pareto"]["front"]) or "(no candidate has both latency and KID)"
+        frontier = report.get("frontier")
+        lines += ["## Quality-held frontier", "", frontier_line(frontier), "",
+                  *(["![frontier](frontier.png)", ""] if frontier and frontier["points"] else [])]
         lines += ["## Pareto front (latency p50 vs KID)", "", f"On the front: {front}.", "",
                   "![pareto](pareto.png)", "", "## Samples (same captions and noise in every row)", "",
                   "![samples](samples.png)", ""]

@@ -35,13 +35,14 @@ from .harness import time_alone
 from .gate import GateSpec, evaluate_gates, verdict
 from .measure import Candidate, chosen_names, measure_compute_rates, measure_footprint, measure_speed, model_cost, size_mb
 from .names import BF16_SUFFIX, step_names
+from .frontier import frontier_plot, quality_frontier
 from .plots import pareto_front, pareto_plot, pareto_points, samples_grid
 from .quality import measure_quality
 from .schema import SCHEMA_VERSION, known_metrics, metric
 from .settings import BenchSettings
 
-REPORT_JSON, REPORT_MD, PARETO_PNG, SAMPLES_PNG, SAMPLES_NPZ = (
-    "report.json", "report.md", "pareto.png", "samples.png", "samples.npz")
+REPORT_JSON, REPORT_MD, PARETO_PNG, SAMPLES_PNG, SAMPLES_NPZ, FRONTIER_PNG = (
+    "report.json", "report.md", "pareto.png", "samples.png", "samples.npz", "frontier.png")
 EMOJI_SAMPLE_CAPTIONS = ["red apple", "cat face", "red heart", "sun", "flag: Japan", "automobile",
                          "red paper lantern", "woman running"]
 NOT_MEASURED_BY_DEFAULT = ("sanitize",)
@@ -291,6 +292,10 @@ def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context
     points = pareto_points(entries)
     pareto_plot(points, out_dir / PARETO_PNG, f"{context.get('recipe', {}).get('name', 'bench')}: latency vs KID "
                 f"({headline} thread(s))", references={e["name"] for e in entries if e["role"] != "candidate"})
+    frontier = quality_frontier(entries)
+    if frontier and frontier["points"]:
+        frontier_plot(frontier, out_dir / FRONTIER_PNG, f"{context.get('recipe', {}).get('name', 'bench')}: the "
+                      f"quality-held frontier ({headline} thread(s); budget shaded; squares: teacher and its exports)")
     not_applicable = context.get("not_applicable", {})
     gate_results = evaluate_gates({"candidates": entries, "final_step": final_name, "not_applicable": not_applicable},
                                   list(gates))
@@ -303,6 +308,7 @@ def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context
                         for name, i in known_metrics().items()},
         "candidates": entries,
         "pareto": {"x": "latency_ms_p50", "y": "kid", "threads": headline, "front": pareto_front(points)},
+        "frontier": frontier,
         "sample_captions": captions, "nondeterminism": NONDETERMINISM,
         "gates": gate_results, "verdict": verdict(gate_results),
         "bench_seconds": round(time.perf_counter() - started, 1), "bench_phase_seconds": phases,

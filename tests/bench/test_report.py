@@ -162,6 +162,11 @@ def test_report_files_front_and_gates(measured_run):
     assert diversity["metric"] == "diversity" and diversity["baseline"] > 0
     md = (run_dir / "report.md").read_text()
     assert "| export_openvino | openvino |" in md and "**Verdict: fail**" in md
+    frontier = report["frontier"]  # the tiny shapes model: attribute accuracy stands for text alignment
+    assert frontier["alignment_metric"] == "attr_accuracy" and (run_dir / "frontier.png").stat().st_size > 200
+    baseline = next(p for p in frontier["points"] if p["name"] == "baseline")
+    assert baseline["inside"], "the teacher keeps its own quality"
+    assert "Quality-held frontier" in md
 
 
 def test_gate_cli_reads_the_recipe_gates_of_a_report(measured_run):
