@@ -169,6 +169,28 @@ def encode(
     out.print(f"model {result['model']}; {result['seconds']} s; cache {result['cache']}")
 
 
+@app.command("refit-disc")
+def refit_disc(
+    config: Annotated[Path, typer.Argument(help="The generator's training YAML (see recipes/train/).")],
+    model: Annotated[str, typer.Option(help="Shipped model name or checkpoint folder (frozen).")],
+    out: Annotated[Path, typer.Option(help="Folder for the model with its discriminator (replaced whole).")],
+    steps: Annotated[int, typer.Option(min=1, max=10_000_000, help="Discriminator steps.")] = 1500,
+) -> None:
+    """Fit a discriminator to a trained generator that ships none (distillation may start its adversarial term
+    from it); writes the model folder again with discriminator.safetensors, checksummed."""
+    from .train import load_train_config
+    from .train.refit import refit_discriminator
+
+    cfg = load_train_config(config)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[stats]}"), TimeElapsedColumn())
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task(f"discriminator for {model}", total=steps, stats="")
+        found = refit_discriminator(cfg, model, out, steps, progress=lambda done, total, stats: bar.update(
+            task, completed=done, stats=f"D {stats['loss_d']:.3f}  real {stats['d_real']:+.2f}  fake {stats['d_fake']:+.2f}"))
+    err.print(f"discriminator fitted in {found['seconds']:.0f} s ({steps} steps): {out}")
+
+
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="Training YAML (see recipes/train/).")],

@@ -34,7 +34,8 @@ distils them: one cached encoder), the teacher the full MiniLM's vectors. Losses
 * ``feature``: MSE between named intermediate layers (``feature_layers``, present in both models and
   drawing feature maps), the student's through learnable 1x1 adapters;
 * ``adversarial``: hinge loss against a discriminator that learns teacher images (real) from student
-  images (fake) for the same caption;
+  images (fake) for the same caption; new (``adversarial_init: fresh``) or started from the teacher's own
+  (``teacher``: the one it was trained against, shipped beside its weights);
 * ``diversity``: keeps the teacher's variety across noise. Rows 2k and 2k+1 of every batch share a caption
   (two noises); the term is ``max(0, 1 - spread(student) / (diversity_target * spread(teacher)))`` with spread
   the mean |image(z1) - image(z2)| of those pairs: zero while the student varies at least ``diversity_target``
@@ -85,7 +86,7 @@ from ..hardware import resolved_bf16
 from ..models import DFDiscriminator, count_params
 from ..models.contract import io_spec, layer_widths
 from ..models.inputs import as_tensors, input_names, text_inputs
-from ..models.io import load_model, save_model
+from ..models.io import load_discriminator, load_model, save_model
 from ..models.stats import macs_per_image
 from ..train.kit import (Checkpointer, EarlyStop, adam, autocast, current, hinge_d_loss, hinge_g_loss, step_rng,
                          training_precision)
@@ -140,6 +141,9 @@ class DistillConfig(PassConfig):
     # teacher_reuse batches again (its images and features kept): the teacher's forward is most of a step's cost
     teacher_reuse: int = Field(1, ge=1, le=1000)
     losses: LossWeights = LossWeights()
+    # the adversarial term's discriminator: a new one (fresh), or the teacher's own (teacher: it must ship one,
+    # discriminator.safetensors beside its weights), which already knows real images from generated ones
+    adversarial_init: Literal["fresh", "teacher"] = "fresh"
     feature_layers: list[str] = ["blocks.0", "blocks.1"]
     diversity_target: float = Field(1.0, gt=0, le=10)  # losses.diversity asks for this share of the teacher's spread
     diversity_rows: int | None = Field(None, ge=2, le=4096)  # the diversity terms pair a batch's first rows only
@@ -326,8 +330,16 @@ class Distill(Pass):
                     adapter.weight[kept[n], torch.arange(len(kept[n])), 0, 0] = 1.0
         adapters = adapters.to(device, memory_format=layout)
         t_taps, s_taps = (Taps(teacher, cfg.feature_layers), Taps(student, cfg.feature_layers)) if w.feature else (None, None)
-        disc = (DFDiscriminator(teacher.config.image_size, 32, teacher.config.text_dim).to(device, memory_format=layout)
-                if w.adversarial else None)
+        disc = None
+        if w.adversarial and cfg.adversarial_init == "teacher":
+            disc = load_discriminator(ctx.teacher.path)
+            if disc is None:
+                raise PassFailed("distill: adversarial_init: teacher, but the teacher ships no discriminator "
+                                 "(discriminator.safetensors); fit one with compresskit refit-disc, or set "
+                                 "adversarial_init: fresh")
+        elif w.adversarial:
+            disc = DFDiscriminator(teacher.config.image_size, 32, teacher.config.text_dim)
+        disc = disc.to(device, memory_format=layout) if disc is not None else None
         lite0 = None
         if w.perceptual or w.perceptual_diversity:
             from ..metrics.features import lite0 as load_lite0

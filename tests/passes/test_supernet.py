@@ -90,3 +90,14 @@ def test_the_adversarial_term_starts_from_the_teachers_discriminator_or_refuses_
     assert load_discriminator(tiny_generator_dir) is None
     with pytest.raises(PassFailed, match="ships no discriminator.*adversarial_init: fresh"):
         run(parse_recipe(recipe_dict(tiny_generator_dir, step), "r.yaml"), tmp_path / "run2")
+
+
+def test_distill_can_start_its_adversarial_term_from_the_teachers_discriminator(teacher_with_discriminator,
+                                                                              tiny_generator_dir, tmp_path):
+    folder, _ = teacher_with_discriminator
+    step = {"distill": {"steps": 4, "batch_size": 8, "validate_every": 2, "captions": 32, "validation_size": 8,
+                        "student": "slim", "width": 0.5, "losses": {"pixel": 1.0, "adversarial": 0.1},
+                        "adversarial_init": "teacher"}}
+    assert run(parse_recipe(recipe_dict(folder, step), "r.yaml"), tmp_path / "run").steps[-1].meta["steps_run"] == 4
+    with pytest.raises(PassFailed, match="ships no discriminator.*refit-disc"):
+        run(parse_recipe(recipe_dict(tiny_generator_dir, step), "r.yaml"), tmp_path / "run2")
