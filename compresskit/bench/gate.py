@@ -137,8 +137,18 @@ def resolve_threshold(goal: str, value: float, baseline: float | None, higher_is
     return baseline - sign * amount  # max_degradation: worse by at most ``amount``
 
 
+def _decided(interval: list[float], threshold: float) -> str:
+    """"clear" when the whole interval lies on one side of the threshold (another bench of the same artifacts
+    would most likely give the same verdict), "marginal" when it straddles it (the verdict, taken on the central
+    value, could flip on a re-run)."""
+    low, high = interval
+    return "marginal" if low < threshold < high else "clear"
+
+
 def evaluate_gates(report: dict, gates: list[GateSpec]) -> list[dict]:
-    """One result per gate: observed, baseline, resolved threshold, passed, and why when it failed."""
+    """One result per gate: observed, baseline, resolved threshold, passed, and why when it failed. A speedup's
+    95% interval (``observed_interval``) rides along, with ``decided``: "clear" or "marginal" (see ``_decided``);
+    the verdict is the central value's either way."""
     results = []
     for gate in gates:
         higher = known_metrics()[gate.metric].direction == "higher"
@@ -156,10 +166,12 @@ def evaluate_gates(report: dict, gates: list[GateSpec]) -> list[dict]:
         stderrs = [_finite(found.get("stderr")), _finite(base.get("stderr"))]
         difference = observed - baseline if observed is not None and baseline is not None else None
         difference_stderr = (math.hypot(*stderrs) if difference is not None and None not in stderrs else None)
+        interval = found.get("interval") if reason is None else None
         results.append({**gate.model_dump(), "direction": "higher" if higher else "lower", "observed": observed,
                         "observed_stderr": stderrs[0], "baseline": baseline, "difference": difference,
                         "difference_stderr": difference_stderr, "threshold": threshold, "passed": passed,
-                        "reason": reason})
+                        "reason": reason, "observed_interval": interval,
+                        "decided": _decided(interval, threshold) if interval else None})
     return results
 
 

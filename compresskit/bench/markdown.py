@@ -67,7 +67,8 @@ def _with_stderr(value: float | None, stderr: float | None, sign: bool = False) 
 
 
 def gate_rows(gates: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """Gate table rows; ``vs baseline`` is observed - baseline with its standard error where one exists."""
+    """Gate table rows; ``vs baseline`` is observed - baseline with its standard error where one exists; a
+    speedup's observed figure carries its 95% interval in brackets, and a verdict it straddles says marginal."""
     headers = ["gate", "candidate", "goal", "observed", "threshold", "baseline", "vs baseline", "result"]
     rows = []
     for g in gates:
@@ -75,8 +76,14 @@ def gate_rows(gates: list[dict]) -> tuple[list[str], list[list[str]]]:
         op = ">=" if g["direction"] == "higher" else "<="
         threads = f" @{g['threads']}t" if g.get("threads") else ""
         result = "PASS" if g["passed"] else f"FAIL ({g['reason']})" if g["reason"] else "FAIL"
+        if g.get("decided") == "marginal":
+            result += " (marginal: the interval straddles the threshold)"
+        observed = _with_stderr(g["observed"], g.get("observed_stderr"))
+        if g.get("observed_interval"):
+            low, high = g["observed_interval"]
+            observed += f" [{low:.4g}, {high:.4g}]"
         rows.append([g["metric"] + threads, g["candidate"], f"{g['goal']} {g['value']:g}",
-                     _with_stderr(g["observed"], g.get("observed_stderr")), f"{op} {fmt(g['threshold'])}",
+                     observed, f"{op} {fmt(g['threshold'])}",
                      fmt(g["baseline"]), _with_stderr(g.get("difference"), g.get("difference_stderr"), sign=True), result])
     return headers, rows
 

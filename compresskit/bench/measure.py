@@ -40,7 +40,7 @@ from .peak import HOW as PEAK_HOW
 from .peak import measure_peaks, peak_kind
 from .schema import metric
 from .settings import SpeedSettings
-from .speed import percentiles, probe
+from .speed import percentiles, probe, ratio_interval
 
 TEACHER_INT8 = "teacher_int8"
 
@@ -89,6 +89,10 @@ def model_cost(artifact: Artifact, torch_ancestor: Artifact | None) -> dict:
     how = "counted on the torch model" if source is artifact else f"of the torch model it was exported from ({source.id})"
     return {"params": metric("params", stats["params"], how=how),
             "macs": metric("macs", stats["macs_per_image"], how=how)}
+
+
+INTERVAL_HOW = ("interval: 95% block bootstrap over the timed rounds (2,000 resamples of whole rounds, the same "
+                "rounds for both, seeded)")
 
 
 def _how(settings: SpeedSettings) -> str:
@@ -165,10 +169,14 @@ def measure_speed(candidates: list[Candidate], settings: SpeedSettings, seed: in
                         "speedup_vs_teacher_int8": TEACHER_INT8 if TEACHER_INT8 in names else None}
             for metric_name, reference in speedups.items():
                 if reference is not None:
+                    interval = ratio_interval(timed[reference]["latency"], timed[c.name]["latency"], settings.per_round,
+                                              seed=seed)
                     record[metric_name] = metric(metric_name, p50[reference] / p["p50"], p["n"], threads=threads,
-                                                 reference=reference, how="ratio of batch-1 p50s measured in this run")
+                                                 reference=reference, interval=[round(v, 4) for v in interval],
+                                                 how="ratio of batch-1 p50s measured in this run; " + INTERVAL_HOW)
             if "e2e" in timed[c.name]:
-                record.update(_e2e_records(timed[c.name]["e2e"], e2e_p50[candidates[0].name], settings, threads, how))
+                record.update(_e2e_records(timed[c.name]["e2e"], timed[candidates[0].name]["e2e"], settings, threads,
+                                           how, seed))
             by_batch = {b: float(np.median(v)) for b, v in timed[c.name].items() if isinstance(b, int)}
             if by_batch:
                 largest = max(by_batch)
@@ -181,16 +189,20 @@ def measure_speed(candidates: list[Candidate], settings: SpeedSettings, seed: in
     return results, applied
 
 
-def _e2e_records(ms: list[float], baseline_p50: float, settings: SpeedSettings, threads: int, how: str) -> dict:
+def _e2e_records(ms: list[float], baseline_ms: list[float], settings: SpeedSettings, threads: int, how: str,
+                 seed: int = 0) -> dict:
     e = percentiles(ms)
+    baseline_p50 = percentiles(baseline_ms)["p50"]
+    interval = ratio_interval(baseline_ms, ms, settings.per_round, seed=seed)
     record = {f"e2e_latency_ms_{q}": metric(f"e2e_latency_ms_{q}", e[q], e["n"], threads=threads, batch=1,
                                             spread={"iqr_ms": e["iqr"], "std_ms": e["std"]},
                                             caption=settings.e2e_caption, how=how + "; text encoder uncached")
               for q in ("p50", "p90")}
     record["e2e_speedup_vs_baseline"] = metric(
         "e2e_speedup_vs_baseline", baseline_p50 / e["p50"], e["n"], threads=threads, reference="baseline",
+        interval=[round(v, 4) for v in interval],
         how="ratio of end-to-end batch-1 p50s measured in this run (the teacher pipeline: MiniLM in torch + the "
-            "teacher in torch)")
+            "teacher in torch); " + INTERVAL_HOW)
     return record
 
 

@@ -1,6 +1,7 @@
 """Timing primitives (the isolated harness that schedules them is ``bench.harness``).
 
 * ``percentiles``: p50 / p90 / p99 of per-call latencies (numpy's linear interpolation).
+* ``ratio_interval``: a block-bootstrap interval of a speedup (ratio of medians) over the timed rounds;
 * ``time_calls``: wall time of each of N calls.
 * ``probe``: load + compile + first call and peak resident memory, in a fresh process per artifact (a
   process's peak RSS cannot be reset, so each measurement needs its own).
@@ -29,6 +30,26 @@ def percentiles(samples_ms: list[float]) -> dict[str, float]:
     p25, p50, p75, p90, p99 = np.percentile(values, [25, 50, 75, 90, 99])
     return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "n": int(values.size),
             "iqr": float(p75 - p25), "std": float(values.std())}
+
+
+def ratio_interval(reference_ms: list[float], candidate_ms: list[float], per_round: int, *, level: float = 0.95,
+                   resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap interval of median(reference) / median(candidate) over the timed rounds.
+
+    Both lists hold ``per_round`` calls per round, round after round, timed in the same rounds (the harness's
+    interleaved schedule): a resample draws whole rounds, the same ones for both, so a slow spell that hit both
+    in one round stays paired, and calls within a round are not treated as independent (block bootstrap)."""
+    ref = np.asarray(reference_ms, dtype=np.float64)
+    cand = np.asarray(candidate_ms, dtype=np.float64)
+    rounds = min(len(ref), len(cand)) // per_round
+    if rounds < 2:
+        ratio = float(np.median(ref) / np.median(cand))
+        return ratio, ratio
+    ref, cand = ref[:rounds * per_round].reshape(rounds, per_round), cand[:rounds * per_round].reshape(rounds, per_round)
+    picks = np.random.default_rng(seed).integers(0, rounds, size=(resamples, rounds))
+    ratios = np.median(ref[picks].reshape(resamples, -1), axis=1) / np.median(cand[picks].reshape(resamples, -1), axis=1)
+    low, high = np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
 
 
 def time_calls(fn: Callable[[], object], repeats: int) -> list[float]:

@@ -93,6 +93,10 @@ def test_report_measures_every_candidate_with_units_directions_and_counts(measur
         assert m["params"]["value"] == report["candidates"][0]["metrics"]["params"]["value"], "an export keeps the weights"
     base, teacher_onnx, teacher_ov, teacher_int8, onnx, ov = (c["metrics"] for c in report["candidates"])
     assert base["speedup_vs_baseline"]["value"] == 1.0 and "psnr_vs_teacher" not in base
+    for m in (onnx, ov, teacher_int8):  # every speedup carries its bootstrap interval around it
+        for name in ("speedup_vs_baseline", "speedup_vs_teacher_int8", "e2e_speedup_vs_baseline"):
+            low, high = m[name]["interval"]
+            assert low <= m[name]["value"] <= high and "bootstrap" in m[name]["how"], name
     # each speedup is the ratio of two p50s of this run, over the reference its name says
     for m, exported_teacher in ((onnx, teacher_onnx), (ov, teacher_ov), (base, base)):
         assert m["speedup_vs_exported_teacher"]["value"] == pytest.approx(
