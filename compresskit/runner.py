@@ -103,16 +103,23 @@ def input_artifact(model_ref, artifacts_dir: Path) -> Artifact:
     spec = model_ref
     model_ref = getattr(model_ref, "model", model_ref)
     source = resolve_model_dir(model_ref)
-    # the teacher's discriminator travels with it where it ships one (distillation may start from it)
-    files = (CONFIG_FILE, WEIGHTS_FILE, *((DISC_FILE,) if (source / DISC_FILE).is_file() else ()))
+    # the teacher's discriminator travels with it where it ships one (distillation may start from it). The input's
+    # id is the generator's (config, weights, data): a step that reads the discriminator adds its hash to its own
+    # id (``pass_output_id``), so shipping one does not invalidate every artifact made from the generator
+    extra = (DISC_FILE,) if (source / DISC_FILE).is_file() else ()
     generator = load_model(source)  # validates before copying
     dataset, dataset_from = input_dataset(spec, generator.meta)
-    digest = stable_hash({"files": {name: sha256_file(source / name) for name in files}, "dataset": dataset})
+    digest = stable_hash({"files": {CONFIG_FILE: _generator_config_sha(source), WEIGHTS_FILE: sha256_file(source / WEIGHTS_FILE)},
+                          "dataset": dataset})
+    files = (CONFIG_FILE, WEIGHTS_FILE, *extra)
     folder = artifacts_dir / f"00-input-{digest}"
     existing = reuse_artifact(folder, lambda kind, info: None)
-    if existing is not None:
+    same_disc = existing is not None and (
+        (existing.path / DISC_FILE).is_file() == bool(extra)
+        and (not extra or sha256_file(existing.path / DISC_FILE) == sha256_file(source / DISC_FILE)))
+    if same_disc:
         return existing
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, replace=existing is not None) as tmp:  # a discriminator shipped (or changed) since
         for name in files:
             shutil.copy2(source / name, tmp / name)
         write_manifest(tmp, id=digest, parent_id=None, format=Format.TORCH,
@@ -120,6 +127,18 @@ def input_artifact(model_ref, artifacts_dir: Path) -> Artifact:
                        dataset=dataset, lineage=[{"pass": "input", "id": digest}],
                        meta={"dataset_from": dataset_from})
     return load_artifact(folder)
+
+
+def _generator_config_sha(source: Path) -> str:
+    """sha256 of config.json as it reads without its ``discriminator`` entry (the bytes ``save_model`` writes):
+    a folder that ships a discriminator keeps the id its generator had without one."""
+    import hashlib
+
+    config = json.loads((source / CONFIG_FILE).read_text("utf-8"))
+    if not isinstance(config, dict) or "discriminator" not in config:
+        return sha256_file(source / CONFIG_FILE)
+    text = json.dumps({k: v for k, v in config.items() if k != "discriminator"}, indent=1, sort_keys=True) + "\n"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _factory_artifact(spec_in, artifacts_dir: Path) -> Artifact:
@@ -188,7 +207,7 @@ def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[str, dict], None] | 
         for step in recipe.steps:
             cls = pass_class(step.name)
             config = step.config.model_dump(mode="json")
-            output_id = pass_output_id(cls, step.name, config, current.id)
+            output_id = pass_output_id(cls, step.name, config, current.id, root)
             folder = artifacts_dir / f"{step.index + 1:02d}-{step.name}-{output_id}"
             emit("start", {"step": step.index + 1, "name": step.name, "id": output_id})
             started = time.perf_counter()
@@ -244,10 +263,15 @@ def _step(cls, step, config: dict, current: Artifact, folder: Path, output_id: s
     return (produced if produced is not None else load_artifact(folder)), cached
 
 
-def pass_output_id(cls, name: str, config: dict, parent_id: str) -> str:
-    """The id of what pass ``name`` (class ``cls``) makes from ``parent_id`` with ``config`` (a hash chain)."""
-    machine = cls.machine_key(cls.Config.model_validate(config))
-    return artifact_id(name, config, parent_id, {"pass": cls.version, **_versions(cls.libraries), **machine})
+def pass_output_id(cls, name: str, config: dict, parent_id: str, teacher: Artifact | None = None) -> str:
+    """The id of what pass ``name`` (class ``cls``) makes from ``parent_id`` with ``config`` (a hash chain); a
+    step that reads the teacher's discriminator (``cls.reads_teacher_discriminator``) adds that file's hash."""
+    validated = cls.Config.model_validate(config)
+    machine = cls.machine_key(validated)
+    reads = teacher is not None and cls.reads_teacher_discriminator(validated)
+    disc = teacher.path / DISC_FILE if reads else None
+    extra = {"teacher_discriminator": sha256_file(disc) if disc.is_file() else None} if reads else {}
+    return artifact_id(name, config, parent_id, {"pass": cls.version, **_versions(cls.libraries), **machine, **extra})
 
 
 def produce(cls, name: str, config, src: Artifact, folder: Path, output_id: str, ctx: PassContext) -> Artifact:

@@ -138,6 +138,11 @@ class Pass(ABC):
         ``bf16: auto`` resolves to): it enters the artifact id, so a cache shared by two kinds of CPU keeps both."""
         return {}
 
+    @classmethod
+    def reads_teacher_discriminator(cls, config: PassConfig) -> bool:
+        """True when ``config`` makes the pass start from the teacher's discriminator (its hash joins the id)."""
+        return False
+
     @abstractmethod
     def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> PassResult:
         """Write the new artifact's payload into ``out_dir``; return its figures."""

@@ -269,6 +269,10 @@ class Distill(Pass):
     distributed = True
 
     @classmethod
+    def reads_teacher_discriminator(cls, config: DistillConfig) -> bool:
+        return bool(config.losses.adversarial) and config.adversarial_init == "teacher"
+
+    @classmethod
     def machine_key(cls, config: DistillConfig) -> dict:
         return {"bf16": resolved_bf16(config.bf16)}  # bf16 and fp32 train different students
 

@@ -112,6 +112,10 @@ class Supernet(Pass):
     version = "1"
 
     @classmethod
+    def reads_teacher_discriminator(cls, config: SupernetConfig) -> bool:
+        return bool(config.losses.adversarial) and config.adversarial_init == "teacher"
+
+    @classmethod
     def machine_key(cls, config: SupernetConfig) -> dict:
         return {"bf16": resolved_bf16(config.bf16)}
 

@@ -101,3 +101,21 @@ def test_distill_can_start_its_adversarial_term_from_the_teachers_discriminator(
     assert run(parse_recipe(recipe_dict(folder, step), "r.yaml"), tmp_path / "run").steps[-1].meta["steps_run"] == 4
     with pytest.raises(PassFailed, match="ships no discriminator.*refit-disc"):
         run(parse_recipe(recipe_dict(tiny_generator_dir, step), "r.yaml"), tmp_path / "run2")
+
+
+def test_shipping_a_discriminator_later_keeps_the_generators_artifacts_and_keys_the_steps_that_read_it(tmp_path):
+    torch.manual_seed(0)
+    teacher = save_model(tmp_path / "teacher", create_generator(ngf=4, text_hidden=16, fuse_hidden=8), {})
+    first = {"supernet": {**FAST, "steps": 2}}
+    adversarial = {"distill": {"steps": 2, "batch_size": 8, "validate_every": 2, "captions": 32, "validation_size": 8,
+                               "student": "input", "losses": {"pixel": 1.0, "adversarial": 0.1},
+                               "adversarial_init": "teacher"}}
+    before = run(parse_recipe(recipe_dict(teacher, first), "r.yaml"), tmp_path / "run")
+    save_model(teacher, load_model(teacher), {}, DFDiscriminator(32, 8, 384))  # the teacher now ships one
+    after = run(parse_recipe(recipe_dict(teacher, first, adversarial), "r.yaml"), tmp_path / "run")
+    assert after.steps[0].cached and after.steps[0].path == before.steps[0].path, "the supernet is reused"
+    changed = DFDiscriminator(32, 8, 384)
+    save_model(teacher, load_model(teacher), {}, changed)  # another discriminator: the step that reads it re-runs
+    again = run(parse_recipe(recipe_dict(teacher, first, adversarial), "r.yaml"), tmp_path / "run")
+    assert again.steps[0].cached and not again.steps[1].cached
+    assert again.steps[1].path != after.steps[1].path
