@@ -9,6 +9,10 @@ made on val, never on eval):
 * ``similarity_to_fp32``: 1 - mean |int8 - fp32| / 2 (1.0 for the fp32 model itself);
 * ``psnr_vs_teacher``: the release gate's own figure, PSNR (dB, images mapped to [0, 1], torchmetrics, capped
   at 100) against the torch teacher's image for the same noise and caption, averaged over the pairs;
+* ``caption_similarity`` (emoji): the text-alignment figure behind the R-precision gate, per image — the cosine
+  between the image's vector from the shipped aligner (``emoji32-align``) and its caption's MiniLM vector: a
+  quantised layer that loses what the caption asked for moves it, where PSNR against the teacher (whose images
+  vary with every noise) and similarity to fp32 are blind to which pixels carry meaning;
 * ``attr_accuracy_unseen`` (shapes): the unseen-pairing gate's own figure, whole-object attribute accuracy of
   the images drawn for val captions that hold a (colour, shape) pairing never seen in train — a figure that
   sees a swapped colour or shape, which mean pixel similarity barely does.
@@ -20,6 +24,7 @@ difference exceeds ``max_mean_abs_error``.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Literal
 
@@ -47,7 +52,8 @@ class QuantizeNncfConfig(PassConfig):
     preset: Literal["performance", "mixed"] = "performance"
     fast_bias_correction: bool = True
     ignored_scope: IgnoredScopeConfig = IgnoredScopeConfig()
-    metric: Literal["similarity_to_fp32", "psnr_vs_teacher", "attr_accuracy_unseen"] = "similarity_to_fp32"
+    metric: Literal["similarity_to_fp32", "psnr_vs_teacher", "caption_similarity", "attr_accuracy_unseen"] = (
+        "similarity_to_fp32")
     max_drop: float = Field(0.005, gt=0, le=100)  # accuracy_control: allowed drop, in the metric's unit (dB for PSNR)
     validation_size: int = Field(64, ge=4, le=10_000)
     # the step fails when mean |int8 - fp32| over 16 val-caption images (pixels in [-1, 1]) exceeds this
@@ -68,6 +74,27 @@ def _psnr(compiled, items: list[dict], reference: list[np.ndarray]) -> tuple[flo
     unit = lambda images: torch.from_numpy((np.asarray(images, dtype=np.float64) + 1.0) / 2.0)  # noqa: E731
     per_item = [min(float(peak_signal_noise_ratio(unit(compiled(item)[0]), unit(ref), data_range=1.0)), PSNR_CAP_DB)
                 for item, ref in zip(items, reference)]
+    return float(np.mean(per_item)), per_item
+
+
+@functools.cache
+def _aligner():
+    from ..metrics.alignment import load_aligner
+
+    return load_aligner()  # once: accuracy control validates many times
+
+
+def _caption_similarity(compiled, items: list[dict], reference=None) -> tuple[float, list[float]]:
+    """Cosine of each item's image (through the shipped aligner) with its caption's MiniLM vector (``text``)."""
+    import torch
+
+    from ..metrics.alignment import embed_images
+
+    images = np.stack([np.round((np.clip(compiled(item)[0][0], -1, 1) + 1) * 127.5).astype(np.uint8).transpose(1, 2, 0)
+                       for item in items])
+    vectors = embed_images(_aligner(), images)
+    captions = torch.nn.functional.normalize(torch.from_numpy(np.concatenate([item["text"] for item in items])).float(), dim=1)
+    per_item = (vectors * captions).sum(1).tolist()
     return float(np.mean(per_item)), per_item
 
 
@@ -180,6 +207,8 @@ class QuantizeNncf(Pass):
                 items, reference = unseen_attribute_inputs(ctx.source, cfg.validation_size, ctx.seed + 1, "val")
             elif cfg.metric == "psnr_vs_teacher":
                 figure, reference = _psnr, _teacher_images(ctx, cfg.validation_size, ctx.seed + 1)
+            elif cfg.metric == "caption_similarity":
+                figure, reference = _caption_similarity, None
             else:
                 figure, reference = _similarity, [fp32(item)[0] for item in items]
             quantized = nncf.quantize_with_accuracy_control(

@@ -9,7 +9,7 @@ plain INT8 export is timed in the same rounds: ``speedup_vs_teacher_int8`` budge
 latency table is cached per machine (CPU model, ISA, threads, the library versions) and candidate set: measured
 once, reused by later runs. MACs do not decide: at batch 1 our students run far from the CPU's peak.
 
-Quality, on the **val** split (``val_n`` captions, the seed of ``compresskit eval``), for the candidates inside
+Quality, on the **val** split (``val_n`` captions, default all of them, the seed of ``compresskit eval``), for the candidates inside
 the budget only: R-precision (the emoji aligner), KID (Lite0 features, against the train images) and
 diversity, each also computed for the teacher. The chosen sub-network has the highest val R-precision (attribute accuracy for shapes) among
 those whose KID is at most ``kid_max_increase`` above the teacher's and whose diversity keeps ``min_diversity``
@@ -52,9 +52,10 @@ class SelectSubnetConfig(PassConfig):
     rounds: int = Field(5, ge=1, le=100)
     calls: int = Field(30, ge=1, le=10_000)
     subset_size: int = Field(64, ge=1, le=10_000)  # calibration pairs of each candidate's INT8 export
-    val_n: int = Field(500, ge=10, le=100_000)  # val captions each in-budget candidate is scored on
-    kid_max_increase: float = Field(0.15, ge=0, le=100)  # the quality budget the choice tries to stay inside
-    min_diversity: float = Field(0.9, ge=0, le=10)
+    val_n: int | None = Field(None, ge=10, le=100_000)  # val captions each in-budget candidate is scored on (None: all)
+    alignment_drop: float = Field(0.03, ge=0, le=1)  # the quality budget: R-precision at most this below the teacher's,
+    kid_max_increase: float = Field(0.15, ge=0, le=100)  # KID at most this much above (relative) ...
+    min_diversity: float = Field(0.9, ge=0, le=10)  # ... diversity at least this share of the teacher's
     max_scored: int = Field(12, ge=1, le=1000)  # score at most this many in-budget candidates (the slowest ones)
 
     @model_validator(mode="after")
@@ -134,12 +135,15 @@ def _machine() -> dict:
 
 
 def choose(scored: list[Subnet], quality: dict[str, dict], teacher: dict, kid_max_increase: float,
-           min_diversity: float) -> tuple[Subnet, bool]:
-    """The highest val text alignment (R-precision; attribute accuracy on shapes) among ``scored`` inside the quality budget (KID at most ``kid_max_increase``
-    above the teacher's, diversity at least ``min_diversity`` of it), else among all; and whether it is inside."""
+           min_diversity: float, alignment_drop: float) -> tuple[Subnet, bool]:
+    """The highest val text alignment (R-precision; attribute accuracy on shapes) among ``scored`` whose KID is at
+    most ``kid_max_increase`` above the teacher's and diversity at least ``min_diversity`` of it (else among all);
+    and whether it is inside the whole quality budget (its alignment at most ``alignment_drop`` below too)."""
     ok = [s for s in scored if quality[s.key()]["kid"] <= teacher["kid"] * (1 + kid_max_increase)
           and quality[s.key()]["diversity"] >= min_diversity * teacher["diversity"]]
-    return max(ok or scored, key=lambda s: quality[s.key()]["alignment"]), bool(ok)
+    chosen = max(ok or scored, key=lambda s: quality[s.key()]["alignment"])
+    inside = chosen in ok and quality[chosen.key()]["alignment"] >= teacher["alignment"] - alignment_drop
+    return chosen, inside
 
 
 class SelectSubnet(Pass):
@@ -201,7 +205,8 @@ class SelectSubnet(Pass):
         scored = inside[:cfg.max_scored]  # the slowest inside the budget: the most capacity it allows
         quality = self._quality(teacher, supernet, choices, scored, ctx)
         t_q = quality.pop("teacher")
-        chosen, in_quality_budget = choose(scored, quality, t_q, cfg.kid_max_increase, cfg.min_diversity)
+        chosen, in_quality_budget = choose(scored, quality, t_q, cfg.kid_max_increase, cfg.min_diversity,
+                                           cfg.alignment_drop)
         student = extract(supernet, chosen)
         save_model(out_dir, student, {**getattr(supernet, "meta", {}), "subnet": chosen.model_dump()})
         rows = [{"subnet": s.key(), "latency_ms": round(latency[s.key()], 4), "macs": macs_per_image(extract(supernet, s)),

@@ -91,6 +91,16 @@ def test_accuracy_control_can_hold_the_gates_own_figure_psnr_vs_the_teacher(tiny
     assert meta["val_psnr_vs_teacher_int8"] >= meta["val_psnr_vs_teacher_fp32"] - 0.2
 
 
+def test_accuracy_control_can_hold_caption_similarity_through_the_shipped_aligner(tiny_generator_dir, tmp_path):
+    """The figure behind the R-precision gate, per image: the aligner's image vector against the caption's."""
+    steps = [{"export_onnx": {}}, {"export_openvino": {}},
+             {"quantize_nncf": {"mode": "accuracy_control", "metric": "caption_similarity", "subset_size": 16,
+                                "validation_size": 8, "max_drop": 0.01}}]
+    meta = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run").steps[-1].meta
+    assert -1 <= meta["val_caption_similarity_fp32"] <= 1 and meta["val_caption_similarity_fp32"] != 0
+    assert meta["val_caption_similarity_int8"] >= meta["val_caption_similarity_fp32"] - 0.01
+
+
 def test_accuracy_control_can_hold_unseen_pairing_accuracy_on_shapes_and_refuses_data_without_labels(
         tiny_generator_dir, tmp_path):
     """The unseen-pairing gate's own figure on val: read from the images by the attribute reader."""

@@ -24,8 +24,9 @@ def test_the_choice_is_the_best_aligned_inside_the_quality_budget_else_the_best_
     quality = {a.key(): {"alignment": 0.6, "kid": 0.22, "diversity": 0.29},   # inside
                b.key(): {"alignment": 0.65, "kid": 0.21, "diversity": 0.2},   # too little variety
                c.key(): {"alignment": 0.69, "kid": 0.5, "diversity": 0.3}}    # KID too high
-    assert choose([a, b, c], quality, teacher, 0.15, 0.9) == (a, True)
-    assert choose([b, c], quality, teacher, 0.15, 0.9) == (c, False), "none inside: the best aligned, marked"
+    assert choose([a, b, c], quality, teacher, 0.15, 0.9, 0.1) == (a, True)
+    assert choose([a, b, c], quality, teacher, 0.15, 0.9, 0.03) == (a, False), "KID, diversity hold; alignment not"
+    assert choose([b, c], quality, teacher, 0.15, 0.9, 0.1) == (c, False), "none inside: the best aligned, marked"
 
 
 def test_candidates_are_the_uniform_subnets_then_distinct_seeded_random_ones():
