@@ -16,11 +16,18 @@ from tests.passes.conftest import recipe_dict
 
 PREREQUISITES = {"torch": [], "onnx": [{"export_onnx": {}}], "openvino": [{"export_onnx": {}}, {"export_openvino": {}}]}
 FAST = {"quantize_nncf": {"subset_size": 8}, "quantize_ort": {"subset_size": 8}, "bundle": {"validation_size": 8},
-        "distill": {"steps": 4, "batch_size": 4, "captions": 16, "validation_size": 8, "validate_every": 2}}
+        "distill": {"steps": 4, "batch_size": 4, "captions": 16, "validation_size": 8, "validate_every": 2},
+        "supernet": {"steps": 2, "batch_size": 4, "captions": 16, "validation_size": 8, "validate_every": 2,
+                     "width_choices": [0.25, 0.5]},
+        # a budget every candidate meets (tiny candidates against a tiny teacher), the least timing and scoring
+        "select_subnet": {"speedup_vs_teacher_int8": 0.1, "candidates": 0, "rounds": 1, "calls": 2, "subset_size": 8,
+                          "val_n": 60, "max_scored": 1}}
+SUPERNET = {"select_subnet": [{"supernet": FAST["supernet"]}]}  # its input is a supernet step's artifact
 
 
 def steps_for(name: str) -> list[dict]:
-    return [*PREREQUISITES[pass_class(name).accepts[0]], {name: FAST.get(name, {})}]
+    before = SUPERNET.get(name, PREREQUISITES[pass_class(name).accepts[0]])
+    return [*before, {name: FAST.get(name, {})}]
 
 
 @pytest.mark.parametrize("name", list(PASSES))
