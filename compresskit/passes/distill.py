@@ -86,12 +86,12 @@ from ..hardware import resolved_bf16
 from ..models import DFDiscriminator, count_params
 from ..models.contract import io_spec, layer_widths
 from ..models.inputs import as_tensors, input_names, text_inputs
-from ..models.io import load_discriminator, load_model, save_model
+from ..models.io import load_model, save_model
 from ..models.stats import macs_per_image
 from ..train.kit import (Checkpointer, EarlyStop, adam, autocast, current, hinge_d_loss, hinge_g_loss, step_rng,
                          training_precision)
 from .base import Pass, PassConfig, PassContext, PassMetric, PassResult
-from .students import Taps, inherit_from_teacher, make_student
+from .students import Taps, discriminator_for, inherit_from_teacher, make_student
 
 
 def _perceived(lite0: nn.Module, images: torch.Tensor, maps: list[int] | None) -> list[torch.Tensor]:
@@ -334,16 +334,8 @@ class Distill(Pass):
                     adapter.weight[kept[n], torch.arange(len(kept[n])), 0, 0] = 1.0
         adapters = adapters.to(device, memory_format=layout)
         t_taps, s_taps = (Taps(teacher, cfg.feature_layers), Taps(student, cfg.feature_layers)) if w.feature else (None, None)
-        disc = None
-        if w.adversarial and cfg.adversarial_init == "teacher":
-            disc = load_discriminator(ctx.teacher.path)
-            if disc is None:
-                raise PassFailed("distill: adversarial_init: teacher, but the teacher ships no discriminator "
-                                 "(discriminator.safetensors); fit one with compresskit refit-disc, or set "
-                                 "adversarial_init: fresh")
-        elif w.adversarial:
-            disc = DFDiscriminator(teacher.config.image_size, 32, teacher.config.text_dim)
-        disc = disc.to(device, memory_format=layout) if disc is not None else None
+        disc = (discriminator_for("distill", cfg.adversarial_init, ctx.teacher.path, teacher.config)
+                .to(device, memory_format=layout) if w.adversarial else None)
         lite0 = None
         if w.perceptual or w.perceptual_diversity:
             from ..metrics.features import lite0 as load_lite0

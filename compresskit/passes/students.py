@@ -95,6 +95,22 @@ def make_student(cfg: DistillConfig, src: Artifact, teacher: nn.Module) -> nn.Mo
     return student
 
 
+def discriminator_for(step: str, init: str, teacher_folder, teacher_config: GeneratorConfig) -> nn.Module:
+    """The adversarial term's discriminator, in train mode: the teacher's own (``init: teacher``; one line naming
+    the fix when it ships none) or a new one sized for the teacher's images and caption vectors."""
+    from ..models import DFDiscriminator
+    from ..models.io import load_discriminator
+
+    if init == "teacher":
+        disc = load_discriminator(teacher_folder)
+        if disc is None:
+            raise PassFailed(f"{step}: adversarial_init: teacher, but the teacher ships no discriminator "
+                             "(discriminator.safetensors); fit one with compresskit refit-disc, or set "
+                             "adversarial_init: fresh")
+        return disc.train()
+    return DFDiscriminator(teacher_config.image_size, 32, teacher_config.text_dim).train()
+
+
 def _top_channels(features: torch.Tensor, k: int, by_importance: bool = False) -> torch.Tensor:
     """The ``k`` channels of a (N, C, ...) activation with the largest mean magnitude, in channel order (or, with
     ``by_importance``, the most active first: a supernet's first channels are then its best ones)."""

@@ -40,15 +40,15 @@ from torch.nn import functional as F
 from ..artifact import Artifact, Format
 from ..errors import PassFailed
 from ..hardware import resolved_bf16
-from ..models import DFDiscriminator, DFGenerator, count_params
+from ..models import DFGenerator, count_params
 from ..models.elastic import Subnet, check_supernet, elastic_forward, from_factors, sample
 from ..models.inputs import as_tensors, text_inputs
-from ..models.io import load_discriminator, load_model, save_model
+from ..models.io import load_model, save_model
 from ..models.contract import io_spec
 from ..train.kit import Checkpointer, adam, autocast, hinge_d_loss, hinge_g_loss, step_rng, training_precision
 from .base import Pass, PassConfig, PassContext, PassMetric, PassResult
 from .distill import pair_spread
-from .students import Taps, inherit_from_teacher, slim_config
+from .students import Taps, discriminator_for, inherit_from_teacher, slim_config
 
 
 class SupernetLosses(PassConfig):
@@ -175,14 +175,7 @@ class Supernet(Pass):
                 a.weight[kept[n], torch.arange(len(kept[n])), 0, 0] = 1.0
         t_taps = Taps(teacher, layers) if layers else None
 
-        disc = None
-        if w.adversarial:
-            disc = load_discriminator(ctx.teacher.path) if cfg.adversarial_init == "teacher" else None
-            if disc is None and cfg.adversarial_init == "teacher":
-                raise PassFailed("supernet: adversarial_init: teacher, but the teacher ships no discriminator "
-                                 "(discriminator.safetensors); set adversarial_init: fresh or losses.adversarial: 0")
-            disc = disc or DFDiscriminator(t_config.image_size, 32, t_config.text_dim)
-            disc.train()
+        disc = discriminator_for("supernet", cfg.adversarial_init, ctx.teacher.path, t_config) if w.adversarial else None
         opt = adam([*supernet.parameters(), *adapters.parameters()], lr=cfg.lr, betas=(0.5, 0.999))
         opt_d = adam(disc.parameters(), lr=cfg.lr * 0.5, betas=(0.0, 0.9)) if disc else None
         checkpointer = Checkpointer({"supernet": supernet, "adapters": adapters, **({"disc": disc} if disc else {})},
