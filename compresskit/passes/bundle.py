@@ -22,8 +22,11 @@ of a fresh process's peak here); a caption needs a handful of rows. Captions are
 ``PAD_TO_MULTIPLE_OF`` tokens (see ``runtimes.bundle``), in calibration and validation as in deployment.
 
 The folder (``runtimes.bundle``): ``bundle.json``, ``tokenizer.json`` (the MiniLM package's own),
-``text_encoder.{xml,bin}|.onnx``, ``word_embeddings*.npy`` (OpenVINO), ``generator.{xml,bin}|.onnx``. Reported: the text encoder's cosine to
-fp32 MiniLM on validation captions (pooled vectors; 1.0 for fp32 itself) and the bundle's size.
+``text_encoder.{xml,bin}|.onnx``, ``word_embeddings*.npy`` (OpenVINO), ``generator.{xml,bin}|.onnx``, and
+``generate.py``: the bundle's own runner (``runtimes.standalone_generate``), so a device needs only numpy,
+tokenizers and openvino or onnxruntime (``python BUNDLE/generate.py "red apple" --out apple.png``).
+Reported: the text encoder's cosine to fp32 MiniLM on validation captions (pooled vectors; 1.0 for fp32
+itself) and the bundle's size.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from pydantic import Field
 from ..artifact import Artifact
 from ..errors import PassFailed
 from ..hardware import resolved_bf16
-from ..runtimes import ONNX_FILE, OPENVINO_XML
+from ..runtimes import ONNX_FILE, OPENVINO_XML, standalone_generate
 from ..runtimes.bundle import BUNDLE_FILE, BUNDLE_FORMAT, load_tokenizer
 from .base import Pass, PassConfig, PassContext, PassMetric, PassResult
 
@@ -134,8 +137,9 @@ class Bundle(Pass):
     Config = BundleConfig
     accepts = ("openvino", "onnx")
     produces = "bundle"
-    # 4: text_layers; 3: word embeddings out of the graph, captions padded to a multiple of 8; 2: own length; 1: 128
-    version = "4"
+    # 5: generate.py, the bundle's own runner (bump when the runner's output changes); 4: text_layers; 3: word
+    # embeddings out of the graph, captions padded to a multiple of 8; 2: own length; 1: 128
+    version = "5"
     libraries = ("openvino", "nncf", "onnxruntime", "tokenizers")
     needs = ("captions",)
     metrics = {"text_cosine_vs_fp32": PassMetric("", "higher", "mean cosine of the bundle's sentence vectors to "
@@ -207,6 +211,8 @@ class Bundle(Pass):
                 "generator": {"file": generator_file, "backend": backend, "io": src.io,
                               "input_order": input_names(src.io)}}
         (out_dir / BUNDLE_FILE).write_text(json.dumps(spec, indent=1) + "\n")
+        # the runner a device uses without compresskit (the step's manifest checksums it with the other files)
+        shutil.copyfile(standalone_generate.__file__, out_dir / standalone_generate.RUNNER_FILE)
         size = sum(p.stat().st_size for p in out_dir.iterdir() if p.is_file()) / 2**20
         return PassResult(metrics={"text_cosine_vs_fp32": cosine, "bundle_size_mb": size},
                           details={"text_encoder": cfg.text_encoder, "text_layers": cfg.text_layers or 6,

@@ -22,6 +22,10 @@ generator graph, each an OpenVINO IR or an ONNX model. The steps, each done the 
 4. draw: noise ``z`` ~ N(0, 1) from numpy's ``default_rng(seed)`` (or the caller's own), then the generator;
    images in [-1, 1] become uint8 HWC.
 
+These steps live in ``standalone_generate``, the one-file runner the ``bundle`` pass copies into every bundle as
+``generate.py`` (``python BUNDLE/generate.py "red apple"`` on a device without compresskit); this runtime imports
+them from there, so both draw the same pixels.
+
 Nothing here imports torch, transformers or the rest of compresskit's training code (a test runs this module
 in a fresh process and checks ``sys.modules``).
 """
@@ -38,6 +42,13 @@ from ..artifact import MANIFEST
 from ..errors import ArtifactError
 from ..text.captions import check_captions
 from . import Deployment, Runtime, onnx_runtime, openvino_runtime
+from . import standalone_generate as standalone
+from .standalone_generate import (  # shared with the bundle's own generate.py: the same pixels
+    draw_noise,
+    generator_text_inputs,
+    load_tokenizer,
+    to_uint8,
+)
 
 BUNDLE_FILE = "bundle.json"
 BUNDLE_FORMAT = "compresskit.bundle/2"  # 2: word embeddings may sit outside the graph, padding to a multiple
@@ -56,44 +67,15 @@ def _load(path: Path, backend: str, deploy: Deployment, all_outputs: bool) -> Ru
         raise ArtifactError(f"{path}: {backend} cannot load it ({first}); rebuild the bundle") from None
 
 
-def load_tokenizer(path: Path, max_tokens: int, pad_token: str = "[PAD]", pad_to_multiple_of: int | None = None):
-    """The tokenizer as the bundle runs it: cut at ``max_tokens``, padded to the batch's longest caption (the
-    MiniLM package's file pads every caption to 128 tokens, which would cost the encoder ~8x at batch 1),
-    rounded up to ``pad_to_multiple_of`` tokens if given (a single caption too)."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(path))
-    tokenizer.enable_truncation(max_tokens)
-    tokenizer.enable_padding(pad_id=tokenizer.token_to_id(pad_token), pad_token=pad_token,
-                             pad_to_multiple_of=pad_to_multiple_of)
-    return tokenizer
-
-
-class WordEmbeddings:
-    """The word-embedding lookup outside the graph: rows of a memory-mapped ``.npy`` table, dequantised as
-    the graph did (``(row - zero_point) * scale`` for an INT8 table, in float32); only the rows a caption
-    uses are read from disk."""
+class WordEmbeddings(standalone.WordEmbeddings):
+    """The word-embedding lookup outside the graph (``standalone_generate.WordEmbeddings``), its read errors
+    as compresskit's ``ArtifactError``."""
 
     def __init__(self, folder: Path, spec: dict):
-        self.input = spec["input"]
         try:
-            self.table = np.load(folder / spec["table"], mmap_mode="r", allow_pickle=False)
-            self.scale = np.load(folder / spec["scale"], allow_pickle=False) if spec.get("scale") else None
-            self.zero_point = (np.load(folder / spec["zero_point"], allow_pickle=False)
-                               if spec.get("zero_point") else None)
-        except (OSError, ValueError) as exc:
-            raise ArtifactError(f"{folder}: the word-embedding table cannot be read ({exc}); rebuild the bundle") from None
-
-    def _rows(self, values: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        return values[ids] if values.ndim and values.shape[0] == self.table.shape[0] else values
-
-    def __call__(self, ids: np.ndarray) -> np.ndarray:
-        rows = np.asarray(self.table[ids], dtype=np.float32)
-        if self.zero_point is not None:
-            rows = rows - self._rows(self.zero_point, ids)
-        if self.scale is not None:
-            rows = rows * self._rows(self.scale, ids)
-        return np.ascontiguousarray(rows, dtype=np.float32)
+            super().__init__(folder, spec)
+        except standalone.BundleError as exc:
+            raise ArtifactError(str(exc)) from None
 
 
 def read_spec(folder: Path) -> dict:
@@ -126,21 +108,6 @@ def verify_files(folder: Path) -> None:
     except ArtifactError as exc:
         raise ArtifactError(f"bundle refused: {exc}".replace("rebuild this step", "rebuild the bundle or copy it "
                                                                                   "again")) from None
-
-
-def generator_text_inputs(io: dict, pooled: np.ndarray, hidden: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-    """A text encoder's outputs (pooled (N, 384), token states (N, L, 384), ids mask (N, L)) as the generator's
-    caption inputs: ``text``, plus ``tokens`` and ``token_mask`` zero-padded (or cut) to its fixed length."""
-    found = {"text": np.ascontiguousarray(pooled, dtype=np.float32)}
-    if "tokens" in io["inputs"]:
-        length = int(io["inputs"]["tokens"]["shape"][1])
-        tokens = np.zeros((len(pooled), length, hidden.shape[2]), dtype=np.float32)
-        token_mask = np.zeros((len(pooled), length), dtype=np.float32)
-        n = min(length, hidden.shape[1])
-        token_mask[:, :n] = mask[:, :n]
-        tokens[:, :n] = hidden[:, :n] * token_mask[:, :n, None]
-        found["tokens"], found["token_mask"] = tokens, token_mask
-    return found
 
 
 class Bundle:
@@ -190,16 +157,16 @@ class Bundle:
         """uint8 images (N, S, S, 3), one per caption; noise from ``seed`` unless ``z`` (N, z_dim) is given."""
         captions = check_captions(captions)
         if z is None:
-            z = np.random.default_rng(seed).standard_normal((len(captions), self.z_dim)).astype(np.float32)
+            z = draw_noise(seed, len(captions), self.z_dim)
         elif z.shape != (len(captions), self.z_dim):
             raise ArtifactError(f"z has shape {z.shape}; this bundle needs ({len(captions)}, {self.z_dim})")
         images = self({"z": np.ascontiguousarray(z, dtype=np.float32), **self.embed(captions)})
-        return np.round((np.clip(images, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)
+        return to_uint8(images)
 
     def generate_grid(self, captions: Sequence[str], *, n: int, seed: int = 0) -> np.ndarray:
         """uint8 (len(captions), n, S, S, 3): sample j of every caption uses the same noise vector."""
         captions = check_captions(captions)
-        z = np.random.default_rng(seed).standard_normal((n, self.z_dim)).astype(np.float32)
+        z = draw_noise(seed, n, self.z_dim)
         images = self.generate([c for c in captions for _ in range(n)], z=np.tile(z, (len(captions), 1)))
         return images.reshape(len(captions), n, *images.shape[1:])
 
