@@ -220,6 +220,9 @@ class StandaloneBundle:
 
     def __init__(self, folder: Path | str):
         self.folder = folder = Path(folder)
+        if not (folder / BUNDLE_FILE).is_file():
+            raise BundleError(f"{folder} is not a bundle (no {BUNDLE_FILE}); run the generate.py inside a bundle "
+                              "folder, or pass one with --bundle")
         manifest = read_manifest(folder)
         verify_checksums(folder, manifest)  # before anything is loaded: a damaged file is refused, not run
         self.spec = spec = read_spec(folder)

@@ -112,7 +112,8 @@ def fake_bundle(tmp_path) -> Path:
 @pytest.mark.parametrize(("damage", "expected"), [
     ("edit", "generator.bin does not match its checksum in manifest.json (corrupt or replaced); rebuild the bundle"),
     ("delete", "generator.bin is missing; copy the bundle again"),
-    ("no manifest", "has no manifest.json; copy the whole bundle folder"),
+    ("no manifest.json", "has no manifest.json; copy the whole bundle folder"),
+    ("no bundle.json", "is not a bundle (no bundle.json); run the generate.py inside a bundle folder"),
 ])
 def test_a_damaged_bundle_is_refused_in_one_line_before_anything_loads(fake_bundle, tmp_path, capsys, damage,
                                                                          expected):
@@ -121,7 +122,7 @@ def test_a_damaged_bundle_is_refused_in_one_line_before_anything_loads(fake_bund
     elif damage == "delete":
         (fake_bundle / "generator.bin").unlink()
     else:
-        (fake_bundle / "manifest.json").unlink()
+        (fake_bundle / damage.split()[-1]).unlink()
     out = tmp_path / "x.png"
     code, lines = _run_main(capsys, "red apple", "--bundle", str(fake_bundle), "--out", str(out))
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
