@@ -63,8 +63,8 @@ def build(model: str, form: dict, out: Path, fuse: bool = False) -> tuple[Path, 
     name = f"w{width_label(form['width'], '_')}-c{form['convs_per_block']}-{'sep' if form['separable'] else 'full'}"
     name += tokens_label(form, "-")
     name += "-fused" if fuse else ""
-    steps = [{"distill": {"student": "slim", **form, "steps": 1, "batch_size": 2, "captions": 8, "validation_size": 8,
-                          "validate_every": 1}},
+    steps = [{"distill": {"student": {"kind": "slim", **form}, "schedule": {"steps": 1, "batch_size": 2, "captions": 8},
+                          "validation": {"size": 8, "every": 1}}},
              {"export_onnx": {"fuse_conditioning": fuse}}, {"export_openvino": {}},
              {"quantize_nncf": {"subset_size": 16}}]
     raw = {"name": name, "input": {"model": model}, "seed": 0, "threads": 2, "steps": steps}

@@ -36,8 +36,8 @@ def one(style: str, folder: Path, distill_steps: int) -> dict:
     spec = {"factory": f"tests.passes.user_generators:{style}", "kwargs": {"width": 32, "z_dim": 16},
             "weights": str(weights), "z_dim": 16, "data": SHAPES}
     steps = [{"sanitize": {}}, {"prune": {"ratio": 0.5, "round_to": None}},
-             {"distill": {"steps": distill_steps, "batch_size": 16, "captions": 256, "validation_size": 32,
-                          "validate_every": 10, "patience": 100}},
+             {"distill": {"schedule": {"steps": distill_steps, "batch_size": 16, "captions": 256},
+                          "validation": {"size": 32, "every": 10, "patience": 100}}},
              {"export_onnx": {}}, {"export_openvino": {}}, {"quantize_nncf": {"subset_size": 64}}]
     result = run(parse_recipe({"input": spec, "threads": 1, "steps": steps, "bench": BENCH}, f"{style}.yaml"),
                  folder / style)

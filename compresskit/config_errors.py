@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticCustomError
 
 from .errors import ConfigError
 
@@ -25,6 +26,26 @@ def _fields_at(model: type[BaseModel], path: tuple) -> list[str]:
     return list(model.model_fields)
 
 
+MOVED_KEY = "moved_key"  # the pydantic error type of a key that moved into a group
+
+
+def moved_key_error(message: str) -> PydanticCustomError:
+    """The error a ``model_validator(mode="before")`` raises for a key that moved (``message`` names its new
+    place); ``validation_message`` prints it as it is, after the source."""
+    return PydanticCustomError(MOVED_KEY, "{message}", {"message": message})
+
+
+def refuse_moved_keys(data: object, moved: dict[str, str]) -> object:
+    """``data`` unchanged unless it uses an old key of ``moved`` (old key -> its new dotted place): then one
+    error naming each such key's new place, e.g. "`steps` moved to `schedule.steps`"."""
+    found = [key for key in data if key in moved] if isinstance(data, dict) else []
+    if found:
+        first, *rest = found
+        more = "".join(f", `{key}` to `{moved[key]}`" for key in rest)
+        raise moved_key_error(f"`{first}` moved to `{moved[first]}`{more}")
+    return data
+
+
 def validation_message(exc: ValidationError, model: type[BaseModel], source: str) -> str:
     """``source: key.path: problem`` for the first error, with a hint for unknown keys."""
     errors = exc.errors()
@@ -32,7 +53,9 @@ def validation_message(exc: ValidationError, model: type[BaseModel], source: str
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(first["loc"])
     where = ".".join(str(p) for p in loc) or "(top level)"
-    if first["type"] == "extra_forbidden":
+    if first["type"] == MOVED_KEY:  # the message names the key and its new place
+        message = f"{source}: {first['msg']}"
+    elif first["type"] == "extra_forbidden":
         valid = _fields_at(model, loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"

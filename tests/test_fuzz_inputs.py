@@ -23,7 +23,7 @@ from compresskit.recipe import RecipeFile, load_recipe, parse_recipe
 from compresskit.registry import PASSES, pass_class
 from tests.helpers import run_cli
 
-VALID_STEPS = [{"sanitize": {}}, {"prune": {"ratio": 0.5}}, {"distill": {"steps": 10}}, {"export_onnx": {}},
+VALID_STEPS = [{"sanitize": {}}, {"prune": {"ratio": 0.5}}, {"distill": {"schedule": {"steps": 10}}}, {"export_onnx": {}},
                {"export_openvino": {}}, {"quantize_nncf": {"subset_size": 8}}]
 FORMAT_ORDER = ["sanitize", "prune", "distill", "export_onnx", "export_openvino", "quantize_nncf"]
 FUZZ = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None,

@@ -92,8 +92,8 @@ def test_distillation_runs_fp32_without_native_bf16_and_its_manifest_says_so(no_
     from compresskit.runner import run
     from tests.passes.conftest import recipe_dict
 
-    steps = [{"distill": {"steps": 4, "batch_size": 8, "validate_every": 2, "captions": 16, "validation_size": 8,
-                          "student": "slim", "width": 0.5, "losses": {"pixel": 1.0, "feature": 1.0}}}]
+    steps = [{"distill": {"schedule": {"steps": 4, "batch_size": 8, "captions": 16}, "validation": {"every": 2, "size": 8},
+                          "student": {"kind": "slim", "width": 0.5}, "losses": {"pixel": 1.0, "feature": 1.0}}}]
     result = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run")
     assert autocast_calls and not any(autocast_calls)
     manifest = json.loads((result.final.path / "manifest.json").read_text())
@@ -154,8 +154,8 @@ def test_the_precision_auto_resolves_to_enters_the_artifact_id(monkeypatch):
 
     def ids(native: bool) -> tuple[str, ...]:
         monkeypatch.setattr(hardware, "native_bf16", lambda device_type="cpu": (native, "test"))
-        return (pass_output_id(Distill, "distill", {"steps": 10}, "parent"),
-                pass_output_id(Distill, "distill", {"steps": 10, "bf16": False}, "parent"),
+        return (pass_output_id(Distill, "distill", {"schedule": {"steps": 10}}, "parent"),
+                pass_output_id(Distill, "distill", {"schedule": {"steps": 10}, "bf16": False}, "parent"),
                 pass_output_id(Bundle, "bundle", {"text_layers": 2}, "parent"),
                 pass_output_id(Bundle, "bundle", {}, "parent"))
     with_bf16, without = ids(True), ids(False)

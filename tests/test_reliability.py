@@ -82,8 +82,8 @@ def test_corrupted_files_are_named_and_their_step_rebuilt(two_runs, tmp_path, st
 
 KILL_RECIPE = {"name": "killed", "seed": 0, "threads": 1, "steps": [
     {"sanitize": {}}, {"prune": {"ratio": 0.5, "importance": "l1", "round_to": 2}},
-    {"distill": {"steps": 400, "batch_size": 8, "captions": 64, "validation_size": 16, "validate_every": 50,
-                 "checkpoint_every": 25, "patience": 100}},
+    {"distill": {"schedule": {"steps": 400, "batch_size": 8, "captions": 64},
+                 "validation": {"size": 16, "every": 50, "checkpoint_every": 25, "patience": 100}}},
     {"export_onnx": {}}, {"export_openvino": {}}]}
 
 
@@ -171,7 +171,7 @@ def test_sigkill_at_random_points_loses_no_finished_step(tmp_path):
 def test_same_recipe_and_seed_give_the_same_ids_and_weights_bit_for_bit(tmp_path):
     model = _generator(tmp_path / "g", 0)
     steps = [{"sanitize": {}}, {"prune": {"ratio": 0.5, "importance": "taylor", "round_to": 2}},
-             {"distill": {"steps": 12, "batch_size": 8, "captions": 32, "validation_size": 8, "validate_every": 6}}]
+             {"distill": {"schedule": {"steps": 12, "batch_size": 8, "captions": 32}, "validation": {"size": 8, "every": 6}}}]
     first = run(parse_recipe({"input": {"model": str(model)}, "seed": 3, "steps": steps}, "r.yaml"), tmp_path / "a")
     second = run(parse_recipe({"input": {"model": str(model)}, "seed": 3, "steps": steps}, "r.yaml"), tmp_path / "b")
     assert [r.output_id for r in first.steps] == [r.output_id for r in second.steps]

@@ -25,8 +25,8 @@ from tests.passes.user_generators import ConvTransposeGenerator
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "300"}
 SLOW_STEPS = [{"sanitize": {}}, {"prune": {"ratio": 0.5, "importance": "l1", "round_to": 2}},
-              {"distill": {"steps": 1200, "batch_size": 8, "captions": 64, "validation_size": 16, "validate_every": 50,
-                           "checkpoint_every": 25, "patience": 100}},
+              {"distill": {"schedule": {"steps": 1200, "batch_size": 8, "captions": 64},
+                           "validation": {"size": 16, "every": 50, "checkpoint_every": 25, "patience": 100}}},
               {"export_onnx": {}}]
 
 

@@ -1,13 +1,12 @@
 """The students ``distill`` trains: the config of a slim one, building it, and starting it from its teacher.
 
 ``slim_config`` scales a DF-GAN teacher's widths (and, of a token-conditioned teacher, keeps some of its
-attention and token layers); ``make_student`` builds what ``DistillConfig.student`` names; ``inherit_from_teacher``
-copies a DF-GAN teacher's weights into a slim student (see ``distill``'s docstring for what is kept).
+attention and token layers); ``make_student`` builds what a ``StudentConfig`` (``distill``'s ``student`` group)
+names; ``inherit_from_teacher`` copies a DF-GAN teacher's weights into a slim student (see ``distill``'s
+docstring for what is kept); ``discriminator_for`` gives the adversarial term its discriminator.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -18,23 +17,8 @@ from ..models import DFGenerator
 from ..models.contract import is_user_model
 from ..models.dfgan import GeneratorConfig
 from ..models.io import load_model
-
-if TYPE_CHECKING:
-    from .distill import DistillConfig
-
-
-class Taps:
-    """Forward hooks that keep the outputs of named layers."""
-
-    def __init__(self, model: nn.Module, names: list[str]):
-        self.out: dict[str, torch.Tensor] = {}
-        modules = dict(model.named_modules())
-        self._hooks = [modules[name].register_forward_hook(lambda m, i, o, name=name: self.out.__setitem__(name, o))
-                       for name in names]
-
-    def remove(self) -> None:
-        for hook in self._hooks:
-            hook.remove()
+from ..train.losses import Taps
+from .distill_config import StudentConfig
 
 
 def slim_config(teacher: GeneratorConfig, width: float | list[float], convs_per_block: int | None = None,
@@ -66,37 +50,37 @@ def slim_config(teacher: GeneratorConfig, width: float | list[float], convs_per_
                               "convs_per_block": convs_per_block or teacher.convs_per_block, **tokens})
 
 
-def make_student(cfg: DistillConfig, src: Artifact, teacher: nn.Module) -> nn.Module:
-    """The student the config asks for (see the module docstring), untrained unless ``input``."""
-    if cfg.student == "input":
+def make_student(spec: StudentConfig, src: Artifact, teacher: nn.Module) -> nn.Module:
+    """The student ``spec`` asks for (see the module docstring), untrained unless its kind is ``input``."""
+    if spec.kind == "input":
         return load_model(src.path)
-    if cfg.student == "factory":
+    if spec.kind == "factory":
         if not is_user_model(teacher):
-            raise PassFailed("distill: student: factory needs a user generator (input.factory); this teacher is a "
-                             "compresskit model: use student: slim")
+            raise PassFailed("distill: student kind factory needs a user generator (input.factory); this teacher is "
+                             "a compresskit model: use student: {kind: slim}")
         from ..models.user import build
 
-        spec = teacher.config.spec
-        student = build(spec.model_copy(update={"kwargs": {**spec.kwargs, **cfg.student_kwargs}}))
+        factory = teacher.config.spec
+        student = build(factory.model_copy(update={"kwargs": {**factory.kwargs, **spec.kwargs}}))
         student.meta = dict(teacher.meta)
         return student.train()
     if isinstance(getattr(teacher, "config", None), GeneratorConfig):
-        config = slim_config(teacher.config, cfg.width, cfg.convs_per_block, cfg.separable, cfg.attention,
-                             cfg.token_layers)
+        config = slim_config(teacher.config, spec.width, spec.convs_per_block, spec.separable, spec.attention,
+                             spec.token_layers)
     else:  # a user generator: DF-GAN's default widths, scaled, on the teacher's io spec
-        if cfg.attention is not None or cfg.token_layers is not None:
+        if spec.attention is not None or spec.token_layers is not None:
             raise PassFailed("distill: attention and token_layers apply to a compresskit teacher that reads caption "
                              "tokens; remove them for a user generator")
         c = teacher.config
         base = GeneratorConfig(z_dim=c.z_dim, text_dim=c.text_dim, image_size=c.image_size)
-        config = slim_config(base, cfg.width, cfg.convs_per_block or 1, cfg.separable)
+        config = slim_config(base, spec.width, spec.convs_per_block or 1, spec.separable)
     student = DFGenerator(config)
     student.meta = dict(teacher.meta)
     return student
 
 
 def discriminator_for(step: str, init: str, teacher_folder, teacher_config: GeneratorConfig) -> nn.Module:
-    """The adversarial term's discriminator, in train mode: the teacher's own (``init: teacher``; one line naming
+    """The adversarial term's discriminator, in train mode: the teacher's own (``init == "teacher"``; one line naming
     the fix when it ships none) or a new one sized for the teacher's images and caption vectors."""
     from ..models import DFDiscriminator
     from ..models.io import load_discriminator
@@ -104,9 +88,9 @@ def discriminator_for(step: str, init: str, teacher_folder, teacher_config: Gene
     if init == "teacher":
         disc = load_discriminator(teacher_folder)
         if disc is None:
-            raise PassFailed(f"{step}: adversarial_init: teacher, but the teacher ships no discriminator "
+            raise PassFailed(f"{step}: losses.adversarial_init: teacher, but the teacher ships no discriminator "
                              "(discriminator.safetensors); fit one with compresskit refit-disc, or set "
-                             "adversarial_init: fresh")
+                             "losses.adversarial_init: fresh")
         return disc.train()
     return DFDiscriminator(teacher_config.image_size, 32, teacher_config.text_dim).train()
 

@@ -16,8 +16,8 @@ from tests.passes.conftest import recipe_dict
 
 PREREQUISITES = {"torch": [], "onnx": [{"export_onnx": {}}], "openvino": [{"export_onnx": {}}, {"export_openvino": {}}]}
 FAST = {"quantize_nncf": {"subset_size": 8}, "quantize_ort": {"subset_size": 8}, "bundle": {"validation_size": 8},
-        "distill": {"steps": 4, "batch_size": 4, "captions": 16, "validation_size": 8, "validate_every": 2},
-        "supernet": {"steps": 2, "batch_size": 4, "captions": 16, "validation_size": 8, "validate_every": 2,
+        "distill": {"schedule": {"steps": 4, "batch_size": 4, "captions": 16}, "validation": {"size": 8, "every": 2}},
+        "supernet": {"schedule": {"steps": 2, "batch_size": 4, "captions": 16}, "validation": {"size": 8, "every": 2},
                      "width_choices": [0.25, 0.5]},
         # a budget every candidate meets (tiny candidates against a tiny teacher), the least timing and scoring
         "select_subnet": {"speedup_vs_teacher_int8": 0.1, "candidates": 0, "rounds": 1, "calls": 2, "subset_size": 8,

@@ -13,13 +13,19 @@ from compresskit.recipe import parse_recipe
 from compresskit.runner import input_artifact, run
 from tests.passes.conftest import recipe_dict
 
-FAST = {"steps": 40, "batch_size": 8, "validate_every": 10, "checkpoint_every": 10, "captions": 32,
-        "validation_size": 8, "patience": 10}
+FAST = {"schedule": {"steps": 40, "batch_size": 8, "captions": 32},
+        "validation": {"every": 10, "checkpoint_every": 10, "size": 8, "patience": 10}}
+
+
+def fast(**groups) -> dict:
+    """FAST with the keys of each group given updated (a group not in FAST, or a plain value, is set)."""
+    return {**FAST, **{name: {**FAST.get(name, {}), **value} if isinstance(value, dict) else value
+                       for name, value in groups.items()}}
 
 
 def test_distillation_lowers_the_student_teacher_gap(tiny_generator_dir, tmp_path):
     steps = [{"prune": {"ratio": 0.5, "round_to": None}},
-             {"distill": {**FAST, "losses": {"pixel": 1.0, "feature": 1.0, "adversarial": 0.1}}}]
+             {"distill": fast(losses={"pixel": 1.0, "feature": 1.0, "adversarial": 0.1})}]
     result = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run")
     meta = result.steps[-1].meta
     assert meta["val_l1_best"] < 0.8 * meta["val_l1_start"]
@@ -27,27 +33,47 @@ def test_distillation_lowers_the_student_teacher_gap(tiny_generator_dir, tmp_pat
     assert not (tmp_path / "run" / "scratch" / result.final.path.name).exists(), "scratch removed on success"
 
 
+@pytest.mark.parametrize("step, old, moved", [
+    ("distill", {"steps": 10}, "`steps` moved to `schedule.steps`"),
+    ("distill", {"width": 0.5, "validate_every": 5}, "`width` moved to `student.width`, `validate_every` to "
+                                                      "`validation.every`"),
+    ("distill", {"student": "slim"}, "`student: slim` moved to `student.kind` (student: {kind: slim})"),
+    ("distill", {"text_layers": 2, "feature_layers": ["blocks.0"]}, "`text_layers` moved to `text.layers`, "
+                                                                    "`feature_layers` to `losses.feature_layers`"),
+    ("supernet", {"diversity_target": 0.9}, "`diversity_target` moved to `losses.diversity_target`"),
+])
+def test_an_old_flat_key_is_refused_in_one_line_naming_its_new_place(tiny_generator_dir, step, old, moved):
+    from compresskit.errors import RecipeError
+
+    with pytest.raises(RecipeError) as caught:
+        parse_recipe(recipe_dict(tiny_generator_dir, {step: old}), "r.yaml")
+    assert str(caught.value) == f"r.yaml: step 1 ({step}): {moved}"
+    with pytest.raises(RecipeError, match=r"unknown key 'schedule.step'; did you mean 'steps'\?"):
+        parse_recipe(recipe_dict(tiny_generator_dir, {step: {"schedule": {"step": 10}}}), "r.yaml")
+
+
 def test_slim_student_has_the_width_multiplier(tiny_generator_dir, tmp_path):
-    steps = [{"distill": {**FAST, "steps": 10, "student": "slim", "width": 0.25}}]
+    steps = [{"distill": fast(schedule={"steps": 10}, student={"kind": "slim", "width": 0.25})}]
     meta = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run").steps[-1].meta
     assert meta["student_channels"] == [8, 4, 2, 1]
     assert meta["student_macs"] < 0.15 * meta["teacher_macs"]
 
 
 def test_slim_student_widths_can_differ_per_stage_and_a_wrong_count_is_a_clear_error(tiny_generator_dir, tmp_path):
-    steps = [{"distill": {**FAST, "steps": 4, "student": "slim", "width": [0.5, 0.5, 0.25, 0.25], "init": "teacher"}}]
+    steps = [{"distill": fast(schedule={"steps": 4},
+                              student={"kind": "slim", "width": [0.5, 0.5, 0.25, 0.25], "init": "teacher"})}]
     meta = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run").steps[-1].meta
     assert meta["student_channels"] == [16, 8, 2, 1]  # the teacher's [32, 16, 8, 4], stage by stage
     with pytest.raises(ValueError, match="width must be in"):
-        DistillConfig(width=[0.5, 1.5])
-    three = [{"distill": {**FAST, "steps": 2, "student": "slim", "width": [0.5, 0.5, 0.25]}}]
+        DistillConfig(student={"width": [0.5, 1.5]})
+    three = [{"distill": fast(schedule={"steps": 2}, student={"kind": "slim", "width": [0.5, 0.5, 0.25]})}]
     with pytest.raises(Exception, match="width has 3 factors but the generator has 4 stages"):
         run(parse_recipe(recipe_dict(tiny_generator_dir, *three), "r.yaml"), tmp_path / "three")
 
 
 def test_slim_student_can_be_shallower_and_depthwise_separable_and_still_prunes_and_exports(tiny_generator_dir, tmp_path):
-    steps = [{"distill": {**FAST, "steps": 10, "student": "slim", "width": 0.5, "convs_per_block": 1,
-                          "separable": True}},
+    steps = [{"distill": fast(schedule={"steps": 10},
+                              student={"kind": "slim", "width": 0.5, "convs_per_block": 1, "separable": True})},
              {"prune": {"ratio": 0.5, "importance": "l1", "round_to": 1}}, {"export_onnx": {}}]
     result = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run")
     slim, pruned, exported = (r.meta for r in result.steps)
@@ -66,7 +92,7 @@ class Interrupt(Exception):
 @pytest.mark.parametrize("schedule", [{}, {"lr_schedule": "cosine", "grad_clip": 0.5}], ids=["constant", "cosine"])
 def test_a_killed_distillation_resumes_and_ends_where_an_uninterrupted_one_does(tiny_generator_dir, tmp_path, schedule):
     teacher = input_artifact(str(tiny_generator_dir), tmp_path / "artifacts")
-    config = DistillConfig(**FAST, student="slim", **schedule)
+    config = DistillConfig(**fast(student={"kind": "slim"}, schedule=schedule))
 
     def once(out, scratch, progress=lambda done, total, stats: None, log=lambda m: None):
         out.mkdir(parents=True)
@@ -90,20 +116,19 @@ def test_a_killed_distillation_resumes_and_ends_where_an_uninterrupted_one_does(
 
 
 def test_teacher_reuse_trains_every_step_on_a_quarter_of_the_teacher_batches(tiny_generator_dir, tmp_path):
-    steps = [{"distill": {**FAST, "student": "slim", "teacher_reuse": 4, "lr_schedule": "cosine",
-                          "losses": {"pixel": 1.0, "feature": 1.0, "diversity": 1.0}}}]
+    steps = [{"distill": fast(student={"kind": "slim"}, schedule={"teacher_reuse": 4, "lr_schedule": "cosine"},
+                              losses={"pixel": 1.0, "feature": 1.0, "diversity": 1.0})}]
     meta = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run").steps[-1].meta
-    assert meta["teacher_batches_this_session"] == FAST["steps"] // 4
-    assert meta["steps_run"] == FAST["steps"] and meta["val_l1_best"] < 0.9 * meta["val_l1_start"], "it still learns"
+    assert meta["teacher_batches_this_session"] == FAST["schedule"]["steps"] // 4
+    assert meta["steps_run"] == FAST["schedule"]["steps"] and meta["val_l1_best"] < 0.9 * meta["val_l1_start"], "it still learns"
 
 
 def test_the_cosine_schedule_runs_the_learning_rate_from_lr_down_to_zero_by_the_step():
-    from compresskit.passes.distill import _lr_factor
-
-    cosine = DistillConfig(steps=100, lr_schedule="cosine")
-    assert [round(_lr_factor(cosine, s), 6) for s in (0, 50, 100)] == [1.0, 0.5, 0.0]
-    assert all(_lr_factor(cosine, s) > _lr_factor(cosine, s + 1) for s in range(99)), "falls at every step"
-    assert {_lr_factor(DistillConfig(steps=100), s) for s in range(100)} == {1.0}, "constant by default"
+    cosine = DistillConfig(schedule={"steps": 100, "lr_schedule": "cosine"}).schedule
+    assert [round(cosine.lr_factor(s), 6) for s in (0, 50, 100)] == [1.0, 0.5, 0.0]
+    assert all(cosine.lr_factor(s) > cosine.lr_factor(s + 1) for s in range(99)), "falls at every step"
+    constant = DistillConfig(schedule={"steps": 100}).schedule
+    assert {constant.lr_factor(s) for s in range(100)} == {1.0}, "constant by default"
 
 
 def test_the_diversity_term_keeps_the_teachers_spread_across_noise_and_validation_uses_val_captions(
@@ -119,8 +144,9 @@ def test_the_diversity_term_keeps_the_teachers_spread_across_noise_and_validatio
         out = tmp_path / f"diversity{weight}-{target}"
         out.mkdir()
         ctx = PassContext(run_dir=tmp_path, teacher=teacher).for_step(teacher, Distill.needs, out.with_suffix(".s"))
-        config = DistillConfig(**{**FAST, "steps": 50, "validation_size": 16}, student="slim", width=0.5,
-                               losses={"pixel": 1.0, "diversity": weight}, diversity_target=target)
+        config = DistillConfig(**fast(schedule={"steps": 50}, validation={"size": 16},
+                                      student={"kind": "slim", "width": 0.5},
+                                      losses={"pixel": 1.0, "diversity": weight, "diversity_target": target}))
         found[weight, target] = Distill(config).run(teacher, out, ctx).metrics
     assert sorted(set(asked)) == ["train", "val"], "fit on train captions, validate on val captions"
     ratio = {key: metrics["val_spread_ratio"] for key, metrics in found.items()}
@@ -142,8 +168,8 @@ def test_diversity_rows_pairs_only_a_batchs_first_rows_the_rest_draw_captions_of
     monkeypatch.setattr(distill, "load_model", recording)
     teacher = input_artifact(str(tiny_generator_dir), tmp_path / "artifacts")
     ctx = PassContext(run_dir=tmp_path, teacher=teacher).for_step(teacher, Distill.needs, tmp_path / "s")
-    config = DistillConfig(**{**FAST, "steps": 3, "validation_size": 16}, student="slim",
-                           width=0.5, losses={"pixel": 1.0, "diversity": 1.0}, diversity_rows=rows)
+    config = DistillConfig(**fast(schedule={"steps": 3}, validation={"size": 16}, student={"kind": "slim", "width": 0.5},
+                                  losses={"pixel": 1.0, "diversity": 1.0, "diversity_rows": rows}))
     Distill(config).run(teacher, tmp_path / "out", ctx)
     assert len(batches) == 3, "one teacher batch of 8 rows a step"
     for text in batches:
@@ -151,7 +177,7 @@ def test_diversity_rows_pairs_only_a_batchs_first_rows_the_rest_draw_captions_of
         if paired < 8:  # the rest drawn one by one (both of two pairs alike by chance: 1 in 32**2)
             assert not all(torch.equal(text[k], text[k + 1]) for k in range(paired, 8, 2))
     with pytest.raises(ValueError, match="diversity_rows must be even"):
-        DistillConfig(diversity_rows=3)
+        DistillConfig(losses={"diversity_rows": 3})
 
 
 def test_a_teacher_initialised_student_of_the_teachers_own_widths_is_the_teacher():
@@ -243,14 +269,14 @@ def test_a_student_can_learn_from_the_shallow_text_encoder_its_bundle_will_ship(
     from compresskit.runtimes.bundle import Bundle
     from compresskit.text.shallow import encoder_onnx_inputs
 
-    shallow = {"text_layers": 1, "text_steps": 40, "text_lr": 1e-3}
+    text = {"layers": 1, "steps": 40, "lr": 1e-3}  # distill's text group; the bundle takes them as text_*
     # the incoming model as the student, fp32: before any step it *is* the teacher, so its validation L1 at step 0
     # is what the inputs alone make: zero on the full MiniLM's vectors, the shallow encoder's error on its own
-    same = {**FAST, "steps": 1, "student": "input", "bf16": False}
+    same = fast(schedule={"steps": 1}, student={"kind": "input"}, bf16=False)
     full = run(parse_recipe(recipe_dict(tiny_generator_dir, {"distill": same}), "r.yaml"), tmp_path / "full")
     assert full.steps[0].meta["val_l1_start"] == 0.0 and full.steps[0].meta["student_text_layers"] == 6
-    steps = [{"distill": {**same, **shallow}}, {"export_onnx": {}},
-             {"bundle": {"validation_size": 8, **shallow}}]
+    steps = [{"distill": {**same, "text": text}}, {"export_onnx": {}},
+             {"bundle": {"validation_size": 8, **{f"text_{key}": value for key, value in text.items()}}}]
     result = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "shallow")
     distill, bundle = result.steps[0].meta, result.final
     assert distill["val_l1_start"] > 1e-3 and distill["student_text_layers"] == 1
@@ -263,20 +289,22 @@ def test_a_student_can_learn_from_the_shallow_text_encoder_its_bundle_will_ship(
 
 
 def test_teacher_init_runs_in_the_pass_and_refuses_what_it_cannot_start(tiny_generator_dir, tmp_path):
-    steps = [{"distill": {**FAST, "steps": 10, "student": "slim", "width": 0.5, "convs_per_block": 1, "init": "teacher",
-                          "losses": {"pixel": 1.0, "feature": 1.0}}}]
+    steps = [{"distill": fast(schedule={"steps": 10}, losses={"pixel": 1.0, "feature": 1.0},
+                              student={"kind": "slim", "width": 0.5, "convs_per_block": 1, "init": "teacher"})}]
     meta = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run").steps[-1].meta
     assert meta["student_channels"] == [16, 8, 4, 2] and meta["val_l1_best"] <= meta["val_l1_start"]
-    with pytest.raises(ValueError, match="init: teacher applies to student: slim only"):
-        DistillConfig(init="teacher")
-    separable = [{"distill": {**FAST, "steps": 2, "student": "slim", "separable": True, "init": "teacher"}}]
+    with pytest.raises(ValueError, match="init: teacher applies to kind: slim only"):
+        DistillConfig(student={"init": "teacher"})
+    separable = [{"distill": fast(schedule={"steps": 2},
+                                  student={"kind": "slim", "separable": True, "init": "teacher"})}]
     with pytest.raises(Exception, match="full 3x3 convs"):
         run(parse_recipe(recipe_dict(tiny_generator_dir, *separable), "r.yaml"), tmp_path / "sep")
 
 
 def test_the_perceptual_terms_compare_lite0_maps_and_keep_the_teachers_perceptual_spread(tiny_generator_dir, tmp_path):
     from compresskit.metrics.features import lite0
-    from compresskit.passes.distill import _perceived, _perceptual_distance
+    from compresskit.train.losses import perceived as _perceived
+    from compresskit.train.losses import perceptual_distance as _perceptual_distance
 
     torch.manual_seed(0)
     images = torch.rand(4, 3, 32, 32) * 2 - 1
@@ -293,12 +321,12 @@ def test_the_perceptual_terms_compare_lite0_maps_and_keep_the_teachers_perceptua
     teacher = input_artifact(str(tiny_generator_dir), tmp_path / "artifacts")
     ctx = PassContext(run_dir=tmp_path, teacher=teacher).for_step(teacher, Distill.needs, tmp_path / "s")
     (tmp_path / "out").mkdir()
-    config = DistillConfig(**{**FAST, "steps": 20}, student="slim", width=0.5, perceptual_px=64,
-                           perceptual_maps=[2, 4], perceptual_rows=4,
-                           losses={"pixel": 1.0, "perceptual": 1.0, "perceptual_diversity": 1.0})
+    config = DistillConfig(**fast(schedule={"steps": 20}, student={"kind": "slim", "width": 0.5},
+                                  losses={"pixel": 1.0, "perceptual": 1.0, "perceptual_diversity": 1.0,
+                                          "perceptual_px": 64, "perceptual_maps": [2, 4], "perceptual_rows": 4}))
     Distill(config).run(teacher, tmp_path / "out", ctx)
     history = json.loads((tmp_path / "out" / "distill_history.json").read_text())
     assert {"perceptual", "perceptual_diversity"} <= set(history[-1]) and history[-1]["perceptual"] > 0
     for bad, words in (({"perceptual_rows": 3}, "even"), ({"perceptual_maps": [16]}, "blocks 0-15")):
         with pytest.raises(ValueError, match=words):
-            DistillConfig(**bad)
+            DistillConfig(losses=bad)

@@ -18,8 +18,8 @@ def _matmuls(path) -> int:
 def test_export_onnx_merges_the_conditioning_on_request_and_refuses_a_user_generator(tiny_generator_dir, tmp_path):
     counts = {}
     for fuse in (False, True):
-        steps = [{"distill": {"steps": 2, "batch_size": 4, "captions": 8, "validation_size": 8, "student": "slim",
-                              "width": 0.5, "convs_per_block": 1}},
+        steps = [{"distill": {"schedule": {"steps": 2, "batch_size": 4, "captions": 8}, "validation": {"size": 8},
+                              "student": {"kind": "slim", "width": 0.5, "convs_per_block": 1}}},
                  {"export_onnx": {"fuse_conditioning": fuse}}]
         result = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / f"run{fuse}")
         assert result.final.meta["parity_max_abs_error"] < 1e-4, "the parity check holds the merged graph to torch"

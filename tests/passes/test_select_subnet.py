@@ -58,8 +58,9 @@ def shapes_teacher(tmp_path_factory):
 
 
 def test_selection_honours_a_measured_latency_budget_and_reuses_its_latency_table(shapes_teacher, tmp_path):
-    supernet = {"supernet": {"steps": 4, "batch_size": 8, "validate_every": 4, "checkpoint_every": 4, "captions": 32,
-                             "validation_size": 8, "width_choices": [0.125, 0.5], "convs_choices": [1, 2]}}
+    supernet = {"supernet": {"schedule": {"steps": 4, "batch_size": 8, "captions": 32},
+                             "validation": {"every": 4, "checkpoint_every": 4, "size": 8},
+                             "width_choices": [0.125, 0.5], "convs_choices": [1, 2]}}
     select = {"select_subnet": {"speedup_vs_teacher_int8": 1.2, "candidates": 2, "rounds": 2, "calls": 10,
                                 "subset_size": 8, "val_n": 60, "max_scored": 3}}
     result = run(parse_recipe({"input": {"model": str(shapes_teacher)}, "steps": [supernet, select]}, "r.yaml"),

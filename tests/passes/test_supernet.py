@@ -15,8 +15,8 @@ from compresskit.recipe import parse_recipe
 from compresskit.runner import input_artifact, run
 from tests.passes.conftest import recipe_dict
 
-FAST = {"steps": 30, "batch_size": 8, "validate_every": 10, "checkpoint_every": 10, "captions": 32,
-        "validation_size": 8, "width_choices": [0.25, 0.5], "teacher_reuse": 1, "lr": 3e-3}
+FAST = {"schedule": {"steps": 30, "batch_size": 8, "captions": 32, "teacher_reuse": 1, "lr": 3e-3},
+        "validation": {"every": 10, "checkpoint_every": 10, "size": 8}, "width_choices": [0.25, 0.5]}
 
 
 def test_a_supernet_trains_every_subnet_towards_the_teacher_and_names_its_choices(tiny_generator_dir, tmp_path):
@@ -84,7 +84,7 @@ def test_the_teachers_discriminator_is_saved_checksummed_and_loaded_with_it(teac
 def test_the_adversarial_term_starts_from_the_teachers_discriminator_or_refuses_in_one_line(
         teacher_with_discriminator, tiny_generator_dir, tmp_path):
     folder, _ = teacher_with_discriminator
-    step = {"supernet": {**FAST, "steps": 4, "losses": {"adversarial": 0.1}}}
+    step = {"supernet": {**FAST, "schedule": {**FAST["schedule"], "steps": 4}, "losses": {"adversarial": 0.1}}}
     result = run(parse_recipe(recipe_dict(folder, step), "r.yaml"), tmp_path / "run")
     assert "adversarial" in json.loads((result.final.path / "supernet_history.json").read_text())[-1]
     assert load_discriminator(tiny_generator_dir) is None
@@ -95,9 +95,9 @@ def test_the_adversarial_term_starts_from_the_teachers_discriminator_or_refuses_
 def test_distill_can_start_its_adversarial_term_from_the_teachers_discriminator(teacher_with_discriminator,
                                                                               tiny_generator_dir, tmp_path):
     folder, _ = teacher_with_discriminator
-    step = {"distill": {"steps": 4, "batch_size": 8, "validate_every": 2, "captions": 32, "validation_size": 8,
-                        "student": "slim", "width": 0.5, "losses": {"pixel": 1.0, "adversarial": 0.1},
-                        "adversarial_init": "teacher"}}
+    step = {"distill": {"schedule": {"steps": 4, "batch_size": 8, "captions": 32}, "validation": {"every": 2, "size": 8},
+                        "student": {"kind": "slim", "width": 0.5},
+                        "losses": {"pixel": 1.0, "adversarial": 0.1, "adversarial_init": "teacher"}}}
     assert run(parse_recipe(recipe_dict(folder, step), "r.yaml"), tmp_path / "run").steps[-1].meta["steps_run"] == 4
     with pytest.raises(PassFailed, match="ships no discriminator.*refit-disc"):
         run(parse_recipe(recipe_dict(tiny_generator_dir, step), "r.yaml"), tmp_path / "run2")
@@ -106,10 +106,10 @@ def test_distill_can_start_its_adversarial_term_from_the_teachers_discriminator(
 def test_shipping_a_discriminator_later_keeps_the_generators_artifacts_and_keys_the_steps_that_read_it(tmp_path):
     torch.manual_seed(0)
     teacher = save_model(tmp_path / "teacher", create_generator(ngf=4, text_hidden=16, fuse_hidden=8), {})
-    first = {"supernet": {**FAST, "steps": 2}}
-    adversarial = {"distill": {"steps": 2, "batch_size": 8, "validate_every": 2, "captions": 32, "validation_size": 8,
-                               "student": "input", "losses": {"pixel": 1.0, "adversarial": 0.1},
-                               "adversarial_init": "teacher"}}
+    first = {"supernet": {**FAST, "schedule": {**FAST["schedule"], "steps": 2}}}
+    adversarial = {"distill": {"schedule": {"steps": 2, "batch_size": 8, "captions": 32},
+                               "validation": {"every": 2, "size": 8}, "student": {"kind": "input"},
+                               "losses": {"pixel": 1.0, "adversarial": 0.1, "adversarial_init": "teacher"}}}
     before = run(parse_recipe(recipe_dict(teacher, first), "r.yaml"), tmp_path / "run")
     save_model(teacher, load_model(teacher), {}, DFDiscriminator(32, 8, 384))  # the teacher now ships one
     after = run(parse_recipe(recipe_dict(teacher, first, adversarial), "r.yaml"), tmp_path / "run")

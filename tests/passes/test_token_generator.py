@@ -27,7 +27,7 @@ def attention_teacher(folder) -> None:
 
 def test_a_token_conditioned_generator_is_pruned_distilled_exported_quantised_and_benched(tmp_path):
     attention_teacher(tmp_path / "teacher")
-    steps = [{"prune": {"ratio": 0.5}}, {"distill": {**FAST_DISTILL, "student": "input"}},
+    steps = [{"prune": {"ratio": 0.5}}, {"distill": {**FAST_DISTILL, "student": {"kind": "input"}}},
              {"export_onnx": {}}, {"export_openvino": {}}, {"quantize_nncf": {"subset_size": 16}}]
     gates = [{"metric": "int8_mac_share", "goal": "threshold", "value": 0.5, "candidate": "quantize_nncf"}]
     recipe = parse_recipe({"input": {"model": str(tmp_path / "teacher")}, "threads": 1, "steps": steps,

@@ -29,7 +29,7 @@ def user_input(tmp_path, name: str, width: int = 32) -> dict:
             "weights": str(weights), "z_dim": 16, "data": SHAPES}
 
 
-FAST_DISTILL = {"steps": 12, "batch_size": 8, "captions": 32, "validation_size": 8, "validate_every": 4, "patience": 10}
+FAST_DISTILL = {"schedule": {"steps": 12, "batch_size": 8, "captions": 32}, "validation": {"size": 8, "every": 4, "patience": 10}}
 FAST_BENCH = {"candidates": ["prune", "distill", "quantize_nncf"],
               "speed": {"threads": [1], "batch_sizes": [1], "warmup": 1, "warmup_s": 0, "rounds": 2, "per_round": 3,
                         "exported_teacher": False, "probe": False, "peak": False},
@@ -63,7 +63,7 @@ def test_every_pass_works_on_a_generator_style_the_project_never_saw(style, tmp_
 
 
 def test_a_factory_student_is_a_slimmer_instance_of_the_users_own_model(tmp_path):
-    steps = [{"distill": {**FAST_DISTILL, "student": "factory", "student_kwargs": {"width": 8}}}, {"export_onnx": {}}]
+    steps = [{"distill": {**FAST_DISTILL, "student": {"kind": "factory", "kwargs": {"width": 8}}}}, {"export_onnx": {}}]
     result = run(parse_recipe({"input": user_input(tmp_path, "dcgan"), "steps": steps}, "r.yaml"), tmp_path / "run")
     meta = result.steps[0].meta
     assert meta["student"] == "factory" and meta["params_ratio"] < 0.3
@@ -73,7 +73,7 @@ def test_a_factory_student_is_a_slimmer_instance_of_the_users_own_model(tmp_path
 
 
 def test_a_slim_student_for_a_user_generator_is_compresskits_own_architecture_on_the_same_io(tmp_path):
-    steps = [{"distill": {**FAST_DISTILL, "student": "slim", "width": 0.25}}, {"export_onnx": {}}]
+    steps = [{"distill": {**FAST_DISTILL, "student": {"kind": "slim", "width": 0.25}}}, {"export_onnx": {}}]
     result = run(parse_recipe({"input": user_input(tmp_path, "stylegan2"), "steps": steps}, "r.yaml"), tmp_path / "run")
     student = load_model(result.steps[0].path)
     assert type(student).__name__ == "DFGenerator" and (student.config.z_dim, student.config.image_size) == (16, 32)
@@ -82,7 +82,7 @@ def test_a_slim_student_for_a_user_generator_is_compresskits_own_architecture_on
 
 def test_feature_loss_on_layers_a_user_model_lacks_is_one_clear_error(tmp_path):
     steps = [{"distill": {**FAST_DISTILL, "losses": {"pixel": 1.0, "feature": 1.0}}}]
-    with pytest.raises(PassFailed, match="has no layer 'blocks.0' for the feature loss; set feature_layers"):
+    with pytest.raises(PassFailed, match="has no layer 'blocks.0' for the feature loss; set losses.feature_layers"):
         run(parse_recipe({"input": user_input(tmp_path, "dcgan"), "steps": steps}, "r.yaml"), tmp_path / "run")
 
 

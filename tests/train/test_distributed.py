@@ -187,8 +187,9 @@ def test_distill_pass_under_two_processes_matches_one_process(tmp_path):
     recipe = tmp_path / "distill.yaml"
     recipe.write_text(yaml.safe_dump({
         "name": "ddp-distill", "input": {"model": "emoji32-tiny"}, "seed": 0, "threads": 2,
-        "steps": [{"distill": {"student": "slim", "width": 0.5, "steps": 6, "batch_size": 8, "captions": 64,
-                               "validation_size": 16, "validate_every": 3, "bf16": False,
+        "steps": [{"distill": {"student": {"kind": "slim", "width": 0.5},
+                               "schedule": {"steps": 6, "batch_size": 8, "captions": 64},
+                               "validation": {"size": 16, "every": 3}, "bf16": False,
                                "losses": {"pixel": 1.0, "feature": 1.0, "adversarial": 0.1}}},
                   {"export_onnx": {}}],
     }))
