@@ -42,11 +42,11 @@ def one(style: str, folder: Path, distill_steps: int) -> dict:
     result = run(parse_recipe({"input": spec, "threads": 1, "steps": steps, "bench": BENCH}, f"{style}.yaml"),
                  folder / style)
     report = bench_run(folder / style)
-    by_name = {c["name"]: c["metrics"] for c in report["candidates"]}
+    by_name = {c.name: c for c in report.candidates}
     _, prune, distill, onnx, openvino, int8 = (r.meta for r in result.steps)
     return {"style": style, "prune": prune, "distill": distill, "onnx": onnx, "openvino": openvino, "int8": int8,
-            "latency": {n: m["latency_ms_p50"]["value"] for n, m in by_name.items()},
-            "speedup": by_name["quantize_nncf"]["speedup_vs_baseline"]["value"]}
+            "latency": {n: c.value("latency_ms_p50") for n, c in by_name.items()},
+            "speedup": by_name["quantize_nncf"].value("speedup_vs_baseline")}
 
 
 def table(rows: list[dict]) -> str:

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import CompresskitError, ConfigError, GateFailed
+from .errors import ConfigError, GateFailed
 
 out = Console()
 err = Console(stderr=True)
@@ -31,14 +31,9 @@ TrustFactory = Annotated[Optional[list[str]], typer.Option(
 
 def trust_factories(names: list[str] | None) -> None:
     """Trust what ``--trust-factory`` names (checked to look like ``package.module[:callable]``)."""
-    import re
+    from .api import trust_factories as trust
 
-    from .models.trust import trust
-
-    for name in names or []:
-        if not re.fullmatch(r"[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?", name):
-            raise ConfigError(f"--trust-factory takes package.module or package.module:callable; got {name!r}")
-    trust(*(names or []))
+    trust(names or [])
 
 
 ACTIVITY = {"now": None}  # what a run is doing, for the one line an interruption prints (cli.main)
@@ -57,9 +52,11 @@ def _rich_table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
     return table
 
 
-def print_report(report: dict) -> None:
+def print_report(typed) -> None:
+    """The report's headline table, gates and verdict on the terminal (every column: report.md)."""
     from .bench.markdown import TERMINAL_COLUMNS, gate_rows, table_rows
 
+    report = typed.to_json()
     name = report.get("recipe", {}).get("name", "bench")
     if report.get("status") == "failed":
         out.print(f"[bold red]run {name} failed at step {report.get('failed_step')}[/]: {report.get('error')}")
@@ -91,7 +88,6 @@ def run_recipe(
 ) -> None:
     """Take a generator through a recipe's passes (finished steps are reused), measure, and gate."""
     trust_factories(trust_factory)
-    from .lock import run_lock
     from .recipe import load_recipe
     from .runner import run
     from .train.distributed import launch_rank, launched_by_torchrun, torchrun
@@ -107,48 +103,51 @@ def run_recipe(
     if launch_rank() != 0:  # a torchrun follower: its share of the steps, then done
         run(parsed, folder)
         return
-    with run_lock(folder, wait=wait):  # held across the steps and the measurement: one owner per run folder
-        _run_and_measure(parsed, folder, bench, as_json)
+    _run_and_print(parsed, folder, bench, as_json, wait)
 
 
-def _run_and_measure(parsed, folder: Path, bench: bool, as_json: bool) -> None:
-    from .bench.report import REPORT_JSON, bench_run, failed_report
-    from .runner import run
+def _on_event(folder: Path):
+    """The console's progress: one line a step, its log lines, the bench's phases (on stderr)."""
+    def show(event) -> None:
+        if event.kind == "start":
+            ACTIVITY["now"] = f"step {event.step} ({event.name}) of {folder}"
+            err.print(f"[bold]step {event.step}[/] {event.name} ({event.id}) ...")
+        elif event.kind == "done":
+            record = event.record
+            how = "reused" if record.cached else f"{record.seconds:.1f} s"
+            err.print(f"  {record.name}: {how} -> {record.path}")
+            ACTIVITY["now"] = f"what follows step {event.step} ({event.name}) of {folder}: a step or the measurement"
+        elif event.kind == "log":
+            err.print(f"  [dim]{escape(event.message)}[/]")
+    return show
 
-    def on_event(kind: str, info: dict) -> None:
-        if kind == "start":
-            ACTIVITY["now"] = f"step {info['step']} ({info['name']}) of {folder}"
-            err.print(f"[bold]step {info['step']}[/] {info['name']} ({info['id']}) ...")
-        elif kind == "done":
-            how = "reused" if info["cached"] else f"{info['seconds']:.1f} s"
-            err.print(f"  {info['name']}: {how} -> {info['path']}")
-        elif kind == "log":
-            err.print(f"  {info['message']}")
+
+def _run_and_print(parsed, folder: Path, bench: bool, as_json: bool, wait: bool) -> None:
+    from .api import run
 
     with contextlib.redirect_stdout(sys.stderr):  # libraries' own progress output (NNCF) stays off stdout
         try:
-            result = run(parsed, folder, on_event=on_event)
-        except CompresskitError:
-            if (folder / "run.json").is_file():
-                failed_report(folder, parsed.gates)
-            raise
-        ACTIVITY["now"] = f"the measurement of {folder}"
-        report = bench_run(folder, progress=_progress) if bench else None
-        ACTIVITY["now"] = None
+            report = run(parsed, folder, bench=bench, gate=False, progress=_on_event(folder), wait=wait)
+        finally:
+            ACTIVITY["now"] = None
     if as_json:
-        typer.echo((folder / (REPORT_JSON if report else "run.json")).read_text("utf-8"))
+        typer.echo((folder / ("report.json" if bench else "run.json")).read_text("utf-8"))
     else:
         table = Table(title=f"run {parsed.name}: {folder}", title_justify="left")
         for column in ("step", "pass", "status", "seconds", "artifact"):
             table.add_column(column)
-        for r in result.steps:
-            table.add_row(str(r.step), r.name, r.status, f"{r.seconds:.1f}", Path(r.path).name)
+        for r in report.steps:
+            table.add_row(str(r["step"]), r["name"], r["status"], f"{r['seconds']:.1f}", Path(r["path"]).name)
         out.print(table)
-        if report:
+        if bench:
             print_report(report)
             err.print(f"report: {folder / 'report.md'} (+ report.json, pareto.png, samples.png)")
-    if report and report["verdict"] == "fail":
-        raise GateFailed(f"{sum(not g['passed'] for g in report['gates'])} of {len(report['gates'])} gates failed")
+    _exit_on_failed_gates(report)
+
+
+def _exit_on_failed_gates(report) -> None:
+    if report.verdict == "fail":
+        raise GateFailed(f"{len(report.failed_gates)} of {len(report.gates)} gates failed", report=report)
 
 
 def bench(
@@ -164,36 +163,22 @@ def bench(
 ) -> None:
     """Measure a run's artifacts (speed, memory, size, quality) against its baseline; rewrite its report."""
     trust_factories(trust_factory)
-    from .bench.gate import load_gates
-    from .bench.report import REPORT_JSON, bench_run
-    from .lock import run_lock
-    from .recipe import load_recipe
+    from .api import bench as measure
 
-    recipe_file = run_dir / "recipe.yaml"
-    if not recipe_file.is_file():
-        raise ConfigError(f"{run_dir} has no recipe.yaml: not a run folder; give a folder made by `compresskit run`")
-    settings = load_recipe(recipe_file).bench
     if threads:
         try:
             counts = [int(t) for t in threads.split(",")]
         except ValueError:
             raise ConfigError(f"--threads takes comma-separated integers like 1,2; got {threads!r}") from None
-        settings = settings.model_copy(update={"speed": settings.speed.model_copy(update={"threads": counts})})
-    if n or split:
-        if split not in (None, "eval", "val"):
-            raise ConfigError(f"--split must be eval or val, got {split!r}")
-        update = {k: v for k, v in (("n", n), ("split", split)) if v}
-        settings = settings.model_copy(update={"quality": settings.quality.model_copy(update=update)})
-    if candidates:
-        settings = settings.model_copy(update={"candidates": candidates.split(",")})
-    with contextlib.redirect_stdout(sys.stderr), run_lock(run_dir, wait=wait):
-        report = bench_run(run_dir, settings, load_gates(gates) if gates else None, progress=_progress)
+    with contextlib.redirect_stdout(sys.stderr):
+        report = measure(run_dir, threads=counts if threads else None, n=n, split=split,
+                         candidates=candidates.split(",") if candidates else None, gates=gates,
+                         progress=lambda event: _progress(event.message), wait=wait)
     if as_json:
-        typer.echo((run_dir / REPORT_JSON).read_text("utf-8"))
+        typer.echo((run_dir / "report.json").read_text("utf-8"))
     else:
         print_report(report)
-    if report["verdict"] == "fail":
-        raise GateFailed(f"{sum(not g['passed'] for g in report['gates'])} of {len(report['gates'])} gates failed")
+    _exit_on_failed_gates(report)
 
 
 def gate(
@@ -202,31 +187,17 @@ def gate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the gate results as JSON on stdout.")] = False,
 ) -> None:
     """Check a report against release gates: exit 0 if all pass, 1 if any fails, 2 for a bad gates file."""
-    from .bench.compare import load_report
-    from .bench.gate import evaluate_gates, load_gates, parse_gates, verdict
+    from .api import gate as check
     from .bench.markdown import gate_rows
-    from .bench.report import REPORT_JSON, check_report_is_current
 
-    report = load_report(report_file)
-    check_report_is_current(report, report_file / REPORT_JSON if report_file.is_dir() else report_file)
-    if gates_file is not None:
-        specs = load_gates(gates_file)
-    elif report.get("recipe", {}).get("gates"):
-        specs = parse_gates(report["recipe"]["gates"], f"{report_file} (recipe gates)")
-    else:
-        raise ConfigError(f"{report_file}: its recipe has no gates; give a gates file with --gates GATES.yaml")
-    if report.get("status") == "failed":
-        results = evaluate_gates({"candidates": []}, specs)
-    else:
-        results = evaluate_gates(report, specs)
-    outcome = verdict(results)
+    report = check(report_file, gates_file)
     if as_json:
-        typer.echo(json.dumps({"verdict": outcome, "gates": results}, indent=2))
+        typer.echo(json.dumps({"verdict": report.verdict, "gates": [g.model_dump() for g in report.gates]}, indent=2))
     else:
-        out.print(_rich_table(f"gates on {report_file}", *gate_rows(results)))
-        colour = "green" if outcome == "pass" else "red"
-        out.print(f"verdict: [bold {colour}]{outcome}[/]")
-    if outcome == "fail":
+        out.print(_rich_table(f"gates on {report_file}", *gate_rows([g.model_dump() for g in report.gates])))
+        colour = "green" if report.verdict == "pass" else "red"
+        out.print(f"verdict: [bold {colour}]{report.verdict}[/]")
+    if report.verdict == "fail":
         raise typer.Exit(1)
 
 

@@ -53,9 +53,13 @@ class TrainingDiverged(CompresskitError):
 
 
 class GateFailed(CompresskitError):
-    """At least one release gate failed (the printed gate table says which)."""
+    """At least one release gate failed (the printed gate table says which); ``report`` holds the report."""
 
     exit_code = 1
+
+    def __init__(self, message: str, report=None):
+        super().__init__(message)
+        self.report = report
 
 
 class DistributedJobFailed(CompresskitError):

@@ -22,22 +22,21 @@ import os
 import shutil
 import tempfile
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
-from . import __version__
-from .artifact import Artifact, Format, artifact_id, load_artifact, sha256_file, write_manifest
+from .artifact import Artifact, Format, load_artifact, sha256_file, write_manifest
 from .cache import atomic_dir, atomic_file, stable_hash
-from .errors import ArtifactError, CompresskitError, PassFailed
+from .errors import CompresskitError
 from .lock import run_lock
 from .models import io_spec, load_model, resolve_model_dir
 from .models.io import CONFIG_FILE, DISC_FILE, WEIGHTS_FILE
-from .passes.base import PassContext, PassResult
+from .passes.base import PassContext
+from .passes.execute import pass_output_id, produce, reuse_artifact
 from .recipe import Recipe
 from .registry import pass_class
 from .threads import torch_threads
@@ -61,22 +60,32 @@ class StepRecord:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class Event:
+    """What a run reports while it works, for a progress display (``on_event``).
+
+    ``start``: a step begins (``step``, ``name``, ``id``); ``done``: it ended (``record``: cached or not,
+    seconds, the artifact's path); ``log``: one line worth showing (``message``); ``progress``: a training
+    step's counter (``done`` of ``total``, ``stats``: its losses).
+    """
+
+    kind: Literal["start", "done", "log", "progress"]
+    step: int | None = None
+    name: str | None = None
+    id: str | None = None
+    message: str | None = None
+    record: StepRecord | None = None
+    done: int | None = None
+    total: int | None = None
+    stats: dict = field(default_factory=dict)
+
+
 @dataclass
 class RunResult:
     run_dir: Path
     input: Artifact
     steps: list[StepRecord]
     final: Artifact
-
-
-def _versions(libraries: tuple[str, ...]) -> dict:
-    found = {"compresskit": __version__}
-    for lib in libraries:
-        try:
-            found[lib] = version(lib)
-        except PackageNotFoundError:
-            found[lib] = "not installed"
-    return found
 
 
 def input_dataset(spec, generator_meta: dict) -> tuple[dict, str]:
@@ -113,7 +122,7 @@ def input_artifact(model_ref, artifacts_dir: Path) -> Artifact:
                           "dataset": dataset})
     files = (CONFIG_FILE, WEIGHTS_FILE, *extra)
     folder = artifacts_dir / f"00-input-{digest}"
-    existing = reuse_artifact(folder, lambda kind, info: None)
+    existing = reuse_artifact(folder)
     same_disc = existing is not None and (
         (existing.path / DISC_FILE).is_file() == bool(extra)
         and (not extra or sha256_file(existing.path / DISC_FILE) == sha256_file(source / DISC_FILE)))
@@ -152,7 +161,7 @@ def _factory_artifact(spec_in, artifacts_dir: Path) -> Artifact:
     dataset, dataset_from = input_dataset(spec_in, {})
     digest = stable_hash({"spec": spec.model_dump(), "weights": sha256_file(weights), "dataset": dataset})
     folder = artifacts_dir / f"00-input-{digest}"
-    existing = reuse_artifact(folder, lambda kind, info: None)
+    existing = reuse_artifact(folder)
     if existing is not None:
         return existing
     model = build(spec)
@@ -171,7 +180,7 @@ def run(
     recipe: Recipe,
     run_dir: Path,
     *,
-    on_event: Callable[[str, dict], None] | None = None,
+    on_event: Callable[[Event], None] | None = None,
 ) -> RunResult:
     """Execute every step (reusing intact finished ones) and write ``run.json``; raises on a failed step.
 
@@ -183,8 +192,8 @@ def run(
             return _run(recipe, run_dir, on_event, world)
 
 
-def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[str, dict], None] | None, world: World) -> RunResult:
-    emit = on_event or (lambda kind, info: None)
+def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[Event], None] | None, world: World) -> RunResult:
+    emit = on_event or (lambda event: None)
     run_dir = Path(run_dir)
     artifacts_dir = run_dir / ARTIFACTS
     with main_first(world):  # rank 0 prepares the folder and the input artifact; the others then read it
@@ -196,11 +205,11 @@ def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[str, dict], None] | 
                 tmp.write_text(yaml.safe_dump(recipe.resolved(), sort_keys=False), encoding="utf-8")
         root = input_artifact(recipe.input, artifacts_dir)
     ctx = PassContext(run_dir=run_dir, seed=recipe.seed, threads=world.threads(recipe.threads), teacher=root,
-                      log=lambda message: emit("log", {"message": message}),
-                      progress=lambda done, total, stats: emit("progress", {"done": done, "total": total, **stats}))
+                      log=lambda message: emit(Event("log", message=message)),
+                      progress=lambda done, total, stats: emit(Event("progress", done=done, total=total, stats=stats)))
     if root.meta.get("dataset_from", "").startswith("default"):
-        emit("log", {"message": f"the input names no dataset: calibrating and scoring with {root.dataset['name']} "
-                                "(set input.data in the recipe to choose)"})
+        emit(Event("log", message=f"the input names no dataset: calibrating and scoring with {root.dataset['name']} "
+                                  "(set input.data in the recipe to choose)"))
     records: list[StepRecord] = []
     current = root
     try:
@@ -209,7 +218,7 @@ def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[str, dict], None] | 
             config = step.config.model_dump(mode="json")
             output_id = pass_output_id(cls, step.name, config, current.id, root)
             folder = artifacts_dir / f"{step.index + 1:02d}-{step.name}-{output_id}"
-            emit("start", {"step": step.index + 1, "name": step.name, "id": output_id})
+            emit(Event("start", step=step.index + 1, name=step.name, id=output_id))
             started = time.perf_counter()
             step_ctx = ctx.for_step(current, cls.needs, run_dir / "scratch" / folder.name)
             try:
@@ -221,7 +230,7 @@ def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[str, dict], None] | 
             records.append(StepRecord(step.index + 1, step.name, current.id, output_id, str(folder), cached,
                                       round(time.perf_counter() - started, 3), "cached" if cached else "done",
                                       produced.meta))
-            emit("done", dataclasses.asdict(records[-1]))
+            emit(Event("done", step=step.index + 1, name=step.name, id=output_id, record=records[-1]))
             current = produced
     finally:
         if world.is_main:
@@ -249,7 +258,7 @@ def _step(cls, step, config: dict, current: Artifact, folder: Path, output_id: s
     Under torchrun rank 0 checks the cache and writes the artifact; the other ranks join a distributed
     pass with a throwaway output folder, wait for rank 0 otherwise, then read rank 0's artifact.
     """
-    produced = reuse_artifact(folder, emit) if world.is_main else None
+    produced = reuse_artifact(folder, lambda message: emit(Event("log", message=message))) if world.is_main else None
     cached = world.broadcast(float(produced is not None)) == 1.0
     if not cached:
         if world.is_main:
@@ -261,58 +270,6 @@ def _step(cls, step, config: dict, current: Artifact, folder: Path, output_id: s
         if world.is_main:
             shutil.rmtree(ctx.scratch, ignore_errors=True)
     return (produced if produced is not None else load_artifact(folder)), cached
-
-
-def pass_output_id(cls, name: str, config: dict, parent_id: str, teacher: Artifact | None = None) -> str:
-    """The id of what pass ``name`` (class ``cls``) makes from ``parent_id`` with ``config`` (a hash chain); a
-    step that reads the teacher's discriminator (``cls.reads_teacher_discriminator``) adds that file's hash."""
-    validated = cls.Config.model_validate(config)
-    machine = cls.machine_key(validated)
-    reads = teacher is not None and cls.reads_teacher_discriminator(validated)
-    disc = teacher.path / DISC_FILE if reads else None
-    extra = {"teacher_discriminator": sha256_file(disc) if disc.is_file() else None} if reads else {}
-    return artifact_id(name, config, parent_id, {"pass": cls.version, **_versions(cls.libraries), **machine, **extra})
-
-
-def produce(cls, name: str, config, src: Artifact, folder: Path, output_id: str, ctx: PassContext) -> Artifact:
-    """Run a pass into ``folder``: written in a temporary folder, manifest last, then renamed into place.
-
-    The new artifact inherits ``src``'s io spec, dataset and lineage (plus this step): the pass cannot drop
-    them. Whatever a pass raises that is not a CompresskitError (a bug, a user model Torch-Pruning cannot
-    handle) becomes one PassFailed line naming the step, so the run records a failed step, not a traceback.
-    """
-    ctx = ctx.for_step(src, cls.needs, ctx.scratch)
-    with atomic_dir(folder) as tmp:
-        try:
-            result = cls(config).run(src, tmp, ctx)
-        except CompresskitError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one line naming the pass, instead of a traceback
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-            raise PassFailed(f"{name} crashed: {type(exc).__name__}: {first_line} (at {Path(where.filename).name}:"
-                             f"{where.lineno}); the step wrote nothing; please report it") from exc
-        if not isinstance(result, PassResult):
-            raise PassFailed(f"{name}: run() returned {type(result).__name__}, not a PassResult; fix the pass")
-        result.checked(cls)
-        written = write_manifest(
-            tmp, id=output_id, parent_id=src.id, format=cls.produces,
-            producer={"pass": name, "config": config.model_dump(mode="json"), "versions": _versions(cls.libraries)},
-            io=src.io, dataset=src.dataset, lineage=[*src.lineage, {"pass": name, "id": output_id}],
-            meta={**result.details, **result.metrics})
-    return dataclasses.replace(written, path=folder)
-
-
-def reuse_artifact(folder: Path, emit=lambda kind, info: None) -> Artifact | None:
-    """The intact artifact in ``folder``, or None (a folder that fails its checksums is deleted)."""
-    if not folder.exists():
-        return None
-    try:
-        return load_artifact(folder)
-    except ArtifactError as exc:
-        emit("log", {"message": f"rebuilding {folder.name}: {exc}"})
-        shutil.rmtree(folder)
-        return None
 
 
 def _write_run_json(run_dir: Path, recipe: Recipe, root: Artifact, records: list[StepRecord]) -> None:

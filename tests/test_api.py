@@ -11,7 +11,8 @@ import compresskit
 def test_every_public_name_resolves():
     for name in compresskit.__all__:
         assert getattr(compresskit, name) is not None, name
-    assert compresskit.run.__module__ == "compresskit.runner"
+    assert compresskit.run.__module__ == "compresskit.api"
+    assert compresskit.compress.__module__ == "compresskit.api"
 
 
 def test_import_compresskit_does_not_import_torch():

@@ -15,7 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compresskit.bench.compare import load_report
+from compresskit.bench.schema import load_report
 from compresskit.bench.gate import GateSpec, parse_gates
 from compresskit.bench.schema import SCHEMA_VERSION
 from compresskit.errors import ConfigError, RecipeError

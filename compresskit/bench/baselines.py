@@ -18,6 +18,7 @@ from pathlib import Path
 from ..artifact import Artifact
 from ..errors import CompresskitError
 from ..passes.base import PassContext
+from ..passes.execute import pass_output_id, produce, reuse_artifact
 from ..registry import pass_class
 from ..threads import torch_threads
 from .names import REFERENCES
@@ -29,8 +30,6 @@ EXPORT_CHAIN = tuple(zip(REFERENCES, ("export_onnx", "export_openvino", "quantiz
 def teacher_exports(run_dir: Path, teacher: Artifact, *, seed: int = 0, threads: int | None = None,
                     progress: Callable[[str], None] = lambda message: None) -> tuple[dict[str, Artifact], dict[str, str]]:
     """({reference name: artifact}, {reference name: why it could not be built}) for the teacher's plain exports."""
-    from ..runner import pass_output_id, produce, reuse_artifact
-
     folder = Path(run_dir) / BASELINES_DIR
     folder.mkdir(parents=True, exist_ok=True)
     made: dict[str, Artifact] = {}

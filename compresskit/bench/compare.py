@@ -14,43 +14,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-from pydantic import ValidationError
-
 from ..cache import atomic_file
 from ..errors import ArtifactError
 from ..hardware import fingerprint
 from .markdown import gate_rows, machine_line, table_rows
 from .plots import pareto_front, pareto_plot, pareto_points, samples_grid
-from .report import REPORT_JSON, SAMPLES_NPZ
-from .schema import SCHEMA_VERSION, ReportRecord
+from .report import SAMPLES_NPZ
+from .schema import Report, load_report
 
 COMPARE_JSON, COMPARE_MD, REPORT_HTML = "compare.json", "compare.md", "report.html"
-
-
-def load_report(path: Path) -> dict:
-    """A report.json, given its path or its run folder."""
-    path = Path(path)
-    run_dir = path.parent
-    if path.is_dir():
-        run_dir, path = path, path / REPORT_JSON
-    try:
-        report = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise ArtifactError(f"{run_dir} has no {REPORT_JSON}; measure it first with `compresskit bench {run_dir}`") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{path} is unreadable ({exc}); re-measure with `compresskit bench {run_dir}`") from None
-    if not isinstance(report, dict) or "schema_version" not in report:
-        raise ArtifactError(f"{path} is not a compresskit report (no schema_version)")
-    if report["schema_version"] != SCHEMA_VERSION:
-        raise ArtifactError(f"{path}: schema_version {report['schema_version']!r} is not {SCHEMA_VERSION}; "
-                            f"re-measure with `compresskit bench RUN_DIR`")
-    try:
-        ReportRecord.model_validate(report)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ArtifactError(f"{path}: {where}: {first['msg']}; re-measure with `compresskit bench RUN_DIR`") from None
-    return report
 
 
 def _run_label(report: dict, run_dir: Path) -> str:
@@ -131,7 +103,8 @@ def compare(run_dirs: list[Path], out_dir: Path) -> dict:
     """Write the comparison files into ``out_dir``; returns compare.json's content."""
     if not run_dirs:
         raise ArtifactError("give at least one run folder to compare")
-    reports = [(_run_label(load_report(d), d), load_report(d)) for d in run_dirs]
+    loaded: list[Report] = [load_report(d) for d in run_dirs]  # typed and checked; rendered from their JSON form
+    reports = [(_run_label(r.to_json(), d), r.to_json()) for r, d in zip(loaded, run_dirs)]
     labels = [label for label, _ in reports]
     if len(set(labels)) != len(labels):  # two runs of one recipe: fall back to folder names
         reports = [(Path(d).name, r) for d, (_, r) in zip(run_dirs, reports)]

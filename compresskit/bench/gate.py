@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..config_errors import read_yaml, validation_message
 from ..errors import ConfigError
-from .schema import SPEED_METRICS, known_metrics
+from .schema import SPEED_METRICS, GateResult, Report, known_metrics
 
 GOALS = ("threshold", "min_improvement", "percent_min_improvement", "max_degradation", "percent_max_degradation")
 
@@ -145,10 +145,12 @@ def _decided(interval: list[float], threshold: float) -> str:
     return "marginal" if low < threshold < high else "clear"
 
 
-def evaluate_gates(report: dict, gates: list[GateSpec]) -> list[dict]:
+def evaluate_gates(report: dict | Report, gates: list[GateSpec]) -> list[GateResult]:
     """One result per gate: observed, baseline, resolved threshold, passed, and why when it failed. A speedup's
     95% interval (``observed_interval``) rides along, with ``decided``: "clear" or "marginal" (see ``_decided``);
     the verdict is the central value's either way."""
+    if isinstance(report, Report):
+        report = report.to_json()
     results = []
     for gate in gates:
         higher = known_metrics()[gate.metric].direction == "higher"
@@ -167,15 +169,16 @@ def evaluate_gates(report: dict, gates: list[GateSpec]) -> list[dict]:
         difference = observed - baseline if observed is not None and baseline is not None else None
         difference_stderr = (math.hypot(*stderrs) if difference is not None and None not in stderrs else None)
         interval = found.get("interval") if reason is None else None
-        results.append({**gate.model_dump(), "direction": "higher" if higher else "lower", "observed": observed,
-                        "observed_stderr": stderrs[0], "baseline": baseline, "difference": difference,
-                        "difference_stderr": difference_stderr, "threshold": threshold, "passed": passed,
-                        "reason": reason, "observed_interval": interval,
-                        "decided": _decided(interval, threshold) if interval else None})
+        results.append(GateResult(**gate.model_dump(), direction="higher" if higher else "lower", observed=observed,
+                                  observed_stderr=stderrs[0], baseline=baseline, difference=difference,
+                                  difference_stderr=difference_stderr, threshold=threshold, passed=passed,
+                                  reason=reason, observed_interval=interval,
+                                  decided=_decided(interval, threshold) if interval else None))
     return results
 
 
-def verdict(results: list[dict]) -> str:
+def verdict(results: list[GateResult]) -> str:
+    """"pass" when every gate passed, "fail" when one did not, "no gates" when there were none."""
     if not results:
         return "no gates"
-    return "pass" if all(r["passed"] for r in results) else "fail"
+    return "pass" if all(r.passed for r in results) else "fail"

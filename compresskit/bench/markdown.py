@@ -66,9 +66,11 @@ def _with_stderr(value: float | None, stderr: float | None, sign: bool = False) 
     return text + (f" ± {stderr:.2g}" if stderr is not None else "")
 
 
-def gate_rows(gates: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """Gate table rows; ``vs baseline`` is observed - baseline with its standard error where one exists; a
-    speedup's observed figure carries its 95% interval in brackets, and a verdict it straddles says marginal."""
+def gate_rows(gates: list) -> tuple[list[str], list[list[str]]]:
+    """Gate table rows (from ``GateResult``s or their JSON form); ``vs baseline`` is observed - baseline with its
+    standard error where one exists; a speedup's observed figure carries its 95% interval in brackets, and a
+    verdict it straddles says marginal."""
+    gates = [g.model_dump() if hasattr(g, "model_dump") else g for g in gates]
     headers = ["gate", "candidate", "goal", "observed", "threshold", "baseline", "vs baseline", "result"]
     rows = []
     for g in gates:
@@ -88,7 +90,7 @@ def gate_rows(gates: list[dict]) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
-def _md_table(headers: list[str], rows: list[list[str]]) -> str:
+def md_table(headers: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
@@ -154,11 +156,11 @@ def report_markdown(report: dict) -> str:
             "teacher_int8) — the gain a plain export would not give.", "",
         ]
         headers, rows = table_rows(report["candidates"])
-        lines += ["## Candidates", "", _md_table(headers, rows), ""]
+        lines += ["## Candidates", "", md_table(headers, rows), ""]
         for threads in report["settings"]["speed"]["threads"]:
             sub = [{**c, "metrics": c["by_threads"].get(str(threads), {})} for c in report["candidates"]]
             h, r = table_rows(sub)
-            lines += [f"### Speed at {threads} thread(s)", "", _md_table(h, r), ""]
+            lines += [f"### Speed at {threads} thread(s)", "", md_table(h, r), ""]
         front = ", ".join(report["pareto"]["front"]) or "(no candidate has both latency and KID)"
         frontier = report.get("frontier")
         lines += ["## Quality-held frontier", "", frontier_line(frontier), "",
@@ -183,7 +185,7 @@ def report_markdown(report: dict) -> str:
             lines += ["## Errors", "", *errors, ""]
     if report.get("gates"):
         headers, rows = gate_rows(report["gates"])
-        lines += ["## Gates", "", _md_table(headers, rows), ""]
+        lines += ["## Gates", "", md_table(headers, rows), ""]
     lines += [f"**Verdict: {report.get('verdict', 'no gates')}**", ""]
     if report.get("nondeterminism"):
         lines += ["## Not deterministic", "", *[f"- {n}" for n in report["nondeterminism"]], ""]

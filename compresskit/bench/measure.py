@@ -26,6 +26,7 @@ compares a candidate with the teacher exported to the candidate's own runtime an
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,8 +80,8 @@ def size_mb(artifact: Artifact) -> float:
 
 def model_cost(artifact: Artifact, torch_ancestor: Artifact | None) -> dict:
     """Params and MACs/image from the torch model itself, or the torch model an export came from."""
-    from ..models.io import load_model
-    from ..models.stats import generator_stats
+    from ..models.io import load_model  # imports torch: only a candidate with a torch model pays for it
+    from ..models.stats import generator_stats  # imports torch, as above
 
     source = artifact if artifact.format == "torch" else torch_ancestor
     if source is None:
@@ -159,7 +160,6 @@ def measure_speed(candidates: list[Candidate], settings: SpeedSettings, seed: in
         progress(f"speed at {threads} thread(s): {len(candidates)} worker processes")
         timed, runtime_settings = _time_one_thread_count(candidates, settings, threads, seed, e2e_names)
         p50 = {n: percentiles(t["latency"])["p50"] for n, t in timed.items()}
-        e2e_p50 = {n: percentiles(t["e2e"])["p50"] for n, t in timed.items() if "e2e" in t}
         for c in candidates:
             applied[c.name][threads] = runtime_settings[c.name]
             p = percentiles(timed[c.name]["latency"])
@@ -171,8 +171,9 @@ def measure_speed(candidates: list[Candidate], settings: SpeedSettings, seed: in
                 if reference is not None:
                     interval = ratio_interval(timed[reference]["latency"], timed[c.name]["latency"], settings.per_round,
                                               seed=seed)
-                    record[metric_name] = metric(metric_name, p50[reference] / p["p50"], p["n"], threads=threads,
-                                                 reference=reference, interval=[round(v, 4) for v in interval],
+                    value = p50[reference] / p["p50"]
+                    record[metric_name] = metric(metric_name, value, p["n"], threads=threads,
+                                                 reference=reference, interval=holding(interval, value),
                                                  how="ratio of batch-1 p50s measured in this run; " + INTERVAL_HOW)
             if "e2e" in timed[c.name]:
                 record.update(_e2e_records(timed[c.name]["e2e"], timed[candidates[0].name]["e2e"], settings, threads,
@@ -189,6 +190,14 @@ def measure_speed(candidates: list[Candidate], settings: SpeedSettings, seed: in
     return results, applied
 
 
+def holding(interval: tuple[float, float], value: float, digits: int = 4) -> list[float]:
+    """The interval as reported: widened to hold the central value (a percentile bootstrap over few rounds can
+    leave it just outside) and rounded outwards, so rounding never moves a bound across the value."""
+    scale = 10 ** digits
+    low, high = min(interval[0], value), max(interval[1], value)
+    return [math.floor(low * scale) / scale, math.ceil(high * scale) / scale]
+
+
 def _e2e_records(ms: list[float], baseline_ms: list[float], settings: SpeedSettings, threads: int, how: str,
                  seed: int = 0) -> dict:
     e = percentiles(ms)
@@ -200,7 +209,7 @@ def _e2e_records(ms: list[float], baseline_ms: list[float], settings: SpeedSetti
               for q in ("p50", "p90")}
     record["e2e_speedup_vs_baseline"] = metric(
         "e2e_speedup_vs_baseline", baseline_p50 / e["p50"], e["n"], threads=threads, reference="baseline",
-        interval=[round(v, 4) for v in interval],
+        interval=holding(interval, baseline_p50 / e["p50"]),
         how="ratio of end-to-end batch-1 p50s measured in this run (the teacher pipeline: MiniLM in torch + the "
             "teacher in torch); " + INTERVAL_HOW)
     return record

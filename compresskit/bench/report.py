@@ -32,17 +32,17 @@ from ..threads import torch_threads
 from .baselines import BASELINES_DIR, teacher_exports
 from .crosscheck import benchmark_app_p50, static_shapes
 from .harness import time_alone
-from .gate import GateSpec, evaluate_gates, verdict
+from .gate import GateSpec, evaluate_gates, parse_gates, verdict
 from .measure import Candidate, chosen_names, measure_compute_rates, measure_footprint, measure_speed, model_cost, size_mb
 from .names import BF16_SUFFIX, step_names
 from .frontier import frontier_plot, quality_frontier
 from .plots import pareto_front, pareto_plot, pareto_points, samples_grid
 from .quality import measure_quality
-from .schema import SCHEMA_VERSION, known_metrics, metric
+from .schema import REPORT_JSON, SCHEMA_VERSION, Report, known_metrics, metric, validated_report
 from .settings import BenchSettings
 
-REPORT_JSON, REPORT_MD, PARETO_PNG, SAMPLES_PNG, SAMPLES_NPZ, FRONTIER_PNG = (
-    "report.json", "report.md", "pareto.png", "samples.png", "samples.npz", "frontier.png")
+REPORT_MD, PARETO_PNG, SAMPLES_PNG, SAMPLES_NPZ, FRONTIER_PNG = (
+    "report.md", "pareto.png", "samples.png", "samples.npz", "frontier.png")
 EMOJI_SAMPLE_CAPTIONS = ["red apple", "cat face", "red heart", "sun", "flag: Japan", "automobile",
                          "red paper lantern", "woman running"]
 NOT_MEASURED_BY_DEFAULT = ("sanitize",)
@@ -71,7 +71,7 @@ def read_run_summary(run_dir: Path) -> dict:
     return summary
 
 
-def check_report_is_current(report: dict, report_path: Path) -> None:
+def check_report_is_current(report: Report, report_path: Path) -> None:
     """ArtifactError (one line) when the run folder holding ``report.json`` changed after it was measured.
 
     A ``compresskit run --no-bench`` (or a failed rerun) with another recipe rewrites ``run.json`` and leaves
@@ -82,7 +82,7 @@ def check_report_is_current(report: dict, report_path: Path) -> None:
         return  # a report copied out of its run folder: nothing to compare with
     summary = read_run_summary(run_dir)
     now = (summary.get("recipe_hash"), [s.get("output_id") for s in summary["steps"]])
-    measured = (report.get("recipe_hash"), [s.get("output_id") for s in report.get("steps", [])])
+    measured = ((report.model_extra or {}).get("recipe_hash"), [s.get("output_id") for s in report.steps])
     if now != measured:
         what = "recipe" if now[0] != measured[0] else "steps"
         raise ArtifactError(f"{report_path} is stale: the run folder's {what} changed after it was measured "
@@ -187,7 +187,7 @@ def sample_captions(evalset, chosen: list[str] | None) -> list[str]:
 
 
 def measure(candidates: list[Candidate], settings: BenchSettings, out_dir: Path, *, evalset, torch_ancestors: dict,
-            context: dict, gates: list[GateSpec] = (), progress: Callable[[str], None] = lambda m: None) -> dict:
+            context: dict, gates: list[GateSpec] = (), progress: Callable[[str], None] = lambda m: None) -> Report:
     """Measure every candidate (the first is the baseline), write the report files, return the report.
 
     ``context["final_step"]``: (number, name) of the recipe's last step, which gates call ``final``.
@@ -230,7 +230,7 @@ def _crosscheck(candidates: list[Candidate], settings, threads: int, final_name:
     return found
 
 
-def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context, gates, progress) -> dict:
+def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context, gates, progress) -> Report:
     started = time.perf_counter()
     headline = max(settings.speed.threads)
     final_number, final_name = context.get("final_step") or (None, None)
@@ -310,11 +310,10 @@ def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context
         "pareto": {"x": "latency_ms_p50", "y": "kid", "threads": headline, "front": pareto_front(points)},
         "frontier": frontier,
         "sample_captions": captions, "nondeterminism": NONDETERMINISM,
-        "gates": gate_results, "verdict": verdict(gate_results),
+        "gates": [g.model_dump() for g in gate_results], "verdict": verdict(gate_results),
         "bench_seconds": round(time.perf_counter() - started, 1), "bench_phase_seconds": phases,
     }
-    write_report(report, out_dir)
-    return report
+    return write_report(report, out_dir)
 
 
 def reported_by_pass(artifact) -> dict:
@@ -328,32 +327,38 @@ def reported_by_pass(artifact) -> dict:
             for name in pass_class(producer).metrics if name in artifact.meta}
 
 
-def write_report(report: dict, out_dir: Path) -> None:
+def write_report(raw: dict, out_dir: Path) -> Report:
+    """Check ``raw`` against the Report schema (a malformed report is never written), write report.json and
+    report.md, and return the typed Report."""
     from .markdown import report_markdown
 
+    plain = json.loads(json.dumps(raw, default=str))  # what the file will hold (paths, numpy scalars as JSON)
+    report = validated_report(plain, f"the report of {out_dir}", " (a bug: please report it)")
     with atomic_file(out_dir / REPORT_JSON) as tmp:
-        tmp.write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(plain, indent=1) + "\n", encoding="utf-8")
     with atomic_file(out_dir / REPORT_MD) as tmp:
-        tmp.write_text(report_markdown(report), encoding="utf-8")
+        tmp.write_text(report_markdown(plain), encoding="utf-8")
+    return report
 
 
 def bench_run(run_dir: Path, settings: BenchSettings | None = None, gates: list[GateSpec] | None = None,
-              progress: Callable[[str], None] = lambda m: None) -> dict:
-    """Measure a finished run folder (its recipe's bench settings and gates unless given) and write its report."""
+              progress: Callable[[str], None] = lambda m: None) -> Report:
+    """Measure a finished run folder (its recipe's bench settings and gates unless given), write its report
+    (report.json, report.md, plots) and return it."""
     if not Path(run_dir).is_dir():
         raise ArtifactError(f"{run_dir} is not a folder; give a run folder made by `compresskit run`")
     with run_lock(Path(run_dir)):  # one owner per run folder (re-entrant: `compresskit run` already holds it)
         return _bench_run(Path(run_dir), settings, gates, progress)
 
 
-def _bench_run(run_dir: Path, settings: BenchSettings | None, gates: list[GateSpec] | None, progress) -> dict:
+def _bench_run(run_dir: Path, settings: BenchSettings | None, gates: list[GateSpec] | None, progress) -> Report:
     from ..metrics.evaluate import eval_set
-    from ..recipe import load_recipe
 
     summary = read_run_summary(run_dir)
-    recipe = load_recipe(run_dir / "recipe.yaml")
-    settings = settings or recipe.bench
-    gates = recipe.gates if gates is None else gates
+    recipe = summary["recipe"]  # resolved and validated by the runner when the run was made
+    settings = settings or BenchSettings.model_validate(recipe.get("bench") or {})
+    if gates is None:
+        gates = parse_gates(recipe["gates"], f"{run_dir / 'run.json'} (recipe gates)") if recipe.get("gates") else []
     candidates = run_candidates(run_dir, settings)
     references, reference_errors = {}, {}
     if settings.speed.exported_teacher:
@@ -377,7 +382,7 @@ def _bench_run(run_dir: Path, settings: BenchSettings | None, gates: list[GateSp
                    context=context, gates=gates, progress=progress)
 
 
-def failed_report(run_dir: Path, gates: list[GateSpec] = ()) -> dict:
+def failed_report(run_dir: Path, gates: list[GateSpec] = ()) -> Report:
     """The report of a run whose step failed: which step and why, every gate failed, verdict fail."""
     summary = read_run_summary(Path(run_dir))
     failed = next((s for s in summary["steps"] if s["status"] == "failed"), None)
@@ -385,7 +390,6 @@ def failed_report(run_dir: Path, gates: list[GateSpec] = ()) -> dict:
               "recipe": summary["recipe"], "recipe_hash": summary["recipe_hash"], "run_dir": str(run_dir),
               "status": "failed", "failed_step": summary["failed_step"], "steps": summary["steps"],
               "error": failed["error"] if failed else None, "environment": _environment(), "candidates": [],
-              "gates": evaluate_gates({"candidates": []}, list(gates)), "verdict": "fail"}
-    write_report(report, Path(run_dir))
-    return report
+              "gates": [g.model_dump() for g in evaluate_gates({"candidates": []}, list(gates))], "verdict": "fail"}
+    return write_report(report, Path(run_dir))
 

@@ -6,13 +6,17 @@ caught against this table before anything is measured.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..artifact import Format
+from ..errors import ArtifactError
 
+REPORT_JSON = "report.json"
 SCHEMA_VERSION = 2  # 2: isolated harness, reference candidates, runtime settings, uncertainties
 
 
@@ -96,20 +100,26 @@ def metric(name: str, value: float, n: int | None = None, **detail) -> dict:
     return {**record, **detail}
 
 
-# report.json's shape, checked when a report is read back (gate, compare) and in the tests
+# report.json's shape: the one object from the bench to the gates, ``compare`` and the library (``compresskit.Report``)
 
 
 class MetricRecord(BaseModel):
-    model_config = ConfigDict(extra="allow")  # threads, batch, spread, how, ... ride along
+    """One measured figure: value, unit, which direction is better, sample count, uncertainty, how measured."""
+
+    model_config = ConfigDict(extra="allow")  # threads, batch, spread, ... ride along
 
     value: float
     unit: str
     direction: Literal["lower", "higher"]
     n: int | None = Field(None, ge=1)
     stderr: float | None = Field(None, ge=0)  # standard error of the value, where it has one
+    interval: list[float] | None = None  # a speedup's 95% interval (block bootstrap over the timed rounds)
+    how: str | None = None
 
 
 class CandidateRecord(BaseModel):
+    """One measured artifact: the baseline (teacher in torch), a reference (the teacher merely exported) or a step."""
+
     model_config = ConfigDict(extra="allow")
 
     name: str
@@ -117,6 +127,7 @@ class CandidateRecord(BaseModel):
     artifact_id: str
     format: Format
     backend: str
+    precision: str = "f32"
     role: Literal[ROLES]  # type: ignore[valid-type]
     final: bool
     metrics: dict[str, MetricRecord]
@@ -131,25 +142,117 @@ class CandidateRecord(BaseModel):
             raise ValueError(f"unknown metric names {unknown}")
         return metrics
 
+    def value(self, metric_name: str, threads: int | None = None) -> float | None:
+        """The figure's value (at ``threads`` for a speed figure measured at several), or None if not measured."""
+        table = self.by_threads.get(str(threads), {}) if threads is not None else self.metrics
+        record = table.get(metric_name)
+        return None if record is None else record.value
 
-class GateRecord(BaseModel):
+
+class GateResult(BaseModel):
+    """A gate and what it found: observed value, resolved threshold, passed, and why when it failed."""
+
     model_config = ConfigDict(extra="allow")
 
     metric: str
     goal: str
     value: float
     candidate: str
+    threads: int | None = None
+    direction: Literal["lower", "higher"] | None = None
     passed: bool
     observed: float | None
     threshold: float | None
+    baseline: float | None = None
+    reason: str | None = None
+    observed_interval: list[float] | None = None
+    decided: Literal["clear", "marginal"] | None = None  # the interval on one side of the threshold, or across it
 
 
-class ReportRecord(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class Report(BaseModel):
+    """What ``compresskit run`` / ``bench`` measured (``report.json``), typed.
+
+    ``Report.load(path)`` reads one back (a run folder or its report.json), ``report.candidate("final")`` is
+    the recipe's last step, ``report.table()`` the headline table, ``report.verdict`` pass / fail / no gates.
+    """
+
+    model_config = ConfigDict(extra="allow")  # settings, environment, pareto, samples, timings ... ride along
 
     schema_version: Literal[SCHEMA_VERSION]  # type: ignore[valid-type]
     recipe: dict
     status: Literal["done", "failed"]
     candidates: list[CandidateRecord]
-    gates: list[GateRecord]
-    verdict: Literal["pass", "fail", "no gates"]
+    gates: list[GateResult]
+    verdict: Literal["pass", "fail", "no gates", "not measured"]
+    steps: list[dict] = []  # the run's steps (run.json): pass, ids, cached, seconds, status
+    final_step: str | None = None
+    failed_step: int | None = None
+    error: str | None = None
+    run_dir: str | None = None
+    headline_threads: int | None = None
+    frontier: dict | None = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Report:
+        """A report.json, given its path or its run folder; ArtifactError (one line) if missing or malformed."""
+        return load_report(path)
+
+    @property
+    def passed(self) -> bool:
+        """True when every gate passed (and the run did not fail); a report without gates passes."""
+        return self.verdict != "fail"
+
+    @property
+    def failed_gates(self) -> list[GateResult]:
+        return [g for g in self.gates if not g.passed]
+
+    def candidate(self, name: str) -> CandidateRecord:
+        """The named candidate; ``final`` is the recipe's last step, ``baseline`` the teacher in torch."""
+        if name == "final" or name.startswith("final@"):
+            final = next((c for c in self.candidates if c.final), None)
+            name = (final.name if final else "final") + name[len("final"):]
+        found = next((c for c in self.candidates if c.name == name), None)
+        if found is None:
+            known = ", ".join(c.name for c in self.candidates) or "none: the run failed before the bench"
+            raise KeyError(f"no candidate {name!r} in this report (candidates: {known})")
+        return found
+
+    def table(self, columns: tuple[str, ...] | None = None) -> str:
+        """The headline table (one row a candidate) as Markdown, as report.md has it."""
+        from .markdown import COLUMNS, md_table, table_rows
+
+        return md_table(*table_rows(self.to_json()["candidates"], columns=columns or COLUMNS))
+
+    def to_json(self) -> dict:
+        """The plain JSON form, as written to report.json (the fields it was built with, nothing added)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+def load_report(path: str | Path) -> Report:
+    """A report.json, given its path or its run folder; ArtifactError (one line) if missing or malformed."""
+    path = Path(path)
+    run_dir = path.parent
+    if path.is_dir():
+        run_dir, path = path, path / REPORT_JSON
+    try:
+        raw = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{run_dir} has no {REPORT_JSON}; measure it first with `compresskit bench {run_dir}`") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path} is unreadable ({exc}); re-measure with `compresskit bench {run_dir}`") from None
+    if not isinstance(raw, dict) or "schema_version" not in raw:
+        raise ArtifactError(f"{path} is not a compresskit report (no schema_version)")
+    if raw["schema_version"] != SCHEMA_VERSION:
+        raise ArtifactError(f"{path}: schema_version {raw['schema_version']!r} is not {SCHEMA_VERSION}; "
+                            f"re-measure with `compresskit bench RUN_DIR`")
+    return validated_report(raw, f"{path}", "; re-measure with `compresskit bench RUN_DIR`")
+
+
+def validated_report(raw: dict, where: str, fix: str = "") -> Report:
+    """``raw`` as a Report; ArtifactError naming the first field that does not fit."""
+    try:
+        return Report.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ArtifactError(f"{where}: {field}: {first['msg']}{fix}") from None

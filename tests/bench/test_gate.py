@@ -47,10 +47,10 @@ def test_passing_and_failing_gates_name_observed_threshold_and_baseline():
         {"metric": "latency_ms_p50", "goal": "threshold", "value": 4.0, "threads": 1},   # 5 > 4 at 1 thread: fail
     ], "gates")
     results = evaluate_gates(report, gates)
-    assert [r["passed"] for r in results] == [True, False, True, False]
-    assert results[1]["observed"] == 0.2 and results[1]["baseline"] == 0.1
-    assert results[1]["threshold"] == pytest.approx(0.15)
-    assert results[3]["observed"] == 5.0 and results[3]["baseline"] == 20.0
+    assert [r.passed for r in results] == [True, False, True, False]
+    assert results[1].observed == 0.2 and results[1].baseline == 0.1
+    assert results[1].threshold == pytest.approx(0.15)
+    assert results[3].observed == 5.0 and results[3].baseline == 20.0
     assert verdict(results) == "fail" and verdict(results[:1]) == "pass" and verdict([]) == "no gates"
 
 
@@ -62,9 +62,9 @@ def test_a_missing_or_nan_metric_fails_closed():
         {"metric": "psnr_vs_teacher", "goal": "max_degradation", "value": 1.0},   # no baseline figure either
         {"metric": "kid", "goal": "threshold", "value": 1.0, "candidate": "distill"},
     ], "gates"))
-    assert not any(r["passed"] for r in results)
-    assert "missing, NaN or infinite" in results[0]["reason"] and "missing, NaN or infinite" in results[1]["reason"]
-    assert "no candidate 'distill'" in results[3]["reason"]
+    assert not any(r.passed for r in results)
+    assert "missing, NaN or infinite" in results[0].reason and "missing, NaN or infinite" in results[1].reason
+    assert "no candidate 'distill'" in results[3].reason
 
 
 @pytest.mark.parametrize("infinite", [math.inf, -math.inf])
@@ -75,12 +75,12 @@ def test_an_infinite_metric_fails_like_nan(infinite):
         {"metric": "speedup_vs_baseline", "goal": "threshold", "value": 2},
         {"metric": "latency_ms_p50", "goal": "threshold", "value": 100},
     ], "gates"))
-    assert [r["passed"] for r in results] == [False, False]
-    assert all("missing, NaN or infinite" in r["reason"] for r in results)
+    assert [r.passed for r in results] == [False, False]
+    assert all("missing, NaN or infinite" in r.reason for r in results)
     report = _report(kid=0.1)
     report["candidates"][0]["metrics"]["kid"]["value"] = math.inf  # an infinite baseline cannot set a threshold
     kid = evaluate_gates(report, parse_gates([{"metric": "kid", "goal": "max_degradation", "value": 1}], "g"))[0]
-    assert not kid["passed"] and "baseline has no finite kid" in kid["reason"]
+    assert not kid.passed and "baseline has no finite kid" in kid.reason
 
 
 def test_final_is_the_recipes_last_step_even_when_it_was_not_measured():
@@ -88,7 +88,7 @@ def test_final_is_the_recipes_last_step_even_when_it_was_not_measured():
     report["candidates"][1]["final"] = False  # quantize_nncf measured, but the recipe ends with another step
     report["final_step"] = "export_openvino"
     result = evaluate_gates(report, parse_gates([{"metric": "kid", "goal": "threshold", "value": 1}], "g"))[0]
-    assert not result["passed"] and "last step (export_openvino) was not measured" in result["reason"]
+    assert not result.passed and "last step (export_openvino) was not measured" in result.reason
 
 
 def test_gate_results_carry_the_difference_with_its_standard_error():
@@ -99,8 +99,8 @@ def test_gate_results_carry_the_difference_with_its_standard_error():
     report["candidates"][1]["metrics"]["r_precision"]["stderr"] = 0.04
     result = evaluate_gates(report, parse_gates([{"metric": "r_precision", "goal": "max_degradation", "value": 0.03}],
                                                 "g"))[0]
-    assert result["difference"] == pytest.approx(-0.05) and result["difference_stderr"] == pytest.approx(0.05)
-    assert not result["passed"]
+    assert result.difference == pytest.approx(-0.05) and result.difference_stderr == pytest.approx(0.05)
+    assert not result.passed
     headers, rows = gate_rows([result])
     assert rows[0][headers.index("vs baseline")] == "-0.05 ± 0.05"
     assert rows[0][headers.index("observed")] == "0.45 ± 0.04"

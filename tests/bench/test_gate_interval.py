@@ -36,6 +36,15 @@ def _report(value: float, interval: list[float]) -> dict:
 def test_a_speed_gate_says_whether_its_interval_clears_the_threshold(value, interval, passed, decided):
     gate = GateSpec(metric="speedup_vs_teacher_int8", goal="threshold", value=4)
     result = evaluate_gates(_report(value, interval), [gate])[0]
-    assert (result["passed"], result["decided"], result["observed_interval"]) == (passed, decided, interval)
+    assert (result.passed, result.decided, result.observed_interval) == (passed, decided, interval)
     row = gate_rows([result])[1][0]
     assert (("marginal" in row[-1]) == (decided == "marginal")) and f"[{interval[0]:.4g}, {interval[1]:.4g}]" in row[3]
+
+
+def test_a_reported_interval_holds_its_central_value_after_rounding():
+    from compresskit.bench.measure import holding
+
+    assert holding((0.94, 0.95100001), 0.9510043) == [0.94, 0.9511], "widened to the value, rounded outwards"
+    assert holding((1.23456, 1.5), 1.3) == [1.2345, 1.5]
+    low, high = holding((2.00001, 2.00002), 1.99)
+    assert low == 1.99 and high >= 2.00002

@@ -51,7 +51,7 @@ def measured_run(shapes_generator_dir, tmp_path_factory) -> tuple[Path, dict]:
                   ])
     run_dir = tmp_path_factory.mktemp("runs") / "tiny-export"
     run(parse_recipe(raw, "tiny-export.yaml"), run_dir)
-    return run_dir, bench_run(run_dir)
+    return run_dir, bench_run(run_dir).to_json()
 
 
 REFERENCES = ["teacher_onnx", "teacher_openvino", "teacher_int8"]
@@ -126,12 +126,16 @@ def test_each_candidate_is_set_beside_the_peak_of_its_own_runtime_and_precision(
 
 
 def test_report_json_validates_against_its_schema_and_a_broken_one_does_not(measured_run, tmp_path):
-    from compresskit.bench.compare import load_report
-    from compresskit.bench.schema import ReportRecord
+    from compresskit.bench.schema import Report, load_report
     from compresskit.errors import ArtifactError
 
     run_dir, report = measured_run
-    ReportRecord.model_validate(json.loads((run_dir / "report.json").read_text()))
+    typed = Report.load(run_dir)
+    assert typed.to_json()["candidates"] == report["candidates"], "the file reads back as the report it was"
+    assert typed.candidate("final").name == "export_openvino" and typed.candidate("baseline").role == "baseline"
+    assert "| candidate |" in typed.table().splitlines()[0]
+    with pytest.raises(KeyError, match="no candidate 'nope'"):
+        typed.candidate("nope")
     broken = json.loads((run_dir / "report.json").read_text())
     broken["candidates"][1]["metrics"]["kid"]["direction"] = "sideways"
     (tmp_path / "report.json").write_text(json.dumps(broken))
@@ -324,7 +328,7 @@ def bf16_run(shapes_generator_dir, tmp_path_factory) -> tuple[Path, dict]:
                   gates=[{"metric": "kid", "goal": "threshold", "value": 100}])
     run_dir = tmp_path_factory.mktemp("runs") / "tiny-bf16"
     run(parse_recipe(raw, "tiny-bf16.yaml"), run_dir)
-    return run_dir, bench_run(run_dir)
+    return run_dir, bench_run(run_dir).to_json()
 
 
 def test_bf16_is_its_own_candidate_with_its_own_reference_and_quality(bf16_run):
@@ -371,7 +375,7 @@ def test_end_to_end_benchmark_app_probe_and_quality_only_for_the_candidates_name
     quality = {**FAST_BENCH["quality"], "candidates": ["teacher_int8"]}
     settings = BenchSettings.model_validate({**FAST_BENCH, "speed": speed, "quality": quality,
                                              "candidates": ["export_openvino", "quantize_nncf"]})
-    report = bench_run(run_dir, settings)
+    report = bench_run(run_dir, settings).to_json()
 
     def having(metric: str) -> set[str]:
         return {c["name"] for c in report["candidates"] if metric in c["metrics"]}
@@ -418,7 +422,7 @@ def test_a_bf16_candidate_on_a_cpu_without_bf16_is_not_applicable_and_a_gate_on_
     gate = GateSpec.model_validate({"metric": "latency_ms_p50", "goal": "threshold", "value": 1,
                                     "candidate": f"{ov['name']}@bf16"})
     (result,) = evaluate_gates({"candidates": report["candidates"], "not_applicable": skipped}, [gate])
-    assert not result["passed"] and "not applicable: this CPU has no native bf16 (AVX2)" in result["reason"]
+    assert not result.passed and "not applicable: this CPU has no native bf16 (AVX2)" in result.reason
     both, none = with_bf16([candidate], [ov["name"]], ov["name"], native=(True, "AVX512-BF16"))
     assert [c.name for c in both] == [ov["name"], f"{ov['name']}@bf16"] and none == {}
 

@@ -53,9 +53,9 @@ def test_a_token_conditioned_generator_is_pruned_distilled_exported_quantised_an
     assert np.abs(runtime(red) - runtime(mixed)).max() > 1e-3
 
     report = bench_run(tmp_path / "run")
-    final = next(c for c in report["candidates"] if c["final"])
-    assert final["metrics"]["latency_ms_p50"]["value"] > 0 and "attr_accuracy" in final["metrics"]
-    assert report["verdict"] == "pass", [g for g in report["gates"] if not g["passed"]]
+    final = report.candidate("final")
+    assert final.value("latency_ms_p50") > 0 and "attr_accuracy" in final.metrics
+    assert report.verdict == "pass", report.failed_gates
 
 
 def test_a_shallower_text_encoder_for_a_generator_that_reads_token_states_learns_them_too(tmp_path):

@@ -55,11 +55,11 @@ def test_every_pass_works_on_a_generator_style_the_project_never_saw(style, tmp_
     student = load_model(result.steps[2].path)  # factory + replayed pruning history + distilled weights
     assert student(torch.randn(2, 16), torch.randn(2, 384)).shape == (2, 3, 32, 32)
     report = bench_run(tmp_path / "run")
-    final = next(c for c in report["candidates"] if c["final"])
-    assert final["name"] == "quantize_nncf" and final["backend"] == "openvino"
-    assert final["metrics"]["latency_ms_p50"]["value"] > 0 and final["metrics"]["kid"]["n"] == 93
-    assert final["metrics"]["int8_mac_share"]["value"] == int8["int8_mac_share"]
-    assert report["verdict"] == "pass", [g for g in report["gates"] if not g["passed"]]
+    final = report.candidate("final")
+    assert final.name == "quantize_nncf" and final.backend == "openvino"
+    assert final.value("latency_ms_p50") > 0 and final.metrics["kid"].n == 93
+    assert final.value("int8_mac_share") == int8["int8_mac_share"]
+    assert report.verdict == "pass", report.failed_gates
 
 
 def test_a_factory_student_is_a_slimmer_instance_of_the_users_own_model(tmp_path):
@@ -107,7 +107,7 @@ def test_a_generator_with_no_safe_channel_group_is_written_unchanged_and_the_run
     recipe = parse_recipe({"input": user_input(tmp_path, "constant_film"), "steps": [
         {"prune": {"ratio": 0.5}}, {"export_onnx": {}}]}, "r.yaml")
     logs = []
-    result = run(recipe, tmp_path / "run", on_event=lambda kind, info: logs.append(info.get("message", "")))
+    result = run(recipe, tmp_path / "run", on_event=lambda event: logs.append(event.message or ""))
     assert result.steps[0].meta["params_ratio"] == 1.0 and result.steps[0].meta["narrowed_layers"] == 0
     assert any("found no channel group it can prune safely" in m for m in logs)
     assert result.steps[1].meta["parity_max_abs_error"] < 1e-4

@@ -1,0 +1,317 @@
+"""The library's doors: ``run`` a recipe, ``compress`` a model in a notebook, ``bench`` and ``gate`` a run.
+
+    import compresskit
+
+    report = compresskit.run("recipes/edge-int8.yaml", out="runs/edge")      # a recipe file, Recipe or dict
+    print(report.table(), report.verdict)
+    report.candidate("final").value("speedup_vs_teacher_int8")
+
+    report = compresskit.compress(my_generator, ["sanitize", "export_onnx", "export_openvino", "quantize_nncf"],
+                                  data={"name": "emoji"}, out="runs/mine")
+
+Every door returns a typed :class:`~compresskit.bench.schema.Report` (the same object ``report.json`` holds) and
+raises a :class:`~compresskit.errors.CompresskitError` subclass with a one-line message for bad input; a failed
+release gate raises :class:`~compresskit.errors.GateFailed` (its ``report`` attribute holds the report) unless
+``gate=False``. The command line (``compresskit run/bench/gate``) is a printer over these functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .bench.gate import GateSpec, evaluate_gates, load_gates, parse_gates, verdict
+from .bench.report import bench_run, check_report_is_current, failed_report
+from .bench.schema import REPORT_JSON, SCHEMA_VERSION, Report, load_report
+from .bench.settings import BenchSettings
+from .errors import CompresskitError, ConfigError, GateFailed
+from .lock import run_lock
+from .models.trust import trust
+from .recipe import Recipe, load_recipe, parse_recipe
+from .runner import Event, RunResult
+from .runner import run as run_steps
+
+Progress = Callable[[Event], None]
+StepSpec = str | dict[str, dict | None]  # "export_onnx" or {"distill": {...config...}}
+
+
+def _quiet(event: Event) -> None:
+    """The default progress: nothing."""
+
+
+RUN_LOG = "run.log"
+THIRD_PARTY_LOGGERS = ("nncf", "openvino", "torch", "torch_pruning", "onnxruntime")
+
+
+@contextlib.contextmanager
+def _run_log(folder: Path, progress: Progress) -> Iterator[Progress]:
+    """Append the run's events to ``folder/run.log`` with timestamps, and send third-party chatter there too
+    (Python warnings such as torch's TracerWarnings, and the loggers of nncf, openvino, torch ...) instead of the
+    user's console. Yields the progress callback that also logs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / RUN_LOG, "a", encoding="utf-8") as log:
+        def write(line: str) -> None:
+            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+            log.flush()
+
+        def logged(event: Event) -> None:
+            if event.kind == "start":
+                write(f"step {event.step} {event.name} ({event.id}) started")
+            elif event.kind == "done" and event.record is not None:
+                write(f"step {event.step} {event.name} {event.record.status} in {event.record.seconds:.1f} s")
+            elif event.kind == "log":
+                write(event.message or "")
+            progress(event)
+
+        def to_log(message, category, filename, lineno, file=None, line=None) -> None:
+            write(f"{category.__name__} ({Path(filename).name}:{lineno}): {message}")
+
+        handler = logging.StreamHandler(log)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+        saved = {}
+        for name in THIRD_PARTY_LOGGERS:
+            logger = logging.getLogger(name)
+            saved[name] = (logger.handlers[:], logger.propagate)
+            logger.handlers[:] = [handler]
+            logger.propagate = False
+        with warnings.catch_warnings():
+            warnings.showwarning = to_log
+            try:
+                yield logged
+            finally:
+                for name, (handlers, propagate) in saved.items():
+                    logging.getLogger(name).handlers[:] = handlers
+                    logging.getLogger(name).propagate = propagate
+
+
+def _as_recipe(recipe: Recipe | str | Path | dict) -> Recipe:
+    if isinstance(recipe, Recipe):
+        return recipe
+    if isinstance(recipe, dict):
+        return parse_recipe(recipe, str(recipe.get("name") or "recipe"))
+    if isinstance(recipe, (str, Path)):
+        return load_recipe(Path(recipe))
+    raise ConfigError(f"recipe must be a Recipe, a YAML path or a dict; got {type(recipe).__name__}")
+
+
+def trust_factories(names: Sequence[str]) -> None:
+    """Let model folders whose ``factory.json`` names one of ``names`` (``package.module[:callable]``) run it."""
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?", name):
+            raise ConfigError(f"trust_factory takes package.module or package.module:callable; got {name!r}")
+    trust(*names)
+
+
+def _steps_report(recipe: Recipe, result: RunResult) -> Report:
+    """A run's report when it was not measured (``bench=False``): its steps, no candidates, no verdict."""
+    return Report(schema_version=SCHEMA_VERSION, recipe=recipe.resolved(), status="done", candidates=[], gates=[],
+                  verdict="not measured", run_dir=str(result.run_dir), final_step=result.steps[-1].name,
+                  steps=[vars(r) for r in result.steps])
+
+
+def _raise_if_failed(report: Report, gate: bool) -> Report:
+    if gate and report.verdict == "fail":
+        failed = report.failed_gates
+        raise GateFailed(f"{len(failed)} of {len(report.gates)} gates failed: "
+                         + ", ".join(f"{g.candidate} {g.metric}" for g in failed), report=report)
+    return report
+
+
+def run(recipe: Recipe | str | Path | dict, out: str | Path | None = None, *, bench: bool = True, gate: bool = True,
+        progress: Progress | None = None, wait: bool = False, trust_factory: Sequence[str] = ()) -> Report:
+    """Take a generator through a recipe's steps (finished steps are reused), measure the artifacts, check the gates.
+
+    Args:
+        recipe: a recipe YAML path, a parsed :class:`~compresskit.recipe.Recipe`, or the same mapping as a dict
+            (``{"input": {"model": "emoji32-v3"}, "steps": [{"sanitize": {}}, ...], "gates": [...]}``).
+        out: the run folder (created if missing; a second run in it reuses finished steps) [``runs/<name>``].
+        bench: measure speed, memory, size and quality of every artifact against the teacher (report.json,
+            report.md, plots); False returns after the steps with ``verdict == "not measured"``.
+        gate: raise :class:`~compresskit.errors.GateFailed` when a gate of the recipe fails (the report is
+            written either way, and attached to the exception as ``.report``).
+        progress: called with each :class:`~compresskit.runner.Event` (step start/done, log lines, training
+            counters, the bench's phases as ``log`` events).
+        wait: if another process holds the run folder, wait for it instead of raising ``RunFolderBusy``.
+        trust_factory: user factories (``package.module[:callable]``) that model folders may name and run.
+
+    Returns:
+        The typed :class:`~compresskit.bench.schema.Report` (also written to ``out/report.json``).
+
+    Raises:
+        RecipeError: the recipe is malformed (one line naming the step and key, before anything runs).
+        ConfigError: ``out`` is a file, or another argument is wrong.
+        PassFailed / ArtifactError / ...: a step failed (``out/report.json`` then says which, verdict fail).
+        GateFailed: a gate failed and ``gate`` is True.
+    """
+    trust_factories(trust_factory)
+    parsed = _as_recipe(recipe)
+    folder = Path(out) if out is not None else Path("runs") / parsed.name
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"the run folder {folder} is a file; give a folder for the run (it is created if missing)")
+    with run_lock(folder, wait=wait), _run_log(folder, progress or _quiet) as emit:  # one owner per run folder
+        try:
+            result = run_steps(parsed, folder, on_event=emit)
+        except CompresskitError:
+            if (folder / "run.json").is_file():
+                failed_report(folder, parsed.gates)
+            raise
+        if not bench:
+            return _steps_report(parsed, result)
+        report = bench_run(folder, progress=lambda message: emit(Event("log", message=message)))
+    return _raise_if_failed(report, gate)
+
+
+def bench(run_dir: str | Path, *, threads: Sequence[int] | None = None, n: int | None = None,
+          split: str | None = None, candidates: Sequence[str] | None = None,
+          gates: str | Path | list[GateSpec] | None = None, gate: bool = False, progress: Progress | None = None,
+          wait: bool = False) -> Report:
+    """Measure a finished run folder again (its recipe's bench settings, changed by the arguments given).
+
+    Args:
+        run_dir: a folder made by :func:`run` (or ``compresskit run``).
+        threads: thread counts to time at [the recipe's]; the largest is the headline.
+        n: captions of the scored split for quality [all of it].
+        split: ``eval`` (report, gate) or ``val`` (tune) [the recipe's].
+        candidates: step names to measure [all but sanitize].
+        gates: a gates YAML or parsed gates [the recipe's gates].
+        gate: raise :class:`~compresskit.errors.GateFailed` when a gate fails.
+        progress: called with a ``log`` :class:`~compresskit.runner.Event` per measuring phase.
+        wait: if a run holds the folder, wait for it.
+
+    Returns:
+        The typed Report (``run_dir/report.json`` is rewritten).
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "recipe.yaml").is_file():
+        raise ConfigError(f"{run_dir} has no recipe.yaml: not a run folder; give a folder made by `compresskit run`")
+    settings: BenchSettings = load_recipe(run_dir / "recipe.yaml").bench
+    if threads:
+        if any(not isinstance(t, int) or t < 1 for t in threads):
+            raise ConfigError(f"threads takes positive integers like 1,2; got {list(threads)!r}")
+        settings = settings.model_copy(update={"speed": settings.speed.model_copy(update={"threads": list(threads)})})
+    if split not in (None, "eval", "val"):
+        raise ConfigError(f"split must be eval or val, got {split!r}")
+    update = {k: v for k, v in (("n", n), ("split", split)) if v}
+    if update:
+        settings = settings.model_copy(update={"quality": settings.quality.model_copy(update=update)})
+    if candidates:
+        settings = settings.model_copy(update={"candidates": list(candidates)})
+    specs = load_gates(Path(gates)) if isinstance(gates, (str, Path)) else gates
+    emit = progress or _quiet
+    with run_lock(run_dir, wait=wait):
+        report = bench_run(run_dir, settings, specs, progress=lambda message: emit(Event("log", message=message)))
+    return _raise_if_failed(report, gate)
+
+
+def gate(report: Report | str | Path, gates: str | Path | list[GateSpec | dict] | None = None, *,
+         raise_on_fail: bool = False) -> Report:
+    """Check a report against release gates (a gates YAML, a list of gates as dicts or ``GateSpec``, or the
+    report's own recipe gates).
+
+    ``report`` is a Report or a report.json / run folder path; a report whose run folder changed after it was
+    measured is refused (ArtifactError: re-measure it). Returns the report with the new ``gates`` results and
+    ``verdict``; with ``raise_on_fail`` a failing gate raises :class:`~compresskit.errors.GateFailed`.
+    """
+    if not isinstance(report, Report):
+        path = Path(report)
+        report = load_report(path)
+        check_report_is_current(report, path / REPORT_JSON if path.is_dir() else path)
+    if isinstance(gates, (str, Path)):
+        specs = load_gates(Path(gates))
+    elif gates is not None:
+        specs = parse_gates([g.model_dump() if isinstance(g, GateSpec) else g for g in gates], "gates")
+    elif report.recipe.get("gates"):
+        specs = parse_gates(report.recipe["gates"], "the report's recipe gates")
+    else:
+        raise ConfigError("the report's recipe has no gates; give a gates file (--gates GATES.yaml)")
+    results = evaluate_gates(report if report.status != "failed" else {"candidates": []}, specs)
+    checked = report.model_copy(update={"gates": results, "verdict": verdict(results)})
+    return _raise_if_failed(checked, raise_on_fail)
+
+
+def _model_input(model: Any, folder: Path, factory: str | None, factory_kwargs: dict | None,
+                 data: dict | None) -> dict:
+    """The recipe ``input`` for ``model``: a shipped name or folder as it is; an in-memory module written to
+    ``folder`` (a compresskit generator in its own format; any other module as safetensors + its factory)."""
+    import torch.nn as nn  # torch is needed only for an in-memory model
+
+    spec: dict = {}
+    if data is not None:
+        spec["data"] = data
+    if isinstance(model, (str, Path)):
+        return {"model": str(model), **spec}
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model must be a torch.nn.Module, a shipped model name or a model folder; "
+                          f"got {type(model).__name__}")
+    from safetensors.torch import save_file
+
+    from .models.contract import is_user_model
+    from .models.dfgan import GeneratorConfig
+    from .models.io import save_model
+
+    if isinstance(getattr(model, "config", None), GeneratorConfig) or is_user_model(model):
+        save_model(folder, model.eval())
+        return {"model": str(folder), **spec}
+    if factory is None:
+        raise ConfigError(f"{type(model).__name__} is not a compresskit generator: give factory='package.module:"
+                          "callable' that builds it (the bench rebuilds it in fresh processes), and z_dim")
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / "weights.safetensors"
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(weights))
+    kwargs = dict(factory_kwargs or {})
+    z_dim = kwargs.get("z_dim") or getattr(model, "z_dim", None)
+    if z_dim is None:
+        raise ConfigError(f"{type(model).__name__} has no z_dim attribute and factory_kwargs has none: pass "
+                          "factory_kwargs={'z_dim': N, ...}")
+    sizes = {k: getattr(model, k) for k in ("text_dim", "image_size") if isinstance(getattr(model, k, None), int)}
+    return {"factory": factory, "kwargs": kwargs, "weights": str(weights), "z_dim": int(z_dim), **sizes, **spec}
+
+
+def compress(model: Any, steps: Sequence[StepSpec] | str | Path, *, out: str | Path, data: dict | None = None,
+             factory: str | None = None, factory_kwargs: dict | None = None, seed: int = 0,
+             threads: int | None = None, gates: list[dict] | None = None, bench: bool | dict = True,
+             gate: bool = False, progress: Progress | None = None, name: str | None = None) -> Report:
+    """Compress a generator in memory (or a shipped name / model folder) with a list of steps, and measure it.
+
+    Args:
+        model: a compresskit generator (``nn.Module`` from ``compresskit.create_generator`` or
+            ``load_model``), any ``nn.Module`` following the model contract together with ``factory``, or a
+            shipped model name / model folder.
+        steps: the passes in order, each a pass name or ``{name: config}`` (``compresskit passes`` lists
+            them); or a recipe path whose steps are used (its input is replaced by ``model``).
+        out: the run folder (the model is written into ``out/input-model`` first).
+        data: the dataset the generator learnt (``{"name": "emoji"}`` or ``{"name": "shapes"}``), for steps that
+            calibrate or distil and for quality; a compresskit generator's metadata says it already.
+        factory: ``package.module:callable`` that builds ``model`` (for a module that is not compresskit's own).
+        factory_kwargs: the factory's keyword arguments (``z_dim`` among them, or a ``model.z_dim`` attribute;
+            ``text_dim`` and ``image_size`` are read from the model's attributes where it has them).
+        seed, threads: as in a recipe.
+        gates: release gates (``[{"metric": "speedup_vs_baseline", "goal": "threshold", "value": 2}]``).
+        bench: measure the result (True), skip it (False), or bench settings as a dict (a recipe's ``bench:``).
+        gate: raise :class:`~compresskit.errors.GateFailed` when a gate fails.
+        progress: called with each :class:`~compresskit.runner.Event`.
+        name: the recipe's name in the report [the folder's name].
+
+    Returns:
+        The typed Report.
+    """
+    out = Path(out)
+    if isinstance(steps, (str, Path)):
+        source = load_recipe(Path(steps))
+        step_list: list = [{s.name: s.config.model_dump(mode="json")} for s in source.steps]
+    else:
+        step_list = [{s: {}} if isinstance(s, str) else s for s in steps]
+    if not step_list:
+        raise ConfigError("steps is empty: give at least one pass, e.g. ['sanitize', 'export_onnx']")
+    raw: dict = {"name": name or out.name, "input": _model_input(model, out / "input-model", factory, factory_kwargs, data),
+                 "seed": seed, "threads": threads, "steps": step_list, "gates": gates or []}
+    if isinstance(bench, dict):
+        raw["bench"] = bench
+    trust = [raw["input"]["factory"]] if raw["input"].get("factory") else []  # the caller named it: it may run
+    return run(raw, out, bench=bool(bench), gate=gate, progress=progress, trust_factory=trust)
