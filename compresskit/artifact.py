@@ -15,7 +15,6 @@ manifest before anything reads it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from .cache import stable_hash
 from .errors import ArtifactError
+from .model_files import sha256_file
 
 MANIFEST = "manifest.json"
 SCHEMA = "compresskit.artifact/2"  # 2: dataset and lineage carried by the runner
@@ -71,14 +71,6 @@ class Artifact:
         if name not in self.files:
             raise ArtifactError(f"{self.path} has no {name} in its manifest; rebuild this step")
         return self.path / name
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def artifact_id(pass_name: str, config: dict, parent_id: str | None, versions: dict) -> str:

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .grid import to_images
-from .models import io_spec, load_model
-from .models.inputs import call_torch, caption_inputs
+from .models import load_model
+from .models.sampling import sample_grid
 from .text import TextEncoder, check_captions
 
 
@@ -31,11 +30,5 @@ def generate(
 ) -> Generated:
     """``n`` images per caption; sample ``j`` of every caption uses the same noise vector."""
     captions = check_captions(captions)
-    generator = load_model(model) if not isinstance(model, torch.nn.Module) else model.eval()
-    z = torch.randn(n, generator.config.z_dim, generator=torch.Generator().manual_seed(seed))
-    rows = [caption for caption in captions for _ in range(n)]
-    with torch.inference_mode():
-        images = call_torch(generator, caption_inputs(io_spec(generator), rows, z.repeat(len(captions), 1),
-                                                      encoder or TextEncoder()))
-    pixels = to_images(images).reshape(len(captions), n, *images.shape[2:], 3)
-    return Generated(captions, pixels, seed)
+    generator = load_model(model) if not isinstance(model, torch.nn.Module) else model
+    return Generated(captions, sample_grid(generator, captions, n=n, seed=seed, encoder=encoder), seed)

@@ -12,12 +12,13 @@ take a built-in's name: the built-in keeps it and ``compresskit passes`` reports
 
 from __future__ import annotations
 
-import difflib
 import functools
 import importlib
 from importlib.metadata import entry_points
 
 from .errors import RecipeError
+from .lookup import lookup
+from .passes.base import contract_problems
 
 ENTRY_POINT_GROUP = "compresskit.passes"
 
@@ -66,14 +67,8 @@ def origin(name: str) -> str:
 @functools.cache
 def pass_class(name: str):
     """The class registered as ``name``, imported and checked against the pass contract."""
-    from .passes.base import contract_problems
-
     table = all_passes()
-    if name not in table:
-        close = difflib.get_close_matches(name, list(table), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"choose one of {', '.join(table)}"
-        raise RecipeError(f"unknown pass {name!r}; {hint}")
-    module, _, attr = table[name].partition(":")
+    module, _, attr = lookup(table, name, "pass", error=RecipeError).partition(":")
     try:
         cls = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as exc:

@@ -44,7 +44,7 @@ def test_emoji_json_has_the_documented_keys():
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["data", "emojj"], "unknown dataset 'emojj' (did you mean 'emoji'?)"),
+    (["data", "emojj"], "unknown dataset 'emojj'; did you mean 'emoji'? (known: emoji, shapes)"),
     (["data", "shapes", "--styles", "twemoji"], "--styles applies to the emoji dataset only"),
     (["data", "emoji", "--styles", "twemoji,emojionee"], "unknown emoji style 'emojionee'"),
     (["data", "shapes", "--n", "0"], "--n must be between 1 and"),

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 
 from compresskit.artifact import load_artifact
 from compresskit.models import create_generator, save_model
-from compresskit.models.checksums import CHECKSUMS_FILE
+from compresskit.model_files import CHECKSUMS_FILE
 from tests.helpers import run_cli
 from tests.passes.user_generators import ConvTransposeGenerator
 

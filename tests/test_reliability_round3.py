@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from compresskit.models.io import write_checksums
+from compresskit.model_files import write_checksums
 from compresskit.models.user import FactorySpec, write_user_generator
 from tests.helpers import run_cli
 from tests.passes import user_generators

@@ -19,6 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from ..artifact import load_artifact
+from ..runtimes import Deployment, load_runtime
+
 BUNDLE_CAPTION = "red apple"  # a bundle's first call: this caption to an image
 
 
@@ -33,9 +36,7 @@ def peak_rss_mb() -> float:
 
 
 def main(folder: str, deployment: str) -> None:
-    from ..artifact import load_artifact
-    from ..runtimes import Deployment, load_runtime
-
+    """Load ``folder``'s runtime as ``deployment`` (JSON of ``Deployment``), call it once, print the JSON line."""
     artifact = load_artifact(Path(folder))
     if artifact.format == "bundle":  # caption in, image out, and nothing of torch imported (the bundle's claim)
         import numpy as np
@@ -43,7 +44,7 @@ def main(folder: str, deployment: str) -> None:
         z = np.random.default_rng(0).standard_normal((1, artifact.io["inputs"]["z"]["shape"][1])).astype(np.float32)
         first_call = lambda runtime: runtime({"z": z, **runtime.embed([BUNDLE_CAPTION])})  # noqa: E731
     else:
-        from ..passes.parity import parity_inputs
+        from ..passes.parity import parity_inputs  # imports torch: a bundle's probe must run without it
 
         inputs = parity_inputs(artifact.io, 1, 0)
         first_call = lambda runtime: runtime(inputs)  # noqa: E731

@@ -17,7 +17,8 @@ import numpy as np
 from ..errors import CompresskitError
 from ..metrics.distribution import MIN_SAMPLES
 from ..metrics.diversity import diversity_inputs
-from ..metrics.evaluate import EvalSet, eval_noise, evaluate
+from ..metrics.evaluate import EvalSet, evaluate
+from ..metrics.noise import eval_noise
 from ..models.inputs import caption_inputs, rows
 from ..runtimes import Deployment, load_runtime
 from .measure import Candidate

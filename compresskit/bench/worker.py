@@ -23,6 +23,7 @@ from pathlib import Path
 
 
 def _serve(protocol) -> None:
+    # imported here, after main() points stdout at stderr: what a library prints on import must not reach the protocol
     from ..artifact import load_artifact
     from ..models.inputs import caption_inputs
     from ..passes.parity import parity_inputs
@@ -59,9 +60,9 @@ def _serve(protocol) -> None:
             return {"ms": time_calls(bundle_caption_to_image, command["calls"])}
         if op == "e2e":
             if encoder is None:
-                import torch
+                import torch  # the torch text encoder: only a non-bundle candidate's e2e loads it
 
-                from ..text import TextEncoder
+                from ..text import TextEncoder  # imports torch, as above
 
                 if runtime.threads:
                     torch.set_num_threads(runtime.threads)

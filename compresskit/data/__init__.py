@@ -6,9 +6,8 @@
 
 from __future__ import annotations
 
-import difflib
-
 from ..errors import DataError
+from ..lookup import lookup
 from .emoji import build_emoji
 from .shapes import build_shapes
 from .store import CaptionedImages
@@ -16,17 +15,9 @@ from .store import CaptionedImages
 DATASETS = {"emoji": build_emoji, "shapes": build_shapes}
 
 
-def did_you_mean(name: str, choices) -> str:
-    """' (did you mean 'x'?)' for the closest choice, or ''."""
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def load_dataset(name: str, **options) -> CaptionedImages:
     """Build or load a dataset by name; options are those of ``build_emoji`` / ``build_shapes``."""
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}{did_you_mean(name, DATASETS)}; choose one of {', '.join(DATASETS)}")
-    return DATASETS[name](**options)
+    return lookup(DATASETS, name, "dataset", error=DataError)(**options)
 
 
 __all__ = ["DATASETS", "CaptionedImages", "build_emoji", "build_shapes", "load_dataset"]

@@ -18,9 +18,9 @@ import torch
 from torch.nn import functional as F
 
 from ..cache import atomic_dir
-from ..hardware import BF16, autocast, training_precision
-from ..models.checksums import write_checksums
 from ..data import load_dataset
+from ..hardware import BF16, autocast, training_precision
+from ..model_files import write_checksums
 from ..text import TextEncoder
 from .alignment import R_CANDIDATES, AlignerConfig, ImageEncoder, alignment_scores, embed_images, save_aligner
 

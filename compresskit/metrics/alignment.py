@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ModelError
+from ..model_files import ZOO_DIR, verify_checksums
 
 FORMAT = "compresskit.aligner/1"
 R_CANDIDATES = 99
@@ -68,17 +69,14 @@ def save_aligner(folder: Path, encoder: ImageEncoder, meta: dict) -> None:
 
 
 def aligner_installed(ref: str = "emoji32-align") -> bool:
-    from ..models.io import ZOO_DIR
-
+    """Whether the shipped zoo holds the alignment encoder ``ref``."""
     return (ZOO_DIR / ref / "config.json").is_file()
 
 
 def load_aligner(ref: str | Path = "emoji32-align") -> ImageEncoder:
-    from ..models.checksums import verify_model_folder
-    from ..models.io import ZOO_DIR
-
+    """The alignment encoder of a zoo name or a folder (``compresskit align --out``), checked against its checksums."""
     folder = ZOO_DIR / str(ref) if (ZOO_DIR / str(ref) / "config.json").is_file() else Path(ref)
-    verify_model_folder(folder)
+    verify_checksums(folder)
     try:
         config = json.loads((folder / "config.json").read_text("utf-8"))
         state = load_file(str(folder / "model.safetensors"))

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .features import extract_features
+from .noise import eval_noise
 
 DIVERSITY_K = 8
 DIVERSITY_CAPTIONS = 100
@@ -36,8 +37,6 @@ def pick_captions(captions: list[str], m: int = DIVERSITY_CAPTIONS, seed: int = 
 def diversity_inputs(captions: list[str], z_dim: int, seed: int, k: int = DIVERSITY_K
                      ) -> tuple[list[str], torch.Tensor]:
     """Row ``j * k + i``: caption j with noise sample i; the same rows for every model and runtime."""
-    from .evaluate import eval_noise
-
     return [c for c in captions for _ in range(k)], eval_noise(len(captions) * k, z_dim, seed + SEED_OFFSET)
 
 

@@ -13,6 +13,9 @@ Protocol (fixed, so runs compare):
 * diversity (``diversity.py``): K samples of each of a fixed set of the split's captions, and the real
   reference (emoji's cross-style distance);
 * ``teacher``: PSNR / SSIM / perceptual distance against the teacher's images for the same inputs.
+
+This module scores images; a torch generator's images for these captions come from ``models.sampling``
+(``generate_for``, ``generate_diversity``), a deployed artifact's from the bench's runtimes.
 """
 
 from __future__ import annotations
@@ -24,21 +27,16 @@ import numpy as np
 import torch
 
 from ..data import load_dataset
+from ..data.config import DEFAULT_DATA, DataConfig
+from ..data.shapes import combination_group
 from ..errors import ConfigError
-from ..grid import to_images
-from ..models.contract import io_spec
-from ..models.inputs import call_torch, caption_inputs, rows
 from ..text import TextEncoder
 from .alignment import R_CANDIDATES, aligner_installed, alignment_scores, embed_images, load_aligner
 from .attributes import attribute_accuracy
 from .distribution import kid_fid, real_features
-from .diversity import DIVERSITY_CAPTIONS, diversity, diversity_inputs, pick_captions, sample_diversity
+from .diversity import DIVERSITY_CAPTIONS, diversity, pick_captions, sample_diversity
 from .features import extract_features
 from .fidelity import fidelity
-
-DEFAULT_DATA = {"emoji": {"name": "emoji", "size": 32, "styles": ["twemoji", "openmoji"]},
-                "shapes": {"name": "shapes", "size": 32, "n": 10_000, "seed": 0, "max_objects": 2}}
-
 
 SCORED_SPLITS = ("eval", "val")  # report and gate on eval; tune on val
 
@@ -65,9 +63,8 @@ class EvalSet:
 
 
 def eval_set(data: dict, n: int | None = None, split: str = "eval", diversity_n: int = DIVERSITY_CAPTIONS) -> EvalSet:
-    from ..data.shapes import combination_group
-    from ..train.config import DataConfig
-
+    """The scored split of ``data`` (a ``DataConfig`` dict): its first ``n`` captions (all by default), their
+    labels (shapes), the real images, and the diversity protocol's captions with their real reference."""
     if split not in SCORED_SPLITS:
         raise ConfigError(f"--split must be one of {', '.join(SCORED_SPLITS)}, got {split!r}")
     config = DataConfig.model_validate(data)
@@ -105,34 +102,6 @@ def data_from_meta(meta: dict) -> dict:
     if meta.get("data"):
         return meta["data"]
     return DEFAULT_DATA["shapes" if "shapes" in str(meta.get("train_config", "")) else "emoji"]
-
-
-def eval_noise(n: int, z_dim: int, seed: int) -> torch.Tensor:
-    """The protocol's noise: row i (for caption i) of ``seed``'s standard normal stream."""
-    return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
-
-
-def generate_for(generator: torch.nn.Module, captions: list[str], *, seed: int, batch_size: int = 128,
-                 encoder: TextEncoder | None = None, progress: Callable[[int], None] | None = None,
-                 z: torch.Tensor | None = None) -> np.ndarray:
-    """Image i from caption i and noise row i of ``seed``'s stream, or of ``z`` when given (uint8 NHWC)."""
-    z = eval_noise(len(captions), generator.config.z_dim, seed) if z is None else z
-    inputs = caption_inputs(io_spec(generator), captions, z, encoder or TextEncoder())
-    chunks = []
-    generator.eval()
-    with torch.inference_mode():
-        for start in range(0, len(captions), batch_size):
-            chunks.append(to_images(call_torch(generator, rows(inputs, start, start + batch_size))))
-            if progress:
-                progress(min(start + batch_size, len(captions)))
-    return np.concatenate(chunks)
-
-
-def generate_diversity(generator: torch.nn.Module, evalset: EvalSet, *, seed: int,
-                       encoder: TextEncoder | None = None) -> np.ndarray:
-    """The diversity protocol's samples of a torch generator (``DIVERSITY_K`` per diversity caption)."""
-    captions, z = diversity_inputs(evalset.diversity_captions, generator.config.z_dim, seed)
-    return generate_for(generator, captions, seed=seed, encoder=encoder, z=z)
 
 
 def binomial_stderr(share: float, n: int) -> float:
@@ -232,3 +201,13 @@ def _diversity(images: np.ndarray | None, evalset: EvalSet) -> dict:
     if reference:
         found["diversity_real"] = reference
     return found
+
+
+def __getattr__(name: str):
+    """``generate_for`` and ``generate_diversity`` moved up a layer to ``models.sampling`` (they run a generator);
+    the old names resolve until ``cli.py`` imports them from there (allowlisted in ``tests/test_layers.py``)."""
+    if name in ("generate_for", "generate_diversity"):
+        from ..models import sampling  # upward on purpose: a moved name, kept only for cli.py's old import
+
+        return getattr(sampling, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

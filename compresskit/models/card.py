@@ -20,11 +20,18 @@ import torch
 import yaml
 
 from ..cache import atomic_dir
+from ..data.config import DataConfig
 from ..errors import ModelError
+from ..grid import save_grid
 from ..hardware import machine_info
-from .checksums import write_checksums
+from ..metrics.attributes import attribute_accuracy
+from ..metrics.distribution import KID_SUBSET_SIZE, KID_SUBSETS, MIN_SAMPLES
+from ..metrics.diversity import DIVERSITY_K
+from ..metrics.evaluate import eval_set, evaluate
+from ..model_files import write_checksums
 from .dfgan import GeneratorConfig
 from .io import load_model, save_model
+from .sampling import generate_diversity, generate_for, sample_grid
 from .stats import generator_stats
 
 SAMPLES_FILE = "samples.png"
@@ -66,9 +73,6 @@ def training_figures(run_dir: Path, up_to_step: int) -> dict:
 
 def quality(generator: torch.nn.Module, data: dict, seed: int = 0) -> dict:
     """``compresskit eval`` figures of the generator and of the real eval split (the floor)."""
-    from ..metrics.distribution import MIN_SAMPLES
-    from ..metrics.evaluate import eval_set, evaluate, generate_diversity, generate_for
-
     evalset = eval_set(data)
     generated = generate_for(generator, evalset.captions, seed=seed)
     options = {"seed": seed, "distribution": len(evalset.captions) >= MIN_SAMPLES}
@@ -77,8 +81,6 @@ def quality(generator: torch.nn.Module, data: dict, seed: int = 0) -> dict:
                                  **options),
                "real": evaluate(evalset.real_eval, evalset, **options)}
     if evalset.labels is not None:  # shapes: attribute accuracy of one-object and two-object captions apart
-        from ..metrics.attributes import attribute_accuracy
-
         objects = (evalset.labels[:, :, 0] >= 0).sum(1)
         figures["by_objects"] = {int(k): {"n": int((objects == k).sum()),
                                           **attribute_accuracy(generated[objects == k], evalset.labels[objects == k])}
@@ -100,9 +102,6 @@ def _precision_text(cfg: dict, ran: dict | None) -> str:
 
 def write_card(run_dir: Path, out_dir: Path, *, checkpoint: int | None = None, title: str | None = None) -> Path:
     """Build the model folder at ``out_dir`` (atomically) from ``run_dir``."""
-    from ..generate import generate
-    from ..grid import save_grid
-
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     source = run_dir / "final" if checkpoint is None else run_dir / "checkpoints" / f"step-{checkpoint:07d}"
     generator = load_model(source)
@@ -114,12 +113,12 @@ def write_card(run_dir: Path, out_dir: Path, *, checkpoint: int | None = None, t
     name = title or out_dir.name
     with atomic_dir(out_dir, replace=True) as tmp:
         save_model(tmp, generator, {**generator.meta, "data": figures["config"]["data"], "name": name})
-        grid = generate(generator, captions, n=8, seed=0)
-        flat = grid.images.reshape(-1, *grid.images.shape[2:])
-        save_grid(tmp / SAMPLES_FILE, flat, [f"{c} #{j}" for c in captions for j in range(8)], columns=8, tile_px=64)
+        grid = sample_grid(generator, captions, n=8, seed=0)
+        save_grid(tmp / SAMPLES_FILE, grid.reshape(-1, *grid.shape[2:]), [f"{c} #{j}" for c in captions for j in range(8)],
+                  columns=8, tile_px=64)
         if figures["config"]["data"]["name"] == "shapes":
-            sweep = generate(generator, list(ATTRIBUTE_SWEEP), n=6, seed=0)
-            save_grid(tmp / SWEEP_FILE, sweep.images.reshape(-1, *sweep.images.shape[2:]),
+            sweep = sample_grid(generator, list(ATTRIBUTE_SWEEP), n=6, seed=0)
+            save_grid(tmp / SWEEP_FILE, sweep.reshape(-1, *sweep.shape[2:]),
                       [c for c in ATTRIBUTE_SWEEP for _ in range(6)], columns=6, tile_px=64)
         text = _card_text(name, run_dir, figures, stats, captions, quality(generator, figures["config"]["data"]))
         (tmp / CARD_FILE).write_text(text, encoding="utf-8")
@@ -128,9 +127,6 @@ def write_card(run_dir: Path, out_dir: Path, *, checkpoint: int | None = None, t
 
 
 def _quality_section(name: str, q: dict) -> str:
-    from ..metrics.distribution import KID_SUBSET_SIZE, KID_SUBSETS, MIN_SAMPLES
-    from ..metrics.diversity import DIVERSITY_K
-
     model, real = q["model"], q["real"]
     rows = []
     if "kid" in model:
@@ -221,8 +217,6 @@ def _inputs_text(g: dict) -> str:
 
 
 def _card_text(name: str, run_dir: Path, fig: dict, stats: dict, captions: list[str], q: dict) -> str:
-    from ..train.config import DataConfig
-
     cfg = fig["config"]
     data = cfg["data"]
     data_options = {k: v for k, v in DataConfig.model_validate(data).build_options().items() if v is not None}

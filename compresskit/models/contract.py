@@ -16,10 +16,13 @@ from __future__ import annotations
 
 from torch import nn
 
+from .dfgan import DFGenerator
+from .user import UserConfig, build
+
+GENERATORS: dict[str, type[nn.Module]] = {"dfgan": DFGenerator}  # architecture name -> class (config.json's arch)
+
 
 def is_user_model(model: nn.Module) -> bool:
-    from .user import UserConfig
-
     return isinstance(getattr(model, "config", None), UserConfig)
 
 
@@ -59,8 +62,6 @@ def fixed_width_layers(model: nn.Module) -> list[str]:
 def rebuilt(model: nn.Module) -> nn.Module:
     """A fresh instance with ``model``'s current widths (weights not copied), in eval mode."""
     if is_user_model(model):
-        from .user import build
-
         return build(model.config.spec, getattr(model, "pruning_history", []))
     return type(model)(model.current_config()).eval()
 

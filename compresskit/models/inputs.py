@@ -18,6 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..text import TextEncoder
+from .contract import io_spec
+
 TOKEN_INPUTS = ("tokens", "token_mask")
 ORDER = ("z", "text", *TOKEN_INPUTS)  # the positional order of ``forward``; a manifest's JSON keeps no order
 
@@ -36,8 +39,6 @@ def token_length(io: dict) -> int | None:
 
 def text_inputs(io: dict, captions: Sequence[str], encoder=None) -> dict[str, np.ndarray]:
     """The caption side of the inputs: ``text``, plus ``tokens`` and ``token_mask`` if the spec names them."""
-    from ..text import TextEncoder
-
     encoder = encoder or TextEncoder()
     length = token_length(io)
     if not length:
@@ -86,7 +87,5 @@ def as_tensors(inputs: dict, device: torch.device | str | None = None) -> dict[s
 
 def call_torch(generator: torch.nn.Module, inputs: dict) -> torch.Tensor:
     """``generator(*inputs)`` in its io spec's order (numpy or tensors in, a tensor out)."""
-    from .contract import io_spec
-
     tensors = as_tensors(inputs, next(generator.parameters()).device)
     return generator(*(tensors[name] for name in input_names(io_spec(generator))))

@@ -8,7 +8,7 @@
                        can start its adversarial term from it (``load_discriminator``)
 
 A reference is a shipped model name (a folder of ``compresskit/zoo/``) or a path to such a folder. The
-architecture named by ``generator.arch`` is looked up in ``GENERATORS`` (``models/__init__.py``).
+architecture named by ``generator.arch`` is looked up in ``GENERATORS`` (``models/contract.py``).
 """
 
 from __future__ import annotations
@@ -24,15 +24,17 @@ from torch import nn
 
 from ..config_errors import validation_message
 from ..errors import ModelError
-from .checksums import verify_model_folder, write_checksums
-from .contract import is_user_model, model_meta
-from .dfgan import GeneratorConfig
+from ..lookup import unknown_name
+from ..model_files import ZOO_DIR, write_checksums
+from .checksums import verify_model_folder
+from .contract import GENERATORS, is_user_model, model_meta
+from .dfgan import DFDiscriminator, GeneratorConfig
+from .user import FACTORY_FILE, load_user_generator, write_user_generator
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 DISC_FILE = "discriminator.safetensors"
 FORMAT = "compresskit.generator/1"
-ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
 
 
 def zoo_names(kind: str = FORMAT) -> list[str]:
@@ -48,8 +50,6 @@ def zoo_names(kind: str = FORMAT) -> list[str]:
 
 def resolve_model_dir(ref: str | Path) -> Path:
     """A zoo name or a folder path -> the checkpoint folder (checked to hold its files and their checksums)."""
-    from .user import FACTORY_FILE
-
     ref_str = str(ref)
     folder = ZOO_DIR / ref_str if ref_str in zoo_names() else Path(ref_str)
     if not folder.is_dir():
@@ -69,8 +69,6 @@ def save_model(folder: Path, model: nn.Module, meta: dict | None = None, discrim
     ``meta`` defaults to the model's own; a user model's pruning history is written with it. A compresskit
     generator's ``discriminator`` (a ``DFDiscriminator``), if given, is written beside it and checksummed.
     """
-    from .user import write_user_generator
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     meta = model_meta(model) if meta is None else meta
@@ -102,8 +100,6 @@ def read_config(folder: Path) -> dict:
 
 def load_model(ref: str | Path) -> nn.Module:
     """Rebuild the generator (either form) and load its weights strictly; eval mode, ``.meta`` set."""
-    from .user import FACTORY_FILE, load_user_generator
-
     folder = resolve_model_dir(ref)
     if (folder / FACTORY_FILE).is_file() and not (folder / CONFIG_FILE).is_file():
         return load_user_generator(folder)
@@ -111,12 +107,10 @@ def load_model(ref: str | Path) -> nn.Module:
 
 
 def _load_compresskit(folder: Path) -> nn.Module:
-    from . import GENERATORS
-
     config = read_config(folder)
     arch = (config.get("generator") or {}).get("arch", "dfgan")
     if arch not in GENERATORS:
-        raise ModelError(f"{folder / CONFIG_FILE}: unknown architecture {arch!r}; one of {', '.join(GENERATORS)}")
+        raise ModelError(f"{folder / CONFIG_FILE}: {unknown_name('architecture', arch, GENERATORS)}")
     try:
         gen_config = GeneratorConfig.model_validate(config.get("generator", {}))
     except ValidationError as exc:
@@ -139,8 +133,6 @@ def _load_compresskit(folder: Path) -> nn.Module:
 
 def load_discriminator(ref: str | Path) -> nn.Module | None:
     """The discriminator a model folder ships (checksummed with it), in train mode; None when it has none."""
-    from .dfgan import DFDiscriminator
-
     folder = resolve_model_dir(ref)
     if not (folder / DISC_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
         return None

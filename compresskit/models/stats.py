@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .contract import io_spec
+from .inputs import as_tensors, random_inputs
+
 
 def macs_per_image(generator: torch.nn.Module) -> int:
     """Multiply-accumulates of one forward pass at batch 1 (matmuls and convolutions; FLOPs / 2)."""
-    from .contract import io_spec
-    from .inputs import as_tensors, random_inputs
-
     inputs = as_tensors(random_inputs(io_spec(generator), 1, 0))
     counter = FlopCounterMode(display=False)
     flags = [p.requires_grad for p in generator.parameters()]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..artifact import Artifact, Format
 from ..errors import PassFailed
+from .calibration import calibration_inputs, dataset_captions
 
 NEEDS = {
     "teacher": "the recipe's input generator (an artifact in torch format)",
@@ -99,21 +100,15 @@ class PassContext:
         """``n`` captions (repeating if the split is smaller) of the dataset the generator learnt: train to
         fit, val to choose (early stopping, accuracy control); eval is never offered to a pass."""
         self._require("captions")
-        from .calibration import dataset_captions
-
         return dataset_captions(self.source.dataset, n, self.seed if seed is None else seed, split)
 
     def calibration(self, n: int, seed: int | None = None,
                     split: Literal["train", "val"] = "train") -> list[dict[str, np.ndarray]]:
         """``n`` single-image input dicts {z, text[, tokens, token_mask]} for the source's io spec and dataset."""
         self._require("calibration")
-        from .calibration import calibration_inputs
-
         return calibration_inputs(self.source, n, self.seed if seed is None else seed, split)
 
     def for_step(self, source: Artifact, needs: tuple[str, ...], scratch: Path | None = None) -> PassContext:
-        from dataclasses import replace
-
         return replace(self, source=source, needs=tuple(needs), scratch=scratch)
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..artifact import Artifact
+from ..data import load_dataset
+from ..data.config import DataConfig
+from ..data.shapes import combination_group
+from ..errors import PassFailed
 
 
 def dataset_captions(dataset: dict, n: int, seed: int, split: str = "train") -> list[str]:
     """``n`` captions (with repeats if the split is smaller) from a split of ``dataset`` (train, or val to tune)."""
-    from ..data import load_dataset
-    from ..train.config import DataConfig
-
     config = DataConfig.model_validate(dataset)
     captions = sorted(set(load_dataset(config.name, **config.build_options()).split(split).captions))
     order = np.random.default_rng(seed).permutation(len(captions))
@@ -25,7 +26,7 @@ def calibration_inputs(artifact: Artifact, n: int, seed: int, split: str = "trai
 
 def _single_image_inputs(artifact: Artifact, captions: list[str], seed: int) -> list[dict[str, np.ndarray]]:
     """One input dict per caption: z ~ N(0, 1) from ``seed`` and the caption's MiniLM inputs."""
-    from ..models.inputs import caption_inputs, rows
+    from ..models.inputs import caption_inputs, rows  # imports torch: passes.base (which imports this) stays torch-free
 
     z_dim = artifact.io["inputs"]["z"]["shape"][1]
     z = np.random.default_rng(seed).standard_normal((len(captions), z_dim)).astype(np.float32)
@@ -37,11 +38,6 @@ def unseen_attribute_inputs(artifact: Artifact, n: int, seed: int,
                             split: str = "val") -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
     """(``n`` single-image input dicts, their objects' labels) from ``split`` images of a shapes dataset whose
     captions hold a (colour, shape) pairing never drawn in train: what the unseen-pairing gates score."""
-    from ..data import load_dataset
-    from ..data.shapes import combination_group
-    from ..errors import PassFailed
-    from ..train.config import DataConfig
-
     config = DataConfig.model_validate(artifact.dataset)
     held = load_dataset(config.name, **config.build_options()).split(split)
     if held.labels is None:

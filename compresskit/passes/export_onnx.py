@@ -19,6 +19,7 @@ from pydantic import Field
 
 from ..artifact import Artifact
 from ..errors import PassFailed
+from ..models.fused import FusedConditioning, can_fuse
 from ..models.inputs import input_names
 from ..models.io import load_model
 from ..runtimes import ONNX_FILE, onnx_runtime, torch_runtime
@@ -43,13 +44,11 @@ class ExportOnnx(Pass):
     metrics = {"parity_max_abs_error": PassMetric("", "lower", "max |exported - source| pixel, seeded inputs")}
 
     def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> PassResult:
-        import onnx
+        import onnx  # heavy optional backend: imported when the pass runs
 
         cfg = self.config
         generator = load_model(src.path).eval()
         if cfg.fuse_conditioning:
-            from ..models.fused import FusedConditioning, can_fuse
-
             reason = can_fuse(generator)
             if reason:
                 raise PassFailed(f"export_onnx: {reason}; remove fuse_conditioning")

@@ -34,14 +34,24 @@ from pydantic import Field, model_validator
 from ..artifact import Artifact, Format
 from ..cache import cache_root, stable_hash
 from ..errors import PassFailed
+from ..hardware import machine_info
+from ..metrics.diversity import diversity_inputs
+from ..metrics.evaluate import eval_set, evaluate, model_data
+from ..metrics.noise import eval_noise
 from ..models import DFGenerator
 from ..models.contract import io_spec
 from ..models.dfgan import GeneratorConfig
 from ..models.elastic import Subnet, elastic_forward, extract, from_factors, sample, validate_subnet
+from ..models.fused import FusedConditioning
 from ..models.inputs import caption_inputs
 from ..models.io import load_model, save_model
 from ..models.stats import macs_per_image
+from ..runtimes import Deployment, openvino_runtime
+from ..runtimes.text_encoder import encoder_onnx_inputs
+from ..text import TextEncoder
 from .base import Pass, PassConfig, PassContext, PassMetric, PassResult
+from .bundle import shallow_encoder
+from .export_openvino import stable_names
 
 
 class SelectSubnetConfig(PassConfig):
@@ -81,11 +91,8 @@ def candidate_subnets(teacher, choices: dict, n_random: int, seed: int) -> list[
 
 def int8_ir(generator: torch.nn.Module, calibration: list[dict], folder: Path, subset_size: int) -> Path:
     """The generator as the edge recipe deploys it: ONNX (fusion MLPs merged) -> OpenVINO IR -> NNCF INT8."""
-    import nncf
+    import nncf  # heavy optional backends: imported when a candidate is exported
     import openvino as ov
-
-    from ..models.fused import FusedConditioning
-    from .export_openvino import stable_names
 
     folder.mkdir(parents=True, exist_ok=True)
     model = FusedConditioning(generator.eval()).eval()
@@ -104,8 +111,6 @@ def int8_ir(generator: torch.nn.Module, calibration: list[dict], folder: Path, s
 
 def time_int8(irs: dict[str, Path], example: dict, threads: int, rounds: int, calls: int, seed: int) -> dict[str, float]:
     """p50 ms per call of each IR at batch 1, timed in interleaved rounds (seeded order per round)."""
-    from ..runtimes import Deployment, openvino_runtime
-
     runtimes = {name: openvino_runtime(path, deploy=Deployment(threads=threads, batch=1)) for name, path in irs.items()}
     samples: dict[str, list[float]] = {name: [] for name in irs}
     rng = random.Random(seed)
@@ -126,8 +131,6 @@ def time_int8(irs: dict[str, Path], example: dict, threads: int, rounds: int, ca
 def _machine() -> dict:
     """What a latency table is valid for: the CPU, its ISA as used, and the libraries that build and run the IR."""
     from importlib.metadata import version
-
-    from ..hardware import machine_info
 
     info = machine_info()
     return {**{k: info.get(k) for k in ("cpu", "isa", "isa_limits", "openvino_capabilities")},
@@ -224,10 +227,6 @@ class SelectSubnet(Pass):
 
     def _quality(self, teacher, supernet, choices: dict, subnets: list[Subnet], ctx: PassContext) -> dict:
         """{subnet key or "teacher": {alignment, alignment_metric, kid, diversity}} on the val split."""
-        from ..metrics.diversity import diversity_inputs
-        from ..metrics.evaluate import eval_noise, eval_set, evaluate, model_data
-        from ..text import TextEncoder
-
         cfg = self.config
         evalset = eval_set(model_data(teacher), cfg.val_n, split="val")
         io = io_spec(teacher)
@@ -237,9 +236,6 @@ class SelectSubnet(Pass):
         full = [caption_inputs(io, evalset.captions, z, TextEncoder()), caption_inputs(io, d_captions, d_z, TextEncoder())]
         shallow = full
         if choices.get("text_layers"):
-            from ..text.shallow import encoder_onnx_inputs
-            from .bundle import shallow_encoder
-
             encoder = shallow_encoder(ctx, choices["text_layers"], choices.get("text_steps", 600),
                                       choices.get("text_lr", 3e-3), step="select_subnet")
             shallow = [{"z": full[0]["z"], **encoder_onnx_inputs(encoder, io, evalset.captions)},

@@ -93,6 +93,7 @@ def _plain(value) -> str | int:
 
 
 def torch_runtime(folder: Path, threads: int | None = None) -> Runtime:
+    # torch and the models are imported here: this module is the bundle runtime's base and must stay torch-free
     import torch
 
     from ..models import io_spec
@@ -259,7 +260,7 @@ def load_runtime(artifact: Artifact, threads: int | None = None, *, deploy: Depl
     if artifact.format == "openvino":
         return openvino_runtime(artifact.file(OPENVINO_XML), deploy=deploy)
     if artifact.format == "bundle":
-        from .bundle import bundle_runtime
+        from .bundle import bundle_runtime  # a cycle: runtimes.bundle imports this module
 
         return bundle_runtime(artifact.path, deploy)
     raise ArtifactError(f"{artifact.path}: no runtime for format {artifact.format!r}")

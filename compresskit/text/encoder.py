@@ -51,6 +51,22 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize((hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9), dim=-1)
 
 
+def minilm_tokenizer():
+    """MiniLM's own tokenizer (transformers), from the package's folder."""
+    from transformers import AutoTokenizer  # heavy optional backend: only the export and distillation paths need it
+
+    return AutoTokenizer.from_pretrained(str(model_dir()), local_files_only=True)
+
+
+def load_minilm(eager: bool = True):
+    """(tokenizer, MiniLM), from the package's own folder; eager attention traces to ONNX (``text.export``)."""
+    from transformers import AutoModel  # heavy optional backend: loaded when a model is wanted, not on import
+
+    bert = AutoModel.from_pretrained(str(model_dir()), local_files_only=True, use_safetensors=True,
+                                     attn_implementation="eager" if eager else "sdpa")
+    return minilm_tokenizer(), bert.eval()
+
+
 @dataclass(frozen=True)
 class TokenFeatures:
     hidden: torch.Tensor  # float32 (N, L, 384), zeros past each caption's length

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from ..cache import atomic_dir, cache_root, stable_hash
-from .encoder import MAX_TOKENS, PACKAGE, model_dir
+from .encoder import MAX_TOKENS, PACKAGE, load_minilm, mean_pool, minilm_tokenizer, model_dir
 
 TEXT_ONNX = "text_encoder.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -38,11 +40,6 @@ def text_encoder_onnx() -> Path:
 def export_text_encoder(path: Path, bert=None) -> Path:
     """MiniLM (or ``bert``: a model of its family in its place, e.g. a shallower one, loaded with
     ``attn_implementation="eager"``) with pooling inside, to ONNX."""
-    import torch
-
-    from .encoder import mean_pool
-    from .shallow import load_minilm, minilm_tokenizer
-
     tokenizer, bert = load_minilm(eager=True) if bert is None else (minilm_tokenizer(), bert.eval())
 
     class Pooled(torch.nn.Module):

@@ -20,29 +20,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
 
+from ..cache import atomic_dir, cache_root, stable_hash
 from ..hardware import BF16, autocast, training_precision
-from .encoder import MAX_TOKENS, MODEL_NAME, PACKAGE, TextEncoder, mean_pool, model_dir
+from .encoder import MAX_TOKENS, MODEL_NAME, PACKAGE, TextEncoder, load_minilm, mean_pool
+from .export import OPSET, TEXT_ONNX, export_text_encoder
 
 VERSION = "2"  # of the distillation below: part of the cache key
-
-
-def minilm_tokenizer():
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(model_dir()), local_files_only=True)
-
-
-def load_minilm(eager: bool = True):
-    """(tokenizer, MiniLM), from the package's own folder; eager attention traces to ONNX (``text.export``)."""
-    from transformers import AutoModel
-
-    bert = AutoModel.from_pretrained(str(model_dir()), local_files_only=True, use_safetensors=True,
-                                     attn_implementation="eager" if eager else "sdpa")
-    return minilm_tokenizer(), bert.eval()
 
 
 def cut_encoder(bert, layers: int):
@@ -161,11 +149,6 @@ def shallow_encoder_onnx(captions: Sequence[str], *, layers: int, steps: int, lr
     """``distill_shallow_encoder`` exported as ``text.export`` exports MiniLM, cached under
     ``cache_root()/text-encoder-shallow/<key>``: recipes that distil the same captions with the same settings
     (and package versions) share one encoder."""
-    from importlib.metadata import version
-
-    from ..cache import atomic_dir, cache_root, stable_hash
-    from .export import OPSET, TEXT_ONNX, export_text_encoder
-
     captions = sorted(set(captions))
     precision = training_precision(bf16, "cpu")  # bf16 and fp32 train different weights: both in the key
     key = {"captions": stable_hash(captions, 32), "layers": layers, "steps": steps, "lr": lr, "batch": batch_size,
@@ -181,22 +164,8 @@ def shallow_encoder_onnx(captions: Sequence[str], *, layers: int, steps: int, lr
 
 
 def encoder_onnx_inputs(path: Path, io: dict, captions: Sequence[str], batch: int = 256) -> dict:
-    """The generator's caption inputs (``text``[, ``tokens``, ``token_mask``], numpy) as an exported text encoder
-    (``export_text_encoder``'s graph, fp32, ONNX Runtime) gives them: what a bundle built on it feeds the generator."""
-    import numpy as np
-    import onnxruntime as ort
+    """Moved to ``compresskit.runtimes.text_encoder`` (it runs the exported graph as a bundle does, a layer above
+    text); this name stays until passes/distill.py and passes/supernet.py import it from there."""
+    from ..runtimes.text_encoder import encoder_onnx_inputs as moved  # upward on purpose: see the docstring
 
-    from ..models.inputs import stack_rows
-    from ..runtimes.bundle import generator_text_inputs
-    from .export import INPUTS
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    tokenizer = minilm_tokenizer()
-    parts = []
-    for start in range(0, len(captions), batch):
-        encoded = tokenizer(list(captions[start:start + batch]), padding=True, truncation=True,
-                            max_length=MAX_TOKENS, return_tensors="np")
-        ids, mask = (encoded[name].astype(np.int64) for name in INPUTS)
-        pooled, hidden = session.run(None, dict(zip(INPUTS, (ids, mask))))
-        parts.append(generator_text_inputs(io, pooled, hidden, mask))
-    return stack_rows(parts)
+    return moved(path, io, captions, batch)

@@ -9,27 +9,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..config_errors import validation_message
+from ..data.config import DataConfig
 from ..errors import ConfigError
 from ..models.dfgan import GeneratorConfig
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class DataConfig(_Strict):
-    name: Literal["emoji", "shapes"] = "emoji"
-    size: int = 32
-    styles: list[str] | None = None  # emoji: None = every installed style
-    n: int = 10_000  # shapes only
-    seed: int = 0  # shapes only
-    max_objects: int = 2  # shapes only
-    limit: int | None = None  # emoji: first N emoji only (tiny configs)
-
-    def build_options(self) -> dict:
-        if self.name == "emoji":
-            return {"size": self.size, "styles": self.styles, "limit": self.limit}
-        return {"n": self.n, "size": self.size, "seed": self.seed, "max_objects": self.max_objects}
 
 
 class DiscriminatorConfig(_Strict):

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from ..cache import atomic_dir
 from ..hardware import Precision, autocast, training_precision  # noqa: F401 - the kit's precision side
-from ..models.checksums import write_checksums
+from ..model_files import write_checksums
 from .distributed import World, current, main_first, process_group  # noqa: F401 - the kit's DDP side
 from .state import load_train_state, save_train_state
 

@@ -7,8 +7,11 @@ import pytest
 import torch
 
 from compresskit.metrics.diversity import DIVERSITY_K, diversity, diversity_inputs, pick_captions, sample_diversity
-from compresskit.metrics.evaluate import DEFAULT_DATA, eval_noise, eval_set, evaluate, generate_diversity
+from compresskit.data.config import DEFAULT_DATA
+from compresskit.metrics.evaluate import eval_set, evaluate
+from compresskit.metrics.noise import eval_noise
 from compresskit.models import create_generator
+from compresskit.models.sampling import generate_diversity
 
 
 class NoiseBlind(torch.nn.Module):

@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from compresskit.errors import ConfigError
-from compresskit.metrics.evaluate import EvalSet, eval_set, evaluate, generate_for, model_data
+from compresskit.data.config import DEFAULT_DATA
+from compresskit.metrics.evaluate import EvalSet, eval_set, evaluate, model_data
 from compresskit.models import create_generator
+from compresskit.models.sampling import generate_for
 from tests.helpers import run_cli
 
 
@@ -75,8 +77,6 @@ def test_eval_real_json_is_the_floor():
 
 @pytest.fixture(scope="module")
 def emoji_eval() -> EvalSet:
-    from compresskit.metrics.evaluate import DEFAULT_DATA
-
     return eval_set(DEFAULT_DATA["emoji"])
 
 

@@ -76,7 +76,7 @@ def test_bad_architecture_configs(kwargs, message):
 
 
 def test_unknown_generator_name_suggests():
-    with pytest.raises(ModelError, match="unknown generator 'dfgna' \\(did you mean 'dfgan'\\?\\)"):
+    with pytest.raises(ModelError, match=r"unknown generator 'dfgna'; did you mean 'dfgan'\? \(known: dfgan\)"):
         create_generator("dfgna")
 
 

@@ -267,7 +267,7 @@ def test_a_student_can_learn_from_the_shallow_text_encoder_its_bundle_will_ship(
     from compresskit.cache import cache_root
     from compresskit.passes.calibration import dataset_captions
     from compresskit.runtimes.bundle import Bundle
-    from compresskit.text.shallow import encoder_onnx_inputs
+    from compresskit.runtimes.text_encoder import encoder_onnx_inputs
 
     text = {"layers": 1, "steps": 40, "lr": 1e-3}  # distill's text group; the bundle takes them as text_*
     # the incoming model as the student, fp32: before any step it *is* the teacher, so its validation L1 at step 0
