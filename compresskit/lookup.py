@@ -18,14 +18,15 @@ from .errors import CompresskitError
 T = TypeVar("T")
 
 
-def unknown_name(kind: str, name: str, known: Iterable[str], *, hint: str = "") -> str:
+def unknown_name(kind: str, name: str, known: Iterable[str], *, hint: str = "", shown: str | None = None) -> str:
     """``unknown {kind} {name!r}; did you mean {close!r}? (known: a, b, c)``, plus ``; {hint}`` if given.
 
-    The did-you-mean part is left out when no known name is close; ``known`` keeps its order.
+    The did-you-mean part is left out when no known name is close; ``known`` keeps its order. ``shown``: how
+    the name is printed when that differs from what is matched (a config key's whole path, ``generator.ngff``).
     """
     known = [str(k) for k in known]
     close = difflib.get_close_matches(str(name), known, n=1)
-    message = f"unknown {kind} {name!r}"
+    message = f"unknown {kind} {name if shown is None else shown!r}"
     if close:
         message += f"; did you mean {close[0]!r}?"
     message += f" (known: {', '.join(known) or 'none'})"

@@ -37,6 +37,11 @@ def test_a_hint_follows_the_list_and_the_default_error_is_the_base_class():
                                "a plug-in registers through the compresskit.passes entry points")
 
 
+def test_a_key_path_is_shown_whole_and_matched_by_its_last_part():
+    message = unknown_name("key", "ngff", ["ngf", "z_dim"], shown="generator.ngff")
+    assert message == "unknown key 'generator.ngff'; did you mean 'ngf'? (known: ngf, z_dim)"
+
+
 def test_an_unhashable_name_is_unknown_not_a_crash():
     with pytest.raises(DataError, match=r"unknown dataset \['emoji'\] \(known: a\)"):
         lookup({"a": 1}, ["emoji"], "dataset", error=DataError)
