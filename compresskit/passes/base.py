@@ -23,17 +23,20 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from ..artifact import Artifact, Format
 from ..errors import PassFailed
-from .calibration import calibration_inputs, dataset_captions
+from .calibration import calibration_inputs, dataset_captions, unseen_attribute_inputs
+
+if TYPE_CHECKING:  # the context stays torch-free until a pass asks for a model
+    from ..models.contract import Generator
 
 NEEDS = {
     "teacher": "the recipe's input generator (an artifact in torch format)",
@@ -77,8 +80,11 @@ class PassResult:
 
 @dataclass
 class PassContext:
-    """A pass's one door to the rest of the package: the teacher, captions and calibration inputs of the
-    artifact's own dataset, seed, threads, log, progress, and a scratch folder for checkpoints."""
+    """A pass's one door to the rest of the package: the teacher (``teacher_model``), captions and calibration
+    inputs of the artifact's own dataset, the caption inputs a generator reads (``caption_inputs``: the full
+    MiniLM's, or a shallow text encoder's: ``shallow_text_encoder``), seed, threads, log, progress, and a scratch
+    folder for checkpoints. A pass imports no other pass: what passes share comes through here, or from the
+    helpers in ``compresskit.text`` and ``compresskit.runtimes``."""
 
     run_dir: Path
     seed: int = 0
@@ -93,8 +99,16 @@ class PassContext:
     def _require(self, need: str) -> None:
         if need not in self.needs:
             raise PassFailed(f"a pass asked the context for {need} without declaring it; add {need!r} to its needs")
-        if self.source is None:
-            raise PassFailed("the context has no source artifact; run the pass through the runner")
+        if self.source is None or (need == "teacher" and self.teacher is None):
+            raise PassFailed(f"the context has no {'teacher' if self.source else 'source'} artifact; run the pass "
+                             "through the runner")
+
+    def teacher_model(self) -> Generator:
+        """The teacher (the recipe's input generator), loaded afresh: in eval mode, its parameters frozen."""
+        self._require("teacher")
+        from ..models.io import load_model
+
+        return load_model(self.teacher.path).eval().requires_grad_(False)
 
     def captions(self, n: int, seed: int | None = None, split: Literal["train", "val"] = "train") -> list[str]:
         """``n`` captions (repeating if the split is smaller) of the dataset the generator learnt: train to
@@ -107,6 +121,41 @@ class PassContext:
         """``n`` single-image input dicts {z, text[, tokens, token_mask]} for the source's io spec and dataset."""
         self._require("calibration")
         return calibration_inputs(self.source, n, self.seed if seed is None else seed, split)
+
+    def unseen_attribute_inputs(self, n: int, seed: int | None = None,
+                                split: Literal["val"] = "val") -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
+        """(``n`` single-image input dicts, their objects' labels) of a shapes dataset's ``split`` images whose
+        (colour, shape) pairing train never drew: what the unseen-pairing figures score."""
+        self._require("calibration")
+        return unseen_attribute_inputs(self.source, n, self.seed if seed is None else seed, split)
+
+    def caption_inputs(self, captions: Sequence[str], io: dict, encoder: Path | None = None) -> dict[str, np.ndarray]:
+        """The caption inputs (``text``[, ``tokens``, ``token_mask``], numpy) a generator with io spec ``io`` reads
+        for ``captions``: the full MiniLM's, or, with ``encoder`` (an exported text encoder, e.g.
+        ``shallow_text_encoder``'s), what a bundle built on that encoder feeds its generator."""
+        if encoder is None:
+            from ..models.inputs import text_inputs
+            from ..text import TextEncoder
+
+            return text_inputs(io, captions, TextEncoder())
+        from ..runtimes.text_encoder import encoder_onnx_inputs
+
+        return encoder_onnx_inputs(encoder, io, captions)
+
+    def shallow_text_encoder(self, layers: int, steps: int, lr: float, step: str) -> Path:
+        """MiniLM's first ``layers`` layers distilled ``steps`` steps at ``lr`` on the source dataset's train
+        captions (and its token states where the source generator reads them), exported as MiniLM is; cached by
+        ``text.shallow``, so the distill step whose student reads it and the bundle step that ships it share one.
+        ``step``: the asking pass, for the log."""
+        self._require("captions")
+        from ..text.shallow import shallow_encoder_onnx
+
+        captions = sorted(set(self.captions(100_000, seed=self.seed)))
+        tokens = "tokens" in self.source.io["inputs"]  # the generator reads token states: distil those too
+        self.log(f"{step}: MiniLM's first {layers} layers distilled on {len(captions)} train captions, {steps} steps "
+                 f"(sentence vector{' and token states' if tokens else ''}; cached)")
+        return shallow_encoder_onnx(captions, layers=layers, steps=steps, lr=lr, seed=self.seed, tokens=tokens,
+                                    progress=self.progress)
 
     def for_step(self, source: Artifact, needs: tuple[str, ...], scratch: Path | None = None) -> PassContext:
         return replace(self, source=source, needs=tuple(needs), scratch=scratch)

@@ -172,7 +172,7 @@ class Bundle(Pass):
         reference = [full(item)[0][0] for item in val_items]  # the full fp32 MiniLM: what every cosine is to
         del full
         onnx_path = (full_path if cfg.text_layers is None
-                     else shallow_encoder(ctx, cfg.text_layers, cfg.text_steps, cfg.text_lr))
+                     else ctx.shallow_text_encoder(cfg.text_layers, cfg.text_steps, cfg.text_lr, step="bundle"))
         if backend == "onnxruntime":
             text_file = "text_encoder.onnx"
             shutil.copyfile(onnx_path, out_dir / text_file)
@@ -235,16 +235,3 @@ class Bundle(Pass):
         words = WordEmbeddings(out_dir, lookup) if lookup else None
         items = [{**item, **({words.input: words(item["input_ids"])} if words else {})} for item in items]
         return _mean_cosine(compiled, items, reference)[0]
-
-
-def shallow_encoder(ctx: PassContext, layers: int, steps: int, lr: float, step: str = "bundle") -> Path:
-    """MiniLM's first ``layers`` layers distilled on the train captions, exported as MiniLM is (cached: the
-    distill step whose student reads it and the bundle step that ships it share one)."""
-    from ..text.shallow import shallow_encoder_onnx
-
-    captions = sorted(set(ctx.captions(100_000, seed=ctx.seed)))
-    tokens = "tokens" in ctx.source.io["inputs"]  # the generator reads token states: distil those too
-    ctx.log(f"{step}: MiniLM's first {layers} layers distilled on {len(captions)} train captions, {steps} steps "
-            f"(sentence vector{' and token states' if tokens else ''}; cached)")
-    return shallow_encoder_onnx(captions, layers=layers, steps=steps, lr=lr, seed=ctx.seed, tokens=tokens,
-                                progress=ctx.progress)

@@ -71,9 +71,9 @@ from torch import nn
 from ..artifact import Artifact, Format
 from ..hardware import resolved_bf16
 from ..models import count_params
-from ..models.contract import io_spec, layer_widths
-from ..models.inputs import as_tensors, input_names, text_inputs
-from ..models.io import load_model, save_model
+from ..models.contract import Generator, io_spec, layer_widths
+from ..models.inputs import as_tensors, input_names
+from ..models.io import save_model
 from ..models.stats import macs_per_image
 from ..train import losses as loss_kit
 from ..train.kit import Checkpointer, EarlyStop, Precision, World, adam, autocast, current, step_rng, training_precision
@@ -114,7 +114,7 @@ class _Trainable(nn.Module):
         return self.student(z, *caption)
 
 
-def _caption_args(model: nn.Module, cond: dict[str, torch.Tensor], rows=slice(None)) -> tuple[torch.Tensor, ...]:
+def _caption_args(model: Generator, cond: dict[str, torch.Tensor], rows=slice(None)) -> tuple[torch.Tensor, ...]:
     """The caption inputs ``model`` reads (its io spec's names after ``z``), rows ``rows`` of each."""
     return tuple(cond[name][rows] for name in input_names(io_spec(model))[1:])
 
@@ -188,7 +188,7 @@ class _Session:
         self.cfg, self.ctx, self.world, self.precision = cfg, ctx, world, precision
         device = self.device = world.device  # this rank's GPU when there is one, else the CPU
         layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        teacher = load_model(ctx.teacher.path).eval().requires_grad_(False)
+        teacher = ctx.teacher_model()
         student = make_student(cfg.student, src, teacher)
         # one memory layout for both before anything is compared: a student that starts as the teacher draws its images
         self.teacher = teacher.to(device).to(memory_format=layout)
@@ -206,25 +206,21 @@ class _Session:
     def _read_captions(self) -> None:
         """The train caption pool and the fixed validation inputs, as the teacher and as the student read them."""
         cfg, ctx, teacher, device = self.cfg, self.ctx, self.teacher, self.device
-        from ..text import TextEncoder
-
+        io = io_spec(teacher)
         # every caption input the teacher reads (pooled vector; token states for a token-conditioned teacher)
         captions = ctx.captions(cfg.schedule.captions)
-        self.pool = as_tensors(text_inputs(io_spec(teacher), captions, TextEncoder()), device)
+        self.pool = as_tensors(ctx.caption_inputs(captions, io), device)
         size = cfg.validation.size
         self.val_z = torch.randn(size, teacher.config.z_dim, generator=torch.Generator().manual_seed(ctx.seed + 99))
         self.val_z = self.val_z.to(device)
         val_captions = ctx.captions((size + 1) // 2, seed=ctx.seed + 99, split="val")
         val_captions = [c for caption in val_captions for c in (caption, caption)][:size]
-        self.val_cond = as_tensors(text_inputs(io_spec(teacher), val_captions, TextEncoder()), device)
+        self.val_cond = as_tensors(ctx.caption_inputs(val_captions, io), device)
         self.s_pool, self.s_val_cond = self.pool, self.val_cond  # what the student reads: the same, or the shallow encoder's
         if cfg.text.layers:
-            from ..text.shallow import encoder_onnx_inputs
-            from .bundle import shallow_encoder
-
-            encoder = shallow_encoder(ctx, cfg.text.layers, cfg.text.steps, cfg.text.lr, step="distill")
-            self.s_pool = as_tensors(encoder_onnx_inputs(encoder, io_spec(teacher), captions), device)
-            self.s_val_cond = as_tensors(encoder_onnx_inputs(encoder, io_spec(teacher), val_captions), device)
+            encoder = ctx.shallow_text_encoder(cfg.text.layers, cfg.text.steps, cfg.text.lr, step="distill")
+            self.s_pool = as_tensors(ctx.caption_inputs(captions, io, encoder), device)
+            self.s_val_cond = as_tensors(ctx.caption_inputs(val_captions, io, encoder), device)
         # rank 0 alone validates (no grad: frozen)
         self.val_target = teacher(self.val_z, *_caption_args(teacher, self.val_cond)) if self.world.is_main else None
 

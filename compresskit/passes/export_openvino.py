@@ -14,23 +14,9 @@ from pydantic import Field
 from ..artifact import Artifact
 from ..errors import PassFailed
 from ..runtimes import ONNX_FILE, OPENVINO_XML, onnx_runtime, openvino_runtime
+from ..runtimes.openvino_ir import stable_names
 from .base import Pass, PassConfig, PassContext, PassMetric, PassResult
 from .parity import max_abs_error
-
-
-def stable_names(model) -> None:
-    """Rename OpenVINO's auto-named nodes (``Multiply_81430``: a process-wide counter) by their position.
-
-    Without this the same ONNX file converts to a byte-different model.xml depending on how many models
-    the process converted before; named nodes (inputs, outputs, ONNX names) are kept.
-    """
-    import re
-
-    for position, node in enumerate(model.get_ordered_ops()):
-        kind, name = node.get_type_name(), node.get_friendly_name()
-        auto = re.fullmatch(r"([A-Za-z][A-Za-z0-9]*)_\d+", name)  # also folded constants: Const "Range_81422"
-        if auto and kind not in ("Parameter", "Result"):
-            node.set_friendly_name(f"{auto.group(1)}_{position}")
 
 
 class ExportOpenvinoConfig(PassConfig):

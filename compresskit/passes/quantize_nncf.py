@@ -35,8 +35,8 @@ from ..artifact import Artifact
 from ..errors import PassFailed
 from ..models.inputs import stack_rows
 from ..runtimes import OPENVINO_XML, openvino_runtime
+from ..runtimes.openvino_ir import stable_names
 from .base import Pass, PassConfig, PassContext, PassMetric, PassResult
-from .export_openvino import stable_names
 from .parity import int8_parity
 
 
@@ -109,16 +109,15 @@ def _object_accuracy(compiled, items: list[dict], labels: np.ndarray) -> tuple[f
 
 
 def _teacher_images(ctx: PassContext, n: int, seed: int) -> list[np.ndarray]:
-    """The torch teacher's images for the same (noise, val caption) pairs as ``ctx.calibration(n, seed, "val")``."""
-    from ..models.inputs import call_torch
-    from ..models.io import load_model
-    from .calibration import calibration_inputs
-
+    """The torch teacher's images for the (noise, val caption) pairs of ``ctx.calibration(n, seed, "val")`` (the
+    source carries the teacher's io spec and dataset)."""
     import torch
 
-    teacher = load_model(ctx.teacher.path).eval()
+    from ..models.inputs import call_torch
+
+    teacher = ctx.teacher_model()
     with torch.no_grad():
-        return [call_torch(teacher, item).numpy()[0] for item in calibration_inputs(ctx.teacher, n, seed, "val")]
+        return [call_torch(teacher, item).numpy()[0] for item in ctx.calibration(n, seed, "val")]
 
 
 COMPUTE_OPS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul")
@@ -201,10 +200,8 @@ class QuantizeNncf(Pass):
             items = ctx.calibration(cfg.validation_size, seed=ctx.seed + 1, split="val")  # choose on val
             fp32 = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
             if cfg.metric == "attr_accuracy_unseen":
-                from .calibration import unseen_attribute_inputs
-
                 figure = _object_accuracy
-                items, reference = unseen_attribute_inputs(ctx.source, cfg.validation_size, ctx.seed + 1, "val")
+                items, reference = ctx.unseen_attribute_inputs(cfg.validation_size, ctx.seed + 1, "val")
             elif cfg.metric == "psnr_vs_teacher":
                 figure, reference = _psnr, _teacher_images(ctx, cfg.validation_size, ctx.seed + 1)
             elif cfg.metric == "caption_similarity":

@@ -47,11 +47,9 @@ from ..models.inputs import caption_inputs
 from ..models.io import load_model, save_model
 from ..models.stats import macs_per_image
 from ..runtimes import Deployment, openvino_runtime
-from ..runtimes.text_encoder import encoder_onnx_inputs
+from ..runtimes.openvino_ir import stable_names
 from ..text import TextEncoder
 from .base import Pass, PassConfig, PassContext, PassMetric, PassResult
-from .bundle import shallow_encoder
-from .export_openvino import stable_names
 
 
 class SelectSubnetConfig(PassConfig):
@@ -172,7 +170,7 @@ class SelectSubnet(Pass):
         if not isinstance(supernet, DFGenerator) or not choices:
             raise PassFailed("select_subnet: its input must be a supernet step's artifact (put supernet: {...} "
                              "before it in the recipe)")
-        teacher = load_model(ctx.teacher.path).eval()
+        teacher = ctx.teacher_model()
         t_config = GeneratorConfig.model_validate(choices["teacher"])
         subnets = candidate_subnets(t_config, choices, cfg.candidates, ctx.seed)
         for subnet in subnets:
@@ -236,10 +234,10 @@ class SelectSubnet(Pass):
         full = [caption_inputs(io, evalset.captions, z, TextEncoder()), caption_inputs(io, d_captions, d_z, TextEncoder())]
         shallow = full
         if choices.get("text_layers"):
-            encoder = shallow_encoder(ctx, choices["text_layers"], choices.get("text_steps", 600),
-                                      choices.get("text_lr", 3e-3), step="select_subnet")
-            shallow = [{"z": full[0]["z"], **encoder_onnx_inputs(encoder, io, evalset.captions)},
-                       {"z": full[1]["z"], **encoder_onnx_inputs(encoder, io, d_captions)}]
+            encoder = ctx.shallow_text_encoder(choices["text_layers"], choices.get("text_steps", 600),
+                                               choices.get("text_lr", 3e-3), step="select_subnet")
+            shallow = [{"z": full[0]["z"], **ctx.caption_inputs(evalset.captions, io, encoder)},
+                       {"z": full[1]["z"], **ctx.caption_inputs(d_captions, io, encoder)}]
 
         def draw(fn, inputs: dict) -> np.ndarray:
             out = []

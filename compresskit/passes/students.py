@@ -14,7 +14,7 @@ from torch import nn
 from ..artifact import Artifact
 from ..errors import PassFailed
 from ..models import DFGenerator
-from ..models.contract import is_user_model
+from ..models.contract import Generator, is_user_model
 from ..models.dfgan import GeneratorConfig
 from ..models.io import load_model
 from ..train.losses import Taps
@@ -50,7 +50,7 @@ def slim_config(teacher: GeneratorConfig, width: float | list[float], convs_per_
                               "convs_per_block": convs_per_block or teacher.convs_per_block, **tokens})
 
 
-def make_student(spec: StudentConfig, src: Artifact, teacher: nn.Module) -> nn.Module:
+def make_student(spec: StudentConfig, src: Artifact, teacher: Generator) -> Generator:
     """The student ``spec`` asks for (see the module docstring), untrained unless its kind is ``input``."""
     if spec.kind == "input":
         return load_model(src.path)

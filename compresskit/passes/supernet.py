@@ -46,8 +46,8 @@ from ..hardware import resolved_bf16
 from ..models import DFGenerator, count_params
 from ..models.contract import io_spec
 from ..models.elastic import Subnet, check_supernet, elastic_forward, from_factors, sample
-from ..models.inputs import as_tensors, text_inputs
-from ..models.io import load_model, save_model
+from ..models.inputs import as_tensors
+from ..models.io import save_model
 from ..train import losses as loss_kit
 from ..train.kit import Checkpointer, adam, autocast, step_rng, training_precision
 from ..train.losses import Drawn, Taps, adapter_key, pair_spread, start_as_selection
@@ -135,8 +135,6 @@ class Supernet(Pass):
         return {"bf16": resolved_bf16(config.bf16)}
 
     def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> PassResult:
-        from ..text import TextEncoder
-
         cfg, w, schedule = self.config, self.config.losses, self.config.schedule
         if ctx.threads:
             torch.set_num_threads(ctx.threads)
@@ -146,7 +144,7 @@ class Supernet(Pass):
         if not precision.warned:
             ctx.log(f"supernet: {precision.note}")
         bf16 = lambda: autocast(device, precision)  # noqa: E731
-        teacher = load_model(ctx.teacher.path).eval().requires_grad_(False)
+        teacher = ctx.teacher_model()
         if not isinstance(teacher, DFGenerator):
             raise PassFailed("supernet: the teacher must be a DF-GAN (the project's generator); for your own "
                              "generator use distill with student: {kind: factory}")
@@ -159,20 +157,17 @@ class Supernet(Pass):
         supernet.meta = dict(getattr(teacher, "meta", {}))
 
         captions = ctx.captions(schedule.captions)
-        pool = as_tensors(text_inputs(io_spec(teacher), captions, TextEncoder()), device)["text"]
+        pool = as_tensors(ctx.caption_inputs(captions, io_spec(teacher)), device)["text"]
         val_gen = torch.Generator().manual_seed(ctx.seed + 99)
         val_z = torch.randn(cfg.validation.size, t_config.z_dim, generator=val_gen)
         val_captions = ctx.captions((cfg.validation.size + 1) // 2, seed=ctx.seed + 99, split="val")
         val_captions = [c for caption in val_captions for c in (caption, caption)][:cfg.validation.size]
-        val_text = as_tensors(text_inputs(io_spec(teacher), val_captions, TextEncoder()), device)["text"]
+        val_text = as_tensors(ctx.caption_inputs(val_captions, io_spec(teacher)), device)["text"]
         s_pool, s_val_text = pool, val_text  # what the sub-networks read: the same, or the shallow encoder's
         if cfg.text.layers:
-            from ..text.shallow import encoder_onnx_inputs
-            from .bundle import shallow_encoder
-
-            encoder = shallow_encoder(ctx, cfg.text.layers, cfg.text.steps, cfg.text.lr, step="supernet")
-            s_pool = as_tensors(encoder_onnx_inputs(encoder, io_spec(teacher), captions), device)["text"]
-            s_val_text = as_tensors(encoder_onnx_inputs(encoder, io_spec(teacher), val_captions), device)["text"]
+            encoder = ctx.shallow_text_encoder(cfg.text.layers, cfg.text.steps, cfg.text.lr, step="supernet")
+            s_pool = as_tensors(ctx.caption_inputs(captions, io_spec(teacher), encoder), device)["text"]
+            s_val_text = as_tensors(ctx.caption_inputs(val_captions, io_spec(teacher), encoder), device)["text"]
         with torch.no_grad():
             val_target = teacher(val_z, val_text)
         kept = inherit_from_teacher(supernet, teacher, (val_z, val_text), by_importance=True)

@@ -158,14 +158,14 @@ def test_the_diversity_term_keeps_the_teachers_spread_across_noise_and_validatio
 @pytest.mark.parametrize("rows, paired", [(None, 8), (4, 4)])
 def test_diversity_rows_pairs_only_a_batchs_first_rows_the_rest_draw_captions_of_their_own(
         tiny_generator_dir, tmp_path, monkeypatch, rows, paired):
-    import compresskit.passes.distill as distill
-
     batches = []
-    def recording(path):
-        model = load_model(path)
+    teacher_model = PassContext.teacher_model
+
+    def recording(ctx):  # the teacher the context gives, its caption vectors of every 8-row batch recorded
+        model = teacher_model(ctx)
         model.register_forward_pre_hook(lambda _, args: batches.append(args[1].clone()) if len(args[1]) == 8 else None)
         return model
-    monkeypatch.setattr(distill, "load_model", recording)
+    monkeypatch.setattr(PassContext, "teacher_model", recording)
     teacher = input_artifact(str(tiny_generator_dir), tmp_path / "artifacts")
     ctx = PassContext(run_dir=tmp_path, teacher=teacher).for_step(teacher, Distill.needs, tmp_path / "s")
     config = DistillConfig(**fast(schedule={"steps": 3}, validation={"size": 16}, student={"kind": "slim", "width": 0.5},
