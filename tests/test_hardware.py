@@ -150,7 +150,7 @@ def test_timing_at_bf16_on_a_cpu_capped_to_avx2_is_refused_as_not_applicable(tmp
 def test_the_precision_auto_resolves_to_enters_the_artifact_id(monkeypatch):
     from compresskit.passes.bundle import Bundle
     from compresskit.passes.distill import Distill
-    from compresskit.runner import pass_output_id
+    from compresskit.passes.execute import pass_output_id
 
     def ids(native: bool) -> tuple[str, ...]:
         monkeypatch.setattr(hardware, "native_bf16", lambda device_type="cpu": (native, "test"))

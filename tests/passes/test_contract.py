@@ -59,7 +59,8 @@ from pathlib import Path  # noqa: E402
 from compresskit.artifact import Format  # noqa: E402
 from compresskit.errors import PassFailed, RecipeError  # noqa: E402
 from compresskit.passes.base import Pass, PassContext, PassMetric, PassResult, contract_problems  # noqa: E402
-from compresskit.runner import input_artifact, produce  # noqa: E402
+from compresskit.passes.execute import produce  # noqa: E402
+from compresskit.runner import input_artifact  # noqa: E402
 
 
 class _Copy(Pass):
