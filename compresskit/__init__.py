@@ -24,7 +24,7 @@ _API = {
     # the doors (compresskit.api) and what they return
     "run": "compresskit.api",
     "compress": "compresskit.api",
-    "bench": "compresskit.api",
+    "measure": "compresskit.api",
     "gate": "compresskit.api",
     "Report": "compresskit.bench.schema",
     "CandidateRecord": "compresskit.bench.schema",
@@ -60,7 +60,7 @@ _API = {
 __all__ = ["__version__", *_API]
 
 if TYPE_CHECKING:  # the same names, for type checkers and IDEs (at run time: ``__getattr__`` below)
-    from .api import bench, compress, gate, run
+    from .api import compress, gate, measure, run
     from .artifact import Artifact, load_artifact
     from .bench.compare import compare
     from .bench.gate import load_gates

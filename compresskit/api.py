@@ -1,4 +1,4 @@
-"""The library's doors: ``run`` a recipe, ``compress`` a model in a notebook, ``bench`` and ``gate`` a run.
+"""The library's doors: ``run`` a recipe, ``compress`` a model in a notebook, ``measure`` and ``gate`` a run.
 
     import compresskit
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +31,7 @@ from .bench.schema import REPORT_JSON, SCHEMA_VERSION, Report, load_report
 from .bench.settings import BenchSettings
 from .errors import CompresskitError, ConfigError, GateFailed
 from .lock import run_lock
-from .models.trust import trust
+from .models.trust import trust_factories
 from .recipe import Recipe, load_recipe, parse_recipe
 from .runner import Event, RunResult
 from .runner import run as run_steps
@@ -100,14 +99,6 @@ def _as_recipe(recipe: Recipe | str | Path | dict) -> Recipe:
     raise ConfigError(f"recipe must be a Recipe, a YAML path or a dict; got {type(recipe).__name__}")
 
 
-def trust_factories(names: Sequence[str]) -> None:
-    """Let model folders whose ``factory.json`` names one of ``names`` (``package.module[:callable]``) run it."""
-    for name in names:
-        if not re.fullmatch(r"[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?", name):
-            raise ConfigError(f"trust_factory takes package.module or package.module:callable; got {name!r}")
-    trust(*names)
-
-
 def _steps_report(recipe: Recipe, result: RunResult) -> Report:
     """A run's report when it was not measured (``bench=False``): its steps, no candidates, no verdict."""
     return Report(schema_version=SCHEMA_VERSION, recipe=recipe.resolved(), status="done", candidates=[], gates=[],
@@ -167,7 +158,7 @@ def run(recipe: Recipe | str | Path | dict, out: str | Path | None = None, *, be
     return _raise_if_failed(report, gate)
 
 
-def bench(run_dir: str | Path, *, threads: Sequence[int] | None = None, n: int | None = None,
+def measure(run_dir: str | Path, *, threads: Sequence[int] | None = None, n: int | None = None,
           split: str | None = None, candidates: Sequence[str] | None = None,
           gates: str | Path | list[GateSpec] | None = None, gate: bool = False, progress: Progress | None = None,
           wait: bool = False) -> Report:

@@ -11,7 +11,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -40,7 +40,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True)] = None,
+    version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True)] = None,
 ) -> None:
     """compresskit: prune, distil, quantise and export generators; benchmark and gate releases."""
 
@@ -62,21 +62,21 @@ def _summary_table(title: str, summary: dict) -> Table:
 def data(
     name: Annotated[str, typer.Argument(help="Dataset: emoji or shapes.")],
     size: Annotated[int, typer.Option(help="Image side in pixels (16, 32, 64, 128).")] = 32,
-    n: Annotated[Optional[int], typer.Option("--n", help="shapes: number of images [default 10000].")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="shapes: generator seed [default 0].")] = None,
-    max_objects: Annotated[Optional[int], typer.Option(help="shapes: most shapes per image [default 2].")] = None,
+    n: Annotated[int | None, typer.Option("--n", help="shapes: number of images [default 10000].")] = None,
+    seed: Annotated[int | None, typer.Option(help="shapes: generator seed [default 0].")] = None,
+    max_objects: Annotated[int | None, typer.Option(help="shapes: most shapes per image [default 2].")] = None,
     styles: Annotated[
-        Optional[str], typer.Option(help="emoji: comma-separated art styles [default: every installed one].")
+        str | None, typer.Option(help="emoji: comma-separated art styles [default: every installed one].")
     ] = None,
-    skin_tones: Annotated[Optional[str], typer.Option(help="emoji: keep or drop skin-tone variants [keep].")] = None,
+    skin_tones: Annotated[str | None, typer.Option(help="emoji: keep or drop skin-tone variants [keep].")] = None,
     eval_fraction: Annotated[
-        Optional[float], typer.Option(help="emoji: share of base emoji with one style held out for eval [0.2].")
+        float | None, typer.Option(help="emoji: share of base emoji with one style held out for eval [0.2].")
     ] = None,
     val_fraction: Annotated[
-        Optional[float], typer.Option(help="emoji: share of base emoji with one style held out for val [0.1].")
+        float | None, typer.Option(help="emoji: share of base emoji with one style held out for val [0.1].")
     ] = None,
     rebuild: Annotated[bool, typer.Option(help="Rebuild even if the cache has it.")] = False,
-    grid: Annotated[Optional[Path], typer.Option(help="Also write a labelled PNG grid of samples here.")] = None,
+    grid: Annotated[Path | None, typer.Option(help="Also write a labelled PNG grid of samples here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
     """Build (once, then cached) a captioned dataset and print its counts."""
@@ -194,7 +194,7 @@ def refit_disc(
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="Training YAML (see recipes/train/).")],
-    out: Annotated[Optional[Path], typer.Option(help="Run folder [default: runs/train/<name>].")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder [default: runs/train/<name>].")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
     nproc_per_node: Annotated[int, typer.Option(min=1, max=1024, help=(
         "Launch this many processes on this machine with torchrun (DDP); batch_size stays the global batch."))] = 1,
@@ -348,11 +348,11 @@ def passes(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
 
 @app.command("eval")
 def eval_command(
-    model: Annotated[Optional[str], typer.Option(help="Shipped model name or checkpoint folder.")] = None,
+    model: Annotated[str | None, typer.Option(help="Shipped model name or checkpoint folder.")] = None,
     real: Annotated[bool, typer.Option("--real", help="Score the real images of the split instead (the floor).")] = False,
-    teacher: Annotated[Optional[str], typer.Option(help="Teacher to compare with (PSNR, SSIM, perceptual).")] = None,
-    data: Annotated[Optional[str], typer.Option(help="emoji or shapes [default: the model's own dataset].")] = None,
-    n: Annotated[Optional[int], typer.Option("--n", help="Captions of the split to use [default: all].")] = None,
+    teacher: Annotated[str | None, typer.Option(help="Teacher to compare with (PSNR, SSIM, perceptual).")] = None,
+    data: Annotated[str | None, typer.Option(help="emoji or shapes [default: the model's own dataset].")] = None,
+    n: Annotated[int | None, typer.Option("--n", help="Captions of the split to use [default: all].")] = None,
     split: Annotated[str, typer.Option(help="eval (report, gate) or val (tune on it).")] = "eval",
     seed: Annotated[int, typer.Option(help="Noise seed of the generated images.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON on stdout.")] = False,
@@ -360,8 +360,10 @@ def eval_command(
 ) -> None:
     """Quality of a generator (or of real held-out images): KID, FID, attributes, diversity, fidelity to a teacher."""
     trust_factories(trust_factory)
-    from .metrics.evaluate import DEFAULT_DATA, eval_set, evaluate, generate_diversity, generate_for, model_data
+    from .data.config import DEFAULT_DATA
+    from .metrics.evaluate import eval_set, evaluate, model_data
     from .models import load_model, resolve_model_dir
+    from .models.sampling import generate_diversity, generate_for
 
     if real == (model is not None):
         raise DataError("give exactly one of --model NAME_OR_DIR and --real")
@@ -420,7 +422,7 @@ def align(
     out: Annotated[Path, typer.Option(help="Folder for the encoder (config, weights, card).")] = Path("runs/emoji32-align"),
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the emoji train split.")] = 40,
     seed: Annotated[int, typer.Option(help="Seed of init, order and augmentation.")] = 0,
-    limit: Annotated[Optional[int], typer.Option(min=1, help="First N emoji only (quick checks).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="First N emoji only (quick checks).")] = None,
 ) -> None:
     """Train the text-image alignment encoder (emoji32-align) and score it on real images."""
     from .metrics.align_train import train_aligner
@@ -440,7 +442,7 @@ def align(
 def card(
     run_dir: Annotated[Path, typer.Argument(help="A training run folder (compresskit train --out).")],
     out: Annotated[Path, typer.Option(help="Model folder to write (config, weights, samples, card).")],
-    checkpoint: Annotated[Optional[int], typer.Option(help="Step of a checkpoint [default: final/].")] = None,
+    checkpoint: Annotated[int | None, typer.Option(help="Step of a checkpoint [default: final/].")] = None,
 ) -> None:
     """Package a training run as a model folder with a measured MODEL_CARD.md and sample grid."""
     from .models.card import write_card

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -24,16 +24,16 @@ out = Console()
 err = Console(stderr=True)
 # a user model folder's factory.json names code that loading it runs: only what the user names here (or in a
 # recipe's input.factory, or their own trusted_factories file) runs (models.trust)
-TrustFactory = Annotated[Optional[list[str]], typer.Option(
+TrustFactory = Annotated[list[str] | None, typer.Option(
     "--trust-factory", metavar="MODULE[:CALLABLE]",
     help="Let model folders whose factory.json names this factory (or any in this package) run it; repeatable.")]
 
 
 def trust_factories(names: list[str] | None) -> None:
     """Trust what ``--trust-factory`` names (checked to look like ``package.module[:callable]``)."""
-    from .api import trust_factories as trust
+    from .models.trust import trust_factories as trust
 
-    trust(names or [])
+    trust(names or [], option="--trust-factory")
 
 
 ACTIVITY = {"now": None}  # what a run is doing, for the one line an interruption prints (cli.main)
@@ -78,7 +78,7 @@ def _progress(message: str) -> None:
 
 def run_recipe(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder [default: runs/<recipe name>].")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Run folder [default: runs/<recipe name>].")] = None,
     bench: Annotated[bool, typer.Option(help="Measure the artifacts and check the recipe's gates afterwards.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json (or run.json with --no-bench) on stdout.")] = False,
     nproc_per_node: Annotated[int, typer.Option(min=1, max=1024, help=(
@@ -152,18 +152,18 @@ def _exit_on_failed_gates(report) -> None:
 
 def bench(
     run_dir: Annotated[Path, typer.Argument(help="A run folder (compresskit run) to measure again.")],
-    threads: Annotated[Optional[str], typer.Option(help="Comma-separated thread counts [recipe's, default 1,2].")] = None,
-    n: Annotated[Optional[int], typer.Option("--n", min=1, help="Captions of the scored split for quality [all].")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Score quality on eval (report, gate) or val (tune) [recipe's].")] = None,
-    candidates: Annotated[Optional[str], typer.Option(help="Comma-separated step names to measure [all but sanitize].")] = None,
-    gates: Annotated[Optional[Path], typer.Option(help="Gates YAML [the recipe's gates].")] = None,
+    threads: Annotated[str | None, typer.Option(help="Comma-separated thread counts [recipe's, default 1,2].")] = None,
+    n: Annotated[int | None, typer.Option("--n", min=1, help="Captions of the scored split for quality [all].")] = None,
+    split: Annotated[str | None, typer.Option(help="Score quality on eval (report, gate) or val (tune) [recipe's].")] = None,
+    candidates: Annotated[str | None, typer.Option(help="Comma-separated step names to measure [all but sanitize].")] = None,
+    gates: Annotated[Path | None, typer.Option(help="Gates YAML [the recipe's gates].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json on stdout.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="If a run holds the run folder, wait for it.")] = False,
     trust_factory: TrustFactory = None,
 ) -> None:
     """Measure a run's artifacts (speed, memory, size, quality) against its baseline; rewrite its report."""
     trust_factories(trust_factory)
-    from .api import bench as measure
+    from .api import measure
 
     if threads:
         try:
@@ -183,7 +183,7 @@ def bench(
 
 def gate(
     report_file: Annotated[Path, typer.Argument(help="A report.json (from compresskit run or bench).")],
-    gates_file: Annotated[Optional[Path], typer.Option("--gates", help="Gates YAML [the gates in the report's recipe].")] = None,
+    gates_file: Annotated[Path | None, typer.Option("--gates", help="Gates YAML [the gates in the report's recipe].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the gate results as JSON on stdout.")] = False,
 ) -> None:
     """Check a report against release gates: exit 0 if all pass, 1 if any fails, 2 for a bad gates file."""

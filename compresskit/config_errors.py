@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 import yaml
@@ -10,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticCustomError
 
 from .errors import ConfigError
+from .lookup import unknown_name
 
 
 def _fields_at(model: type[BaseModel], path: tuple) -> list[str]:
@@ -56,10 +56,7 @@ def validation_message(exc: ValidationError, model: type[BaseModel], source: str
     if first["type"] == MOVED_KEY:  # the message names the key and its new place
         message = f"{source}: {first['msg']}"
     elif first["type"] == "extra_forbidden":
-        valid = _fields_at(model, loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
-        message = f"{source}: unknown key {where!r}; {hint}"
+        message = f"{source}: {unknown_name('key', str(loc[-1]), _fields_at(model, loc[:-1]), shown=where)}"
     else:
         message = f"{source}: {where}: {first['msg']}"
     more = len(exc.errors()) - 1

@@ -16,17 +16,17 @@ every gate names a candidate that exists and a metric it will have. Every proble
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .artifact import Format
 from .bench.gate import GateSpec
 from .bench.settings import BenchSettings
 from .config_errors import read_yaml, validation_message
 from .errors import ModelError, RecipeError
-from .artifact import Format
+from .lookup import unknown_name
 from .passes.base import PassConfig
 from .registry import pass_class
 from .train.config import DataConfig
@@ -178,9 +178,7 @@ def _check_candidates(spec: RecipeFile, steps: list[Step], source: str) -> None:
     checks += [(f"gates.{i}.candidate", g.candidate, gate_names) for i, g in enumerate(spec.gates)]
     for where, name, valid in checks:
         if name not in valid:
-            close = difflib.get_close_matches(name, valid, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"one of {', '.join(valid)}"
-            raise RecipeError(f"{source}: {where}: no candidate named {name!r}; {hint}")
+            raise RecipeError(f"{source}: {where}: {unknown_name('candidate', name, valid)}")
     _check_pass_metric_gates(spec, steps, names, source)
 
 

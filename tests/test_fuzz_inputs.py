@@ -15,9 +15,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compresskit.bench.schema import load_report
 from compresskit.bench.gate import GateSpec, parse_gates
-from compresskit.bench.schema import SCHEMA_VERSION
+from compresskit.bench.schema import SCHEMA_VERSION, load_report
 from compresskit.errors import ConfigError, RecipeError
 from compresskit.recipe import RecipeFile, load_recipe, parse_recipe
 from compresskit.registry import PASSES, pass_class
@@ -90,7 +89,7 @@ def broken_recipe(draw) -> tuple[object, str]:
     key = draw(st.sampled_from(list(GateSpec.model_fields)))
     gate[key] = draw(st.one_of(wrong, text.filter(lambda t: t not in ("final", "baseline", "kid", "threshold"))))
     recipe["gates"] = [gate]
-    return recipe, "no candidate named" if key == "candidate" and isinstance(gate[key], str) else key
+    return recipe, "unknown candidate" if key == "candidate" and isinstance(gate[key], str) else key
 
 
 def _one_line(exc: Exception) -> str:

@@ -87,7 +87,7 @@ def test_training_the_teacher_runs_fp32_without_native_bf16(no_native_bf16, auto
 
 
 def test_distillation_runs_fp32_without_native_bf16_and_its_manifest_says_so(no_native_bf16, autocast_calls,
-                                                                              tiny_generator_dir, tmp_path):
+                                                                              tiny_generator_dir, tmp_path):  # noqa: F811
     from compresskit.recipe import parse_recipe
     from compresskit.runner import run
     from tests.passes.conftest import recipe_dict

@@ -51,7 +51,9 @@ def test_run_takes_a_dict_and_returns_the_typed_report_written_to_disk(tiny, tmp
     # the same run, gates not raised: steps and measurement reused, the verdict returned
     again = compresskit.run(recipe, tmp_path / "run", gate=False)
     assert again.verdict == "fail" and [s["status"] for s in again.steps] == ["cached"]
-    # re-gated with a looser gate list, from the file
+    # measured again on the val split (as when tuning), then re-gated with a looser gate list, from the file
+    tuned = compresskit.measure(tmp_path / "run", split="val", n=40, candidates=["export_onnx"])
+    assert tuned.candidate("final").metrics["kid"].n == 40 and tuned.settings["quality"]["split"] == "val"
     loose = compresskit.gate(tmp_path / "run", [GATES[0]])
     assert loose.verdict == "pass" and len(loose.gates) == 1
 
@@ -98,7 +100,8 @@ def test_third_party_chatter_goes_to_the_run_log_not_the_console(tmp_path, capsy
 
     seen: list[Event] = []
     with _run_log(tmp_path, seen.append) as emit:
-        warnings.warn("Converting a tensor to a Python boolean might cause the trace to be incorrect", UserWarning)
+        warnings.warn("Converting a tensor to a Python boolean might cause the trace to be incorrect", UserWarning,
+                      stacklevel=1)
         logging.getLogger("nncf").warning("Statistics collection")
         emit(Event("log", message="our own line"))
     log = (tmp_path / RUN_LOG).read_text()

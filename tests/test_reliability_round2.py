@@ -18,8 +18,8 @@ import yaml
 from safetensors.torch import save_file
 
 from compresskit.artifact import load_artifact
-from compresskit.models import create_generator, save_model
 from compresskit.model_files import CHECKSUMS_FILE
+from compresskit.models import create_generator, save_model
 from tests.helpers import run_cli
 from tests.passes.user_generators import ConvTransposeGenerator
 

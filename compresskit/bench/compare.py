@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+
 from ..cache import atomic_file
 from ..errors import ArtifactError
 from ..hardware import fingerprint

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..config_errors import read_yaml, validation_message
 from ..errors import ConfigError
+from ..lookup import unknown_name
 from .schema import SPEED_METRICS, GateResult, Report, known_metrics
 
 GOALS = ("threshold", "min_improvement", "percent_min_improvement", "max_degradation", "percent_max_degradation")
@@ -52,13 +53,8 @@ class GateSpec(BaseModel):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, name: str) -> str:
-        known = known_metrics()
-        if name not in known:
-            import difflib
-
-            close = difflib.get_close_matches(name, list(known), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"one of {', '.join(known)}"
-            raise ValueError(f"unknown metric {name!r}; {hint}")
+        if name not in known_metrics():
+            raise ValueError(unknown_name("metric", name, known_metrics()))
         return name
 
 

@@ -73,11 +73,11 @@ def measure_quality(candidates: list[Candidate], evalset: EvalSet, settings: Qua
         progress(f"quality of {c.name}")
         runtime = load_runtime(c.artifact, deploy=Deployment(threads=threads, precision=c.precision))
 
-        def own(inputs: dict, captions: list[str]) -> dict:
+        def own(inputs: dict, captions: list[str], runtime=runtime, names=tuple(c.artifact.io["inputs"])) -> dict:
             """The inputs this candidate reads; a bundle's caption side from its own (compressed) text encoder."""
             if runtime.embed is not None:
                 inputs = {"z": inputs["z"], **runtime.embed(captions)}
-            return {name: inputs[name] for name in c.artifact.io["inputs"]}
+            return {name: inputs[name] for name in names}
 
         try:
             samples[c.name] = render(runtime, c.name, own(grid, sample_captions), len(sample_captions))

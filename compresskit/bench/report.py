@@ -31,11 +31,19 @@ from ..runtimes import OPENVINO_XML
 from ..threads import torch_threads
 from .baselines import BASELINES_DIR, teacher_exports
 from .crosscheck import benchmark_app_p50, static_shapes
-from .harness import time_alone
-from .gate import GateSpec, evaluate_gates, parse_gates, verdict
-from .measure import Candidate, chosen_names, measure_compute_rates, measure_footprint, measure_speed, model_cost, size_mb
-from .names import BF16_SUFFIX, step_names
 from .frontier import frontier_plot, quality_frontier
+from .gate import GateSpec, evaluate_gates, parse_gates, verdict
+from .harness import time_alone
+from .measure import (
+    Candidate,
+    chosen_names,
+    measure_compute_rates,
+    measure_footprint,
+    measure_speed,
+    model_cost,
+    size_mb,
+)
+from .names import BF16_SUFFIX, step_names
 from .plots import pareto_front, pareto_plot, pareto_points, samples_grid
 from .quality import measure_quality
 from .schema import REPORT_JSON, SCHEMA_VERSION, Report, known_metrics, metric, validated_report

@@ -14,7 +14,7 @@ by cell with no learning at all:
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -34,7 +34,7 @@ def _cell_slices(position: int, size: int) -> tuple[slice, slice]:
     return slice(int(np.floor(y0)), int(np.ceil(y1))), slice(int(np.floor(x0)), int(np.ceil(x1)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _templates(position: int, size: int) -> list[tuple[int, int, np.ndarray]]:
     """(shape, size index, ink map of the cell) for every shape and size drawn at ``position``."""
     rows, cols = _cell_slices(position, size)

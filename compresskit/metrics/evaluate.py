@@ -201,13 +201,3 @@ def _diversity(images: np.ndarray | None, evalset: EvalSet) -> dict:
     if reference:
         found["diversity_real"] = reference
     return found
-
-
-def __getattr__(name: str):
-    """``generate_for`` and ``generate_diversity`` moved up a layer to ``models.sampling`` (they run a generator);
-    the old names resolve until ``cli.py`` imports them from there (allowlisted in ``tests/test_layers.py``)."""
-    if name in ("generate_for", "generate_diversity"):
-        from ..models import sampling  # upward on purpose: a moved name, kept only for cli.py's old import
-
-        return getattr(sampling, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

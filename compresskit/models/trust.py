@@ -18,9 +18,11 @@ shipped zoo models and the package's architectures have no factory at all (``con
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 
 TRUST_ENV = "COMPRESSKIT_TRUST_FACTORY"
 OWN_PACKAGE = "compresskit"
@@ -58,6 +60,15 @@ def trust(*factories: str) -> None:
     added = [f.strip() for f in factories if f and f.strip() and f.strip() not in known]
     if added:
         os.environ[TRUST_ENV] = ",".join(known + added)
+
+
+def trust_factories(names: Sequence[str], option: str = "trust_factory") -> None:
+    """Trust ``names`` (each ``package.module[:callable]``, checked); ``option`` is how the error line names where
+    they came from (``--trust-factory`` on the command line, ``trust_factory`` in Python)."""
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?", name):
+            raise ConfigError(f"{option} takes package.module or package.module:callable; got {name!r}")
+    trust(*names)
 
 
 def require_trusted(factory: str, where: Path) -> None:

@@ -46,7 +46,6 @@ from ..runtimes import ONNX_FILE, OPENVINO_XML, standalone_generate
 from ..runtimes.bundle import BUNDLE_FILE, BUNDLE_FORMAT, load_tokenizer
 from .base import Pass, PassConfig, PassContext, PassMetric, PassResult
 
-
 PAD_TO_MULTIPLE_OF = 8
 WORD_EMBEDDINGS_INPUT = "inputs_embeds"
 

@@ -161,11 +161,3 @@ def shallow_encoder_onnx(captions: Sequence[str], *, layers: int, steps: int, lr
         with atomic_dir(folder) as tmp:
             export_text_encoder(tmp / TEXT_ONNX, bert)
     return folder / TEXT_ONNX
-
-
-def encoder_onnx_inputs(path: Path, io: dict, captions: Sequence[str], batch: int = 256) -> dict:
-    """Moved to ``compresskit.runtimes.text_encoder`` (it runs the exported graph as a bundle does, a layer above
-    text); this name stays until passes/distill.py and passes/supernet.py import it from there."""
-    from ..runtimes.text_encoder import encoder_onnx_inputs as moved  # upward on purpose: see the docstring
-
-    return moved(path, io, captions, batch)

@@ -42,8 +42,17 @@ from ..text import TextEncoder
 from ..threads import torch_threads
 from .config import TrainConfig
 from .distributed import DEFAULT_TIMEOUT_S, World, main_first, process_group
-from .kit import (Checkpointer, Precision, adam, autocast, ema_update, hinge_d_loss, hinge_g_loss, step_rng,
-                  training_precision)
+from .kit import (
+    Checkpointer,
+    Precision,
+    adam,
+    autocast,
+    ema_update,
+    hinge_d_loss,
+    hinge_g_loss,
+    step_rng,
+    training_precision,
+)
 
 CHECKPOINTS = "checkpoints"
 SAMPLE_SEED = 12345

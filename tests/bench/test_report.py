@@ -246,7 +246,7 @@ def test_recipe_bench_and_gate_names_are_checked_before_any_compute(shapes_gener
     assert len(parse_recipe(fine, "r.yaml").gates) == 3
     bad = _recipe(shapes_generator_dir, steps, gates=[{"metric": "kid", "goal": "threshold", "value": 1,
                                                        "candidate": "export_openvino@bf16"}])
-    with pytest.raises(RecipeError, match="gates.0.candidate: no candidate named 'export_openvino@bf16'"):
+    with pytest.raises(RecipeError, match="gates.0.candidate: unknown candidate 'export_openvino@bf16'"):
         parse_recipe(bad, "r.yaml")  # bf16 variants exist only where bench.speed.bf16 asks for them
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(_recipe(shapes_generator_dir, [{"export_onnx": {}}],
                                                             bench={"speed": {"threds": [1]}})))
@@ -396,7 +396,7 @@ def test_a_recipe_naming_an_unknown_candidate_for_end_to_end_timing_is_refused(s
 
     bench = {**FAST_BENCH, "speed": {**FAST_BENCH["speed"], "e2e": ["export_onxx"]}}
     raw = _recipe(shapes_generator_dir, [{"export_onnx": {}}], name="tiny-e2e", bench=bench)
-    with pytest.raises(RecipeError, match=r"bench.speed.e2e.0: no candidate named 'export_onxx'; did you mean 'export_onnx'"):
+    with pytest.raises(RecipeError, match=r"bench.speed.e2e.0: unknown candidate 'export_onxx'; did you mean 'export_onnx'"):
         parse_recipe(raw, "tiny-e2e.yaml")
 
 

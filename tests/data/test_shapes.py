@@ -7,8 +7,17 @@ import pytest
 
 from compresskit.data import build_shapes
 from compresskit.data.shapes import (
-    ATTRIBUTE_VALUES, COLOURS, HELD_PAIRS, POSITIONS, caption_for, cell_box, combination_group, composition_key,
-    render_shapes, sample_objects, split_of,
+    ATTRIBUTE_VALUES,
+    COLOURS,
+    HELD_PAIRS,
+    POSITIONS,
+    caption_for,
+    cell_box,
+    combination_group,
+    composition_key,
+    render_shapes,
+    sample_objects,
+    split_of,
 )
 from compresskit.errors import DataError
 

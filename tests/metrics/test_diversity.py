@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from compresskit.metrics.diversity import DIVERSITY_K, diversity, diversity_inputs, pick_captions, sample_diversity
 from compresskit.data.config import DEFAULT_DATA
+from compresskit.metrics.diversity import DIVERSITY_K, diversity, diversity_inputs, pick_captions, sample_diversity
 from compresskit.metrics.evaluate import eval_set, evaluate
 from compresskit.metrics.noise import eval_noise
 from compresskit.models import create_generator

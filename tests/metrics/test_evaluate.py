@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from compresskit.errors import ConfigError
 from compresskit.data.config import DEFAULT_DATA
+from compresskit.errors import ConfigError
 from compresskit.metrics.evaluate import EvalSet, eval_set, evaluate, model_data
 from compresskit.models import create_generator
 from compresskit.models.sampling import generate_for

@@ -7,7 +7,14 @@ import torch
 
 from compresskit.errors import ModelError
 from compresskit.models import (
-    DFDiscriminator, DFGenerator, GeneratorConfig, count_params, create_generator, io_spec, load_model, save_model,
+    DFDiscriminator,
+    DFGenerator,
+    GeneratorConfig,
+    count_params,
+    create_generator,
+    io_spec,
+    load_model,
+    save_model,
 )
 
 

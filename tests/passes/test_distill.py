@@ -203,10 +203,10 @@ def test_a_teacher_initialised_student_of_the_teachers_own_widths_is_the_teacher
 
 
 def test_a_token_conditioned_teacher_initialises_its_slim_student_too(tmp_path):
+    from compresskit.models import DFGenerator
     from compresskit.models.contract import io_spec
     from compresskit.models.inputs import caption_inputs, input_names
     from compresskit.passes.students import inherit_from_teacher, slim_config
-    from compresskit.models import DFGenerator
     from tests.passes.test_token_generator import attention_teacher
 
     attention_teacher(tmp_path / "t")

@@ -1,4 +1,4 @@
-"""Build the API reference (HTML, pdoc) of compresskit: ``python docs/make.py [OUT]`` (default ``docs-site/``).
+"""Build the API reference (HTML, pdoc) of compresskit: ``python -m compresskit.docs [OUT]`` (default ``docs-site/``).
 
 The site documents the top-level package (the flat public API) and every subpackage and module below it.
 compresskit imports its public names on first use (a module ``__getattr__``), which pdoc does not follow, so
@@ -15,13 +15,6 @@ import sys
 import warnings
 from pathlib import Path
 
-try:
-    import pdoc
-    import pdoc.extract
-except ImportError:
-    print("error: pdoc is not installed; pip install -e '.[test]' (or pip install pdoc)", file=sys.stderr)
-    raise SystemExit(2) from None
-
 PACKAGE = "compresskit"
 LAZY_PACKAGES = ("compresskit", "compresskit.text")  # modules whose ``__all__`` names load on first use
 DEFAULT_OUT = Path("docs-site")
@@ -37,6 +30,8 @@ def resolve_lazy_names(module_name: str) -> None:
 def documented_modules() -> list[str]:
     """pdoc's module specs for the whole package: the package itself, then each public module that pdoc's walk
     does not reach (it follows a package's ``__all__``, which names only the public API, not every module)."""
+    import pdoc.extract  # optional (the test extra): only building the reference needs it
+
     package = importlib.import_module(PACKAGE)
     public = [m.name for m in pkgutil.walk_packages(package.__path__, f"{PACKAGE}.")
               if not any(part.startswith("_") for part in m.name.split("."))]
@@ -50,6 +45,8 @@ def documented_modules() -> list[str]:
 
 def build(out: Path) -> list[str]:
     """Write the site into ``out``; returns pdoc's warnings (empty when the reference is complete)."""
+    import pdoc  # optional (the test extra): only building the reference needs it
+
     pdoc_dir = str(Path(pdoc.__file__).resolve().parent)
     with warnings.catch_warnings(record=True) as caught:  # pdoc warns through the warnings module
         warnings.simplefilter("always")
@@ -62,7 +59,12 @@ def build(out: Path) -> list[str]:
 def main(argv: list[str]) -> int:
     """Build into ``argv[0]`` (or ``docs-site``): 0 when complete, 1 with pdoc's problems, 2 on bad arguments."""
     if len(argv) > 1 or (argv and argv[0].startswith("-")):
-        print("error: usage: python docs/make.py [OUT_FOLDER]  (default docs-site)", file=sys.stderr)
+        print("error: usage: python -m compresskit.docs [OUT_FOLDER]  (default docs-site)", file=sys.stderr)
+        return 2
+    try:
+        import pdoc  # noqa: F401  (optional: checked here so a missing install is one line)
+    except ImportError:
+        print("error: pdoc is not installed; pip install -e '.[test]' (or pip install pdoc)", file=sys.stderr)
         return 2
     out = Path(argv[0]) if argv else DEFAULT_OUT
     if out.exists() and not out.is_dir():
