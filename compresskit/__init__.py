@@ -26,6 +26,7 @@ _API = {
     "compress": "compresskit.api",
     "measure": "compresskit.api",
     "gate": "compresskit.api",
+    "time_artifact": "compresskit.api",
     "Report": "compresskit.bench.schema",
     "CandidateRecord": "compresskit.bench.schema",
     "GateResult": "compresskit.bench.schema",
@@ -60,7 +61,7 @@ _API = {
 __all__ = ["__version__", *_API]
 
 if TYPE_CHECKING:  # the same names, for type checkers and IDEs (at run time: ``__getattr__`` below)
-    from .api import compress, gate, measure, run
+    from .api import compress, gate, measure, run, time_artifact
     from .artifact import Artifact, load_artifact
     from .bench.compare import compare
     from .bench.gate import load_gates

@@ -18,6 +18,7 @@ release gate raises :class:`~compresskit.errors.GateFailed` (its ``report`` attr
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 import warnings
@@ -25,16 +26,22 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .artifact import load_artifact
+from .bench.crosscheck import benchmark_app_p50, static_shapes
 from .bench.gate import GateSpec, evaluate_gates, load_gates, parse_gates, verdict
+from .bench.harness import time_alone
 from .bench.report import bench_run, check_report_is_current, failed_report
 from .bench.schema import REPORT_JSON, SCHEMA_VERSION, Report, load_report
 from .bench.settings import BenchSettings
+from .bench.speed import percentiles
 from .errors import CompresskitError, ConfigError, GateFailed
+from .hardware import native_bf16
 from .lock import run_lock
 from .models.trust import trust_factories
 from .recipe import Recipe, load_recipe, parse_recipe
 from .runner import Event, RunResult
 from .runner import run as run_steps
+from .runtimes import OPENVINO_XML, PRECISIONS, Deployment
 
 Progress = Callable[[Event], None]
 StepSpec = str | dict[str, dict | None]  # "export_onnx" or {"distill": {...config...}}
@@ -224,6 +231,36 @@ def gate(report: Report | str | Path, gates: str | Path | list[GateSpec | dict] 
     results = evaluate_gates(report if report.status != "failed" else {"candidates": []}, specs)
     checked = report.model_copy(update={"gates": results, "verdict": verdict(results)})
     return _raise_if_failed(checked, raise_on_fail)
+
+
+def time_artifact(artifact_dir: str | Path, *, threads: int = 2, rounds: int = 10, per_round: int = 20,
+                  warmup: int = 20, precision: str = "f32", crosscheck: bool = False, option_prefix: str = "") -> dict:
+    """Time one artifact alone in a fresh worker process, deployed for batch-1 latency, in the harness's blocks.
+
+    Returns ``{artifact, format, threads, precision, latency_ms_p50, latency_ms_p90, n}``; with ``crosscheck`` on
+    an OpenVINO IR also ``benchmark_app_ms_p50`` (OpenVINO's own tool, same IR, shapes, threads, precision), the
+    command it ran, and ``per_call_dict_ms_p50`` (the same schedule without inputs bound once). ``precision``
+    bf16 is refused on a CPU without native bf16 (it would be emulated and timed as if it were real).
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"{option_prefix}precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    native, why = native_bf16("cpu")
+    if precision == "bf16" and not native:
+        raise ConfigError(f"{option_prefix}precision bf16 is not applicable here: this CPU has no native bf16 "
+                          f"({why}); time it at f32, or on a CPU with AVX512-BF16 or AMX")
+    artifact = load_artifact(artifact_dir)
+    deploy = Deployment(threads=threads, batch=1, hint="latency", precision=precision)  # type: ignore[arg-type]
+    found = percentiles(time_alone(artifact.path, deploy, warmup=warmup, rounds=rounds, per_round=per_round))
+    result = {"artifact": str(artifact.path), "format": artifact.format, "threads": threads, "precision": precision,
+              "latency_ms_p50": found["p50"], "latency_ms_p90": found["p90"], "n": found["n"]}
+    if crosscheck and artifact.format == "openvino":
+        result["benchmark_app_ms_p50"], result["benchmark_app_command"] = benchmark_app_p50(
+            artifact.file(OPENVINO_XML), static_shapes(artifact.io), threads, precision)
+        # the same schedule through the per-call dict API: what binding the inputs once saves
+        per_dict = dataclasses.replace(deploy, bind_inputs=False)
+        result["per_call_dict_ms_p50"] = percentiles(time_alone(artifact.path, per_dict, warmup=warmup, rounds=rounds,
+                                                                per_round=per_round))["p50"]
+    return result
 
 
 def _model_input(model: Any, folder: Path, factory: str | None, factory_kwargs: dict | None,

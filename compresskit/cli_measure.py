@@ -7,7 +7,6 @@ Exit codes: 0 done (and every gate passed), 1 a gate or a step failed, 2 bad inp
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -231,38 +230,18 @@ def time_artifact(
 ) -> None:
     """Time one artifact alone in a fresh process, deployed for batch-1 latency, in the harness's blocks."""
     trust_factories(trust_factory)
-    from .artifact import load_artifact
-    from .bench.crosscheck import benchmark_app_p50, static_shapes
-    from .bench.harness import time_alone
-    from .bench.speed import percentiles
-    from .hardware import native_bf16
-    from .runtimes import OPENVINO_XML, PRECISIONS, Deployment
+    from .api import time_artifact as time_one
 
-    if precision not in PRECISIONS:
-        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
-    if precision == "bf16" and not native_bf16("cpu")[0]:  # emulated bf16 would be timed as if it were real
-        raise ConfigError(f"--precision bf16 is not applicable here: this CPU has no native bf16 "
-                          f"({native_bf16('cpu')[1]}); time it at f32, or on a CPU with AVX512-BF16 or AMX")
-    artifact = load_artifact(artifact_dir)
-    deploy = Deployment(threads=threads, batch=1, hint="latency", precision=precision)  # type: ignore[arg-type]
-    found = percentiles(time_alone(artifact.path, deploy, warmup=warmup, rounds=rounds, per_round=per_round))
-    result = {"artifact": str(artifact.path), "format": artifact.format, "threads": threads, "precision": precision,
-              "latency_ms_p50": found["p50"], "latency_ms_p90": found["p90"], "n": found["n"]}
-    if crosscheck and artifact.format == "openvino":
-        result["benchmark_app_ms_p50"], result["benchmark_app_command"] = benchmark_app_p50(
-            artifact.file(OPENVINO_XML), static_shapes(artifact.io), threads, precision)
-        # the same schedule through the per-call dict API: what binding the inputs once saves
-        per_dict = dataclasses.replace(deploy, bind_inputs=False)
-        result["per_call_dict_ms_p50"] = percentiles(time_alone(artifact.path, per_dict, warmup=warmup, rounds=rounds,
-                                                                per_round=per_round))["p50"]
+    result = time_one(artifact_dir, threads=threads, rounds=rounds, per_round=per_round, warmup=warmup,
+                      precision=precision, crosscheck=crosscheck, option_prefix="--")
     if as_json:
         typer.echo(json.dumps(result, indent=1))
         return
-    line = (f"{artifact.path.name}: batch-1 p50 {found['p50']:.3f} ms, p90 {found['p90']:.3f} ms "
-            f"({found['n']} calls, {threads} threads)")
+    line = (f"{Path(result['artifact']).name}: batch-1 p50 {result['latency_ms_p50']:.3f} ms, p90 "
+            f"{result['latency_ms_p90']:.3f} ms ({result['n']} calls, {threads} threads)")
     if "benchmark_app_ms_p50" in result:
         line += (f"; benchmark_app p50 {result['benchmark_app_ms_p50']:.3f} ms (ours / theirs "
-                 f"{found['p50'] / result['benchmark_app_ms_p50']:.2f}); the per-call dict API "
+                 f"{result['latency_ms_p50'] / result['benchmark_app_ms_p50']:.2f}); the per-call dict API "
                  f"{result['per_call_dict_ms_p50']:.3f} ms")
     out.print(line)
 

@@ -48,12 +48,16 @@ def test_run_takes_a_dict_and_returns_the_typed_report_written_to_disk(tiny, tmp
     on_disk = compresskit.Report.load(tmp_path / "run")
     assert on_disk.to_json() == json.loads((tmp_path / "run" / "report.json").read_text()) == report.to_json()
 
+    timed = compresskit.time_artifact(tmp_path / "run" / "final", threads=1, rounds=2, per_round=3, warmup=1)
+    assert timed["format"] == "onnx" and timed["n"] == 6 and 0 < timed["latency_ms_p50"] <= timed["latency_ms_p90"]
+
     # the same run, gates not raised: steps and measurement reused, the verdict returned
     again = compresskit.run(recipe, tmp_path / "run", gate=False)
     assert again.verdict == "fail" and [s["status"] for s in again.steps] == ["cached"]
     # measured again on the val split (as when tuning), then re-gated with a looser gate list, from the file
     tuned = compresskit.measure(tmp_path / "run", split="val", n=40, candidates=["export_onnx"])
-    assert tuned.candidate("final").metrics["kid"].n == 40 and tuned.settings["quality"]["split"] == "val"
+    assert tuned.quality_n == 40 and tuned.settings["quality"]["split"] == "val"
+    assert "attr_accuracy" in tuned.candidate("final").metrics
     loose = compresskit.gate(tmp_path / "run", [GATES[0]])
     assert loose.verdict == "pass" and len(loose.gates) == 1
 
