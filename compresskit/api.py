@@ -37,6 +37,9 @@ from .bench.speed import percentiles
 from .errors import CompresskitError, ConfigError, GateFailed
 from .hardware import native_bf16
 from .lock import run_lock
+from .models.contract import is_user_model
+from .models.dfgan import GeneratorConfig
+from .models.io import save_model
 from .models.trust import trust_factories
 from .recipe import Recipe, load_recipe, parse_recipe
 from .runner import Event, RunResult
@@ -279,9 +282,6 @@ def _model_input(model: Any, folder: Path, factory: str | None, factory_kwargs: 
                           f"got {type(model).__name__}")
     from safetensors.torch import save_file
 
-    from .models.contract import is_user_model
-    from .models.dfgan import GeneratorConfig
-    from .models.io import save_model
 
     if isinstance(getattr(model, "config", None), GeneratorConfig) or is_user_model(model):
         save_model(folder, model.eval())

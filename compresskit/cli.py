@@ -80,7 +80,7 @@ def data(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
     """Build (once, then cached) a captioned dataset and print its counts."""
-    from .data import load_dataset
+    from .data import load_dataset  # lazy: CLI start-up
 
     options: dict = {"size": size, "rebuild": rebuild}
     per_dataset = {
@@ -106,7 +106,7 @@ def data(
         dataset = load_dataset(name, **options)
     summary = dataset.summary()
     if grid is not None:
-        from .grid import save_grid
+        from .grid import save_grid  # lazy: CLI start-up
 
         pick = _preview_indices(dataset.captions, 32)
         labels = [f"{dataset.captions[i]} ({dataset.styles[i]}, {dataset.splits[i]})" for i in pick]
@@ -139,7 +139,7 @@ def encode(
     as_json: Annotated[bool, typer.Option("--json", help="Print results (with vectors) as JSON.")] = False,
 ) -> None:
     """Embed captions with the pretrained MiniLM encoder (cached on disk)."""
-    from .text import TextEncoder, check_captions
+    from .text import TextEncoder, check_captions  # lazy: CLI start-up
 
     check_captions(captions)  # fail before loading the model
     started = time.perf_counter()
@@ -178,8 +178,8 @@ def refit_disc(
 ) -> None:
     """Fit a discriminator to a trained generator that ships none (distillation may start its adversarial term
     from it); writes the model folder again with discriminator.safetensors, checksummed."""
-    from .train import load_train_config
-    from .train.refit import refit_discriminator
+    from .train import load_train_config  # lazy: CLI start-up
+    from .train.refit import refit_discriminator  # lazy: CLI start-up
 
     cfg = load_train_config(config)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -205,14 +205,14 @@ def train(
 
     Runs in one process, or as every rank of a torchrun job (torchrun --nproc-per-node N -m compresskit train ...).
     """
-    from .train import load_train_config
-    from .train import train as run_training
-    from .train.distributed import World, launch_rank, launched_by_torchrun, torchrun
+    from .train import load_train_config  # lazy: CLI start-up
+    from .train import train as run_training  # lazy: CLI start-up
+    from .train.distributed import World, launch_rank, launched_by_torchrun, torchrun  # lazy: CLI start-up
 
     cfg = load_train_config(config)
     out = out or Path("runs") / "train" / cfg.name
     if nproc_per_node > 1 and not launched_by_torchrun():
-        from .train.loop import existing_checkpoint
+        from .train.loop import existing_checkpoint  # lazy: CLI start-up
 
         World(size=nproc_per_node).per_rank_batch(cfg.batch_size)  # bad input fails here, not in N processes
         existing_checkpoint(out, resume)
@@ -255,9 +255,9 @@ def generate(
     A bundle (the ``bundle`` step's folder, or a run that ends with one) runs without torch: its own tokenizer,
     text encoder and generator; its noise comes from numpy, so its images differ from a checkpoint's for one seed.
     """
-    from .grid import save_grid
-    from .runtimes.bundle import find_bundle
-    from .text.captions import check_captions
+    from .grid import save_grid  # lazy: CLI start-up
+    from .runtimes.bundle import find_bundle  # lazy: CLI start-up
+    from .text.captions import check_captions  # lazy: CLI start-up
 
     trust_factories(trust_factory)
     check_captions(captions)
@@ -267,12 +267,12 @@ def generate(
     bundle_dir = find_bundle(folder)
     started = time.perf_counter()
     if bundle_dir is not None:
-        from .runtimes.bundle import Bundle
+        from .runtimes.bundle import Bundle  # lazy: CLI start-up
 
         images, folder = Bundle(bundle_dir).generate_grid(captions, n=n, seed=seed), bundle_dir
     else:
-        from .generate import generate as run_generate
-        from .models import resolve_model_dir
+        from .generate import generate as run_generate  # lazy: CLI start-up
+        from .models import resolve_model_dir  # lazy: CLI start-up
 
         folder = resolve_model_dir(folder if folder.is_dir() else model)
         images = run_generate(folder, captions, n=n, seed=seed).images
@@ -296,7 +296,7 @@ def generate(
 
 def _run_final(folder: Path) -> Path:
     """A run folder (it has run.json) -> its last step's artifact; any other folder as it is."""
-    from .runner import FINAL
+    from .runner import FINAL  # lazy: CLI start-up
 
     if not (folder / "run.json").is_file():
         return folder
@@ -314,8 +314,8 @@ def info(
 ) -> None:
     """Params, MACs per image, widths and training metadata of a generator."""
     trust_factories(trust_factory)
-    from .models import load_model, resolve_model_dir
-    from .models.stats import generator_stats
+    from .models import load_model, resolve_model_dir  # lazy: CLI start-up
+    from .models.stats import generator_stats  # lazy: CLI start-up
 
     folder = resolve_model_dir(model)
     generator = load_model(folder)
@@ -329,7 +329,7 @@ def info(
 @app.command()
 def passes(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """List the compression passes (built-in and from plugins) with a one-line description."""
-    from .registry import describe_passes, plugin_clashes
+    from .registry import describe_passes, plugin_clashes  # lazy: CLI start-up
 
     rows = describe_passes()
     if as_json:
@@ -360,10 +360,10 @@ def eval_command(
 ) -> None:
     """Quality of a generator (or of real held-out images): KID, FID, attributes, diversity, fidelity to a teacher."""
     trust_factories(trust_factory)
-    from .data.config import DEFAULT_DATA
-    from .metrics.evaluate import eval_set, evaluate, model_data
-    from .models import load_model, resolve_model_dir
-    from .models.sampling import generate_diversity, generate_for
+    from .data.config import DEFAULT_DATA  # lazy: CLI start-up
+    from .metrics.evaluate import eval_set, evaluate, model_data  # lazy: CLI start-up
+    from .models import load_model, resolve_model_dir  # lazy: CLI start-up
+    from .models.sampling import generate_diversity, generate_for  # lazy: CLI start-up
 
     if real == (model is not None):
         raise DataError("give exactly one of --model NAME_OR_DIR and --real")
@@ -425,7 +425,7 @@ def align(
     limit: Annotated[int | None, typer.Option(min=1, help="First N emoji only (quick checks).")] = None,
 ) -> None:
     """Train the text-image alignment encoder (emoji32-align) and score it on real images."""
-    from .metrics.align_train import train_aligner
+    from .metrics.align_train import train_aligner  # lazy: CLI start-up
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=err) as bar:
@@ -445,7 +445,7 @@ def card(
     checkpoint: Annotated[int | None, typer.Option(help="Step of a checkpoint [default: final/].")] = None,
 ) -> None:
     """Package a training run as a model folder with a measured MODEL_CARD.md and sample grid."""
-    from .models.card import write_card
+    from .models.card import write_card  # lazy: CLI start-up
 
     folder = write_card(run_dir, out, checkpoint=checkpoint)
     err.print(f"wrote {folder} (config.json, model.safetensors, samples.png, MODEL_CARD.md)")
@@ -458,6 +458,6 @@ register(app)
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one line and an exit code for every error (``cli_errors``)."""
-    from .cli_errors import run_app
+    from .cli_errors import run_app  # lazy: CLI start-up
 
     run_app(app, argv)

@@ -38,7 +38,7 @@ def _interrupt(signum, frame) -> None:
 
 
 def _interrupted(how: str) -> str:
-    from .cli_measure import ACTIVITY
+    from .cli_measure import ACTIVITY  # lazy: CLI start-up
 
     during = f" during {ACTIVITY['now']}" if ACTIVITY["now"] else ""
     return (f"interrupted ({how}){during}; nothing half-written was kept: rerun the same command to resume "

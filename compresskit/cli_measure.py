@@ -30,7 +30,7 @@ TrustFactory = Annotated[list[str] | None, typer.Option(
 
 def trust_factories(names: list[str] | None) -> None:
     """Trust what ``--trust-factory`` names (checked to look like ``package.module[:callable]``)."""
-    from .models.trust import trust_factories as trust
+    from .models.trust import trust_factories as trust  # lazy: CLI start-up
 
     trust(names or [], option="--trust-factory")
 
@@ -53,7 +53,7 @@ def _rich_table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
 
 def print_report(typed) -> None:
     """The report's headline table, gates and verdict on the terminal (every column: report.md)."""
-    from .bench.markdown import TERMINAL_COLUMNS, gate_rows, table_rows
+    from .bench.markdown import TERMINAL_COLUMNS, gate_rows, table_rows  # lazy: CLI start-up
 
     report = typed.to_json()
     name = report.get("recipe", {}).get("name", "bench")
@@ -87,9 +87,9 @@ def run_recipe(
 ) -> None:
     """Take a generator through a recipe's passes (finished steps are reused), measure, and gate."""
     trust_factories(trust_factory)
-    from .recipe import load_recipe
-    from .runner import run
-    from .train.distributed import launch_rank, launched_by_torchrun, torchrun
+    from .recipe import load_recipe  # lazy: CLI start-up
+    from .runner import run  # lazy: CLI start-up
+    from .train.distributed import launch_rank, launched_by_torchrun, torchrun  # lazy: CLI start-up
 
     parsed = load_recipe(recipe)
     folder = out_dir or Path("runs") / parsed.name
@@ -122,7 +122,7 @@ def _on_event(folder: Path):
 
 
 def _run_and_print(parsed, folder: Path, bench: bool, as_json: bool, wait: bool) -> None:
-    from .api import run
+    from .api import run  # lazy: CLI start-up
 
     with contextlib.redirect_stdout(sys.stderr):  # libraries' own progress output (NNCF) stays off stdout
         try:
@@ -162,7 +162,7 @@ def bench(
 ) -> None:
     """Measure a run's artifacts (speed, memory, size, quality) against its baseline; rewrite its report."""
     trust_factories(trust_factory)
-    from .api import measure
+    from .api import measure  # lazy: CLI start-up
 
     if threads:
         try:
@@ -186,8 +186,8 @@ def gate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the gate results as JSON on stdout.")] = False,
 ) -> None:
     """Check a report against release gates: exit 0 if all pass, 1 if any fails, 2 for a bad gates file."""
-    from .api import gate as check
-    from .bench.markdown import gate_rows
+    from .api import gate as check  # lazy: CLI start-up
+    from .bench.markdown import gate_rows  # lazy: CLI start-up
 
     report = check(report_file, gates_file)
     if as_json:
@@ -205,8 +205,8 @@ def compare(
     out_dir: Annotated[Path, typer.Option("-o", "--out", help="Folder for compare.md/json, pareto.png, samples.png, report.html.")] = Path("runs/compare"),
 ) -> None:
     """One table, one Pareto plot, one sample grid and a self-contained report.html across runs."""
-    from .bench.compare import compare as run_compare
-    from .bench.markdown import TERMINAL_COLUMNS, table_rows
+    from .bench.compare import compare as run_compare  # lazy: CLI start-up
+    from .bench.markdown import TERMINAL_COLUMNS, table_rows  # lazy: CLI start-up
 
     result = run_compare(run_dirs, out_dir)
     for warning in result["warnings"]:
@@ -230,7 +230,7 @@ def time_artifact(
 ) -> None:
     """Time one artifact alone in a fresh process, deployed for batch-1 latency, in the harness's blocks."""
     trust_factories(trust_factory)
-    from .api import time_artifact as time_one
+    from .api import time_artifact as time_one  # lazy: CLI start-up
 
     result = time_one(artifact_dir, threads=threads, rounds=rounds, per_round=per_round, warmup=warmup,
                       precision=precision, crosscheck=crosscheck, option_prefix="--")

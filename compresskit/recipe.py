@@ -23,12 +23,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .artifact import Format
 from .bench.gate import GateSpec
+from .bench.names import REFERENCES, measurable_names, step_names
+from .bench.schema import METRICS
 from .bench.settings import BenchSettings
 from .config_errors import read_yaml, validation_message
 from .errors import ModelError, RecipeError
 from .lookup import unknown_name
+from .models import resolve_model_dir
+from .models.user import FactorySpec, import_factory
 from .passes.base import PassConfig
-from .registry import pass_class
+from .registry import all_passes, pass_class
 from .train.config import DataConfig
 
 
@@ -127,7 +131,6 @@ def _check_chain(steps: list[Step], source: str) -> None:
 
 
 def _producers_of(formats: tuple[str, ...]) -> list[str]:
-    from .registry import all_passes
 
     return [name for name in all_passes() if pass_class(name).produces in formats]
 
@@ -144,8 +147,6 @@ def _check_needs(spec: InputSpec, steps: list[Step], source: str) -> None:
 
 
 def _check_input(spec: InputSpec, source: str) -> None:
-    from .models import resolve_model_dir
-    from .models.user import FactorySpec, import_factory
 
     try:
         if spec.model is not None:
@@ -165,7 +166,6 @@ def _check_input(spec: InputSpec, source: str) -> None:
 
 def _check_candidates(spec: RecipeFile, steps: list[Step], source: str) -> None:
     """Names in ``bench.candidates``, ``bench.speed.bf16`` and gates must be measurable in this recipe."""
-    from .bench.names import REFERENCES, measurable_names, step_names
 
     names = step_names([s.name for s in steps])
     checks = [("bench.candidates", c, [*names, "final"]) for c in spec.bench.candidates or []]
@@ -184,7 +184,6 @@ def _check_candidates(spec: RecipeFile, steps: list[Step], source: str) -> None:
 
 def _check_pass_metric_gates(spec: RecipeFile, steps: list[Step], names: list[str], source: str) -> None:
     """A gate on a pass's own figure must name a step whose pass reports it."""
-    from .bench.schema import METRICS
 
     by_name = dict(zip(names, steps))
     for i, gate in enumerate(spec.gates):

@@ -31,10 +31,13 @@ import yaml
 
 from .artifact import Artifact, Format, load_artifact, sha256_file, write_manifest
 from .cache import atomic_dir, atomic_file, stable_hash
+from .data.config import DEFAULT_DATA, DataConfig
 from .errors import CompresskitError
 from .lock import run_lock
 from .models import io_spec, load_model, resolve_model_dir
 from .models.io import CONFIG_FILE, DISC_FILE, WEIGHTS_FILE
+from .models.trust import trust
+from .models.user import FactorySpec, build, load_weights_into, prove_spec, write_user_generator
 from .passes.base import PassContext
 from .passes.execute import pass_output_id, produce, reuse_artifact
 from .recipe import Recipe
@@ -91,8 +94,6 @@ class RunResult:
 def input_dataset(spec, generator_meta: dict) -> tuple[dict, str]:
     """(the dataset a run's input learnt, where that came from): ``input.data``, else the model's own metadata,
     else the emoji default (said so: a shapes or user model calibrated on emoji would quietly mislead)."""
-    from .metrics.evaluate import DEFAULT_DATA
-    from .train.config import DataConfig
 
     declared = getattr(spec, "data", None)
     if declared is not None:
@@ -151,8 +152,6 @@ def _generator_config_sha(source: Path) -> str:
 
 
 def _factory_artifact(spec_in, artifacts_dir: Path) -> Artifact:
-    from .models.trust import trust
-    from .models.user import FactorySpec, build, load_weights_into, prove_spec, write_user_generator
 
     spec = FactorySpec(factory=spec_in.factory, kwargs=spec_in.kwargs, z_dim=spec_in.z_dim,
                        text_dim=spec_in.text_dim, image_size=spec_in.image_size)

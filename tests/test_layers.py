@@ -208,3 +208,25 @@ def test_the_checks_see_local_relative_and_submodule_imports():
     assert [(i.imported, i.local) for i in found] == [("compresskit.errors", False), ("compresskit.models.sampling", True)]
     assert [upward(i) for i in found] == [False, True]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def test_every_function_local_import_of_the_package_says_why():
+    """Imports of compresskit's own modules belong at the top of the module; one inside a function is kept only for
+    a reason (start-up time, a heavy backend, a real cycle) written beside it or on the line above."""
+    unexplained = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "zoo" in path.parts:
+            continue
+        lines = path.read_text("utf-8").splitlines()
+        tree = ast.parse("\n".join(lines))
+        for function in ast.walk(tree):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                if not (isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("compresskit"))):
+                    continue
+                nearby = " ".join(lines[max(0, node.lineno - 2):(node.end_lineno or node.lineno)])
+                if "#" not in nearby:
+                    unexplained.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    assert not unexplained, "function-local imports without a reason (move them to the top, or say why):\n" + \
+        "\n".join(sorted(set(unexplained)))

@@ -27,6 +27,8 @@ from ..cache import atomic_file
 from ..errors import ArtifactError, ConfigError
 from ..hardware import machine_info, native_bf16
 from ..lock import run_lock
+from ..metrics.evaluate import eval_set
+from ..registry import pass_class
 from ..runtimes import OPENVINO_XML
 from ..threads import torch_threads
 from .baselines import BASELINES_DIR, teacher_exports
@@ -34,6 +36,7 @@ from .crosscheck import benchmark_app_p50, static_shapes
 from .frontier import frontier_plot, quality_frontier
 from .gate import GateSpec, evaluate_gates, parse_gates, verdict
 from .harness import time_alone
+from .markdown import report_markdown
 from .measure import (
     Candidate,
     chosen_names,
@@ -326,7 +329,6 @@ def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context
 
 def reported_by_pass(artifact) -> dict:
     """The figures the pass that made ``artifact`` declared and reported (``PassResult.metrics``)."""
-    from ..registry import pass_class
 
     producer = artifact.producer.get("pass")
     if producer in (None, "input"):
@@ -338,7 +340,6 @@ def reported_by_pass(artifact) -> dict:
 def write_report(raw: dict, out_dir: Path) -> Report:
     """Check ``raw`` against the Report schema (a malformed report is never written), write report.json and
     report.md, and return the typed Report."""
-    from .markdown import report_markdown
 
     plain = json.loads(json.dumps(raw, default=str))  # what the file will hold (paths, numpy scalars as JSON)
     report = validated_report(plain, f"the report of {out_dir}", " (a bug: please report it)")
@@ -360,7 +361,6 @@ def bench_run(run_dir: Path, settings: BenchSettings | None = None, gates: list[
 
 
 def _bench_run(run_dir: Path, settings: BenchSettings | None, gates: list[GateSpec] | None, progress) -> Report:
-    from ..metrics.evaluate import eval_set
 
     summary = read_run_summary(run_dir)
     recipe = summary["recipe"]  # resolved and validated by the runner when the run was made

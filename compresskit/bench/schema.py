@@ -70,7 +70,10 @@ METRICS: dict[str, MetricInfo] = {
 
 def pass_metrics() -> dict[str, MetricInfo]:
     """Figures passes declare (``Pass.metrics``: built-ins and plugins), reported under the step's name."""
-    from ..registry import all_passes, pass_class
+    from ..registry import (  # the registry imports pass classes (torch) on lookup: only when a plugin metric is read
+        all_passes,
+        pass_class,
+    )
 
     found: dict[str, MetricInfo] = {}
     for name in all_passes():
@@ -219,7 +222,11 @@ class Report(BaseModel):
 
     def table(self, columns: tuple[str, ...] | None = None) -> str:
         """The headline table (one row a candidate) as Markdown, as report.md has it."""
-        from .markdown import COLUMNS, md_table, table_rows
+        from .markdown import (  # markdown imports schema (the table's metric names): a cycle
+            COLUMNS,
+            md_table,
+            table_rows,
+        )
 
         return md_table(*table_rows(self.to_json()["candidates"], columns=columns or COLUMNS))
 

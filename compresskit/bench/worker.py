@@ -25,10 +25,10 @@ from pathlib import Path
 def _serve(protocol) -> None:
     # imported here, after main() points stdout at stderr: what a library prints on import must not reach the protocol
     from ..artifact import load_artifact
-    from ..models.inputs import caption_inputs
-    from ..passes.parity import parity_inputs
-    from ..runtimes import Deployment, load_runtime
-    from .speed import time_calls, warm_up
+    from ..models.inputs import caption_inputs  # as above
+    from ..passes.parity import parity_inputs  # as above
+    from ..runtimes import Deployment, load_runtime  # as above
+    from .speed import time_calls, warm_up  # as above
 
     runtimes: dict = {}
     artifacts: dict = {}

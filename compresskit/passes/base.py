@@ -106,7 +106,7 @@ class PassContext:
     def teacher_model(self) -> Generator:
         """The teacher (the recipe's input generator), loaded afresh: in eval mode, its parameters frozen."""
         self._require("teacher")
-        from ..models.io import load_model
+        from ..models.io import load_model  # imports torch: the context stays torch-free until a pass asks
 
         return load_model(self.teacher.path).eval().requires_grad_(False)
 
@@ -134,11 +134,11 @@ class PassContext:
         for ``captions``: the full MiniLM's, or, with ``encoder`` (an exported text encoder, e.g.
         ``shallow_text_encoder``'s), what a bundle built on that encoder feeds its generator."""
         if encoder is None:
-            from ..models.inputs import text_inputs
-            from ..text import TextEncoder
+            from ..models.inputs import text_inputs  # imports torch, as above
+            from ..text import TextEncoder  # loads MiniLM (torch, transformers) only when asked
 
             return text_inputs(io, captions, TextEncoder())
-        from ..runtimes.text_encoder import encoder_onnx_inputs
+        from ..runtimes.text_encoder import encoder_onnx_inputs  # a runtime: only when a pass reads an exported encoder
 
         return encoder_onnx_inputs(encoder, io, captions)
 
@@ -148,7 +148,7 @@ class PassContext:
         ``text.shallow``, so the distill step whose student reads it and the bundle step that ships it share one.
         ``step``: the asking pass, for the log."""
         self._require("captions")
-        from ..text.shallow import shallow_encoder_onnx
+        from ..text.shallow import shallow_encoder_onnx  # imports torch and transformers: only when asked
 
         captions = sorted(set(self.captions(100_000, seed=self.seed)))
         tokens = "tokens" in self.source.io["inputs"]  # the generator reads token states: distil those too

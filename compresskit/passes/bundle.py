@@ -153,9 +153,13 @@ class Bundle(Pass):
     def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> PassResult:
         import openvino as ov
 
-        from ..models.inputs import input_names
-        from ..text.encoder import MAX_TOKENS
-        from ..text.export import TOKENIZER_FILE, text_encoder_onnx, tokenizer_file
+        from ..models.inputs import input_names  # torch / transformers / the runtime: only when the pass runs
+        from ..text.encoder import MAX_TOKENS  # torch / transformers / the runtime: only when the pass runs
+        from ..text.export import (  # torch / transformers / the runtime: only when the pass runs
+            TOKENIZER_FILE,
+            text_encoder_onnx,
+            tokenizer_file,
+        )
 
         cfg = self.config
         backend = "openvino" if src.format == "openvino" else "onnxruntime"
@@ -223,7 +227,7 @@ class Bundle(Pass):
         """The saved text encoder's cosine to fp32 MiniLM, run as the bundle runs it (the lookup in numpy)."""
         import openvino as ov
 
-        from ..runtimes.bundle import WordEmbeddings
+        from ..runtimes.bundle import WordEmbeddings  # torch / transformers / the runtime: only when the pass runs
 
         if text_file.endswith(".onnx"):
             import onnxruntime as ort

@@ -33,7 +33,10 @@ from pydantic import Field
 
 from ..artifact import Artifact
 from ..errors import PassFailed
-from ..models.inputs import stack_rows
+from ..metrics.alignment import embed_images, load_aligner
+from ..metrics.attributes import attribute_accuracy
+from ..metrics.fidelity import PSNR_CAP_DB
+from ..models.inputs import call_torch, stack_rows
 from ..runtimes import OPENVINO_XML, openvino_runtime
 from ..runtimes.openvino_ir import stable_names
 from .base import Pass, PassConfig, PassContext, PassMetric, PassResult
@@ -69,7 +72,6 @@ def _psnr(compiled, items: list[dict], reference: list[np.ndarray]) -> tuple[flo
     import torch
     from torchmetrics.functional.image import peak_signal_noise_ratio
 
-    from ..metrics.fidelity import PSNR_CAP_DB
 
     unit = lambda images: torch.from_numpy((np.asarray(images, dtype=np.float64) + 1.0) / 2.0)  # noqa: E731
     per_item = [min(float(peak_signal_noise_ratio(unit(compiled(item)[0]), unit(ref), data_range=1.0)), PSNR_CAP_DB)
@@ -79,7 +81,6 @@ def _psnr(compiled, items: list[dict], reference: list[np.ndarray]) -> tuple[flo
 
 @functools.cache
 def _aligner():
-    from ..metrics.alignment import load_aligner
 
     return load_aligner()  # once: accuracy control validates many times
 
@@ -88,7 +89,6 @@ def _caption_similarity(compiled, items: list[dict], reference=None) -> tuple[fl
     """Cosine of each item's image (through the shipped aligner) with its caption's MiniLM vector (``text``)."""
     import torch
 
-    from ..metrics.alignment import embed_images
 
     images = np.stack([np.round((np.clip(compiled(item)[0][0], -1, 1) + 1) * 127.5).astype(np.uint8).transpose(1, 2, 0)
                        for item in items])
@@ -100,7 +100,6 @@ def _caption_similarity(compiled, items: list[dict], reference=None) -> tuple[fl
 
 def _object_accuracy(compiled, items: list[dict], labels: np.ndarray) -> tuple[float, list[float]]:
     """Whole-object accuracy (all four attributes) of each item's image against its caption's labels."""
-    from ..metrics.attributes import attribute_accuracy
 
     images = [np.round((np.clip(compiled(item)[0][0], -1, 1) + 1) * 127.5).astype(np.uint8).transpose(1, 2, 0)
               for item in items]
@@ -113,7 +112,6 @@ def _teacher_images(ctx: PassContext, n: int, seed: int) -> list[np.ndarray]:
     source carries the teacher's io spec and dataset)."""
     import torch
 
-    from ..models.inputs import call_torch
 
     teacher = ctx.teacher_model()
     with torch.no_grad():

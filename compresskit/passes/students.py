@@ -13,10 +13,11 @@ from torch import nn
 
 from ..artifact import Artifact
 from ..errors import PassFailed
-from ..models import DFGenerator
+from ..models import DFDiscriminator, DFGenerator
 from ..models.contract import Generator, is_user_model
 from ..models.dfgan import GeneratorConfig
-from ..models.io import load_model
+from ..models.io import load_discriminator, load_model
+from ..models.user import build
 from ..train.losses import Taps
 from .distill_config import StudentConfig
 
@@ -58,7 +59,6 @@ def make_student(spec: StudentConfig, src: Artifact, teacher: Generator) -> Gene
         if not is_user_model(teacher):
             raise PassFailed("distill: student kind factory needs a user generator (input.factory); this teacher is "
                              "a compresskit model: use student: {kind: slim}")
-        from ..models.user import build
 
         factory = teacher.config.spec
         student = build(factory.model_copy(update={"kwargs": {**factory.kwargs, **spec.kwargs}}))
@@ -82,8 +82,6 @@ def make_student(spec: StudentConfig, src: Artifact, teacher: Generator) -> Gene
 def discriminator_for(step: str, init: str, teacher_folder, teacher_config: GeneratorConfig) -> nn.Module:
     """The adversarial term's discriminator, in train mode: the teacher's own (``init == "teacher"``; one line naming
     the fix when it ships none) or a new one sized for the teacher's images and caption vectors."""
-    from ..models import DFDiscriminator
-    from ..models.io import load_discriminator
 
     if init == "teacher":
         disc = load_discriminator(teacher_folder)

@@ -96,9 +96,9 @@ def torch_runtime(folder: Path, threads: int | None = None) -> Runtime:
     # torch and the models are imported here: this module is the bundle runtime's base and must stay torch-free
     import torch
 
-    from ..models import io_spec
-    from ..models.inputs import input_names
-    from ..models.io import load_model
+    from ..models import io_spec  # torch, as above
+    from ..models.inputs import input_names  # torch, as above
+    from ..models.io import load_model  # torch, as above
 
     if threads:
         torch.set_num_threads(threads)

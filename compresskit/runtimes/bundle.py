@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifact import MANIFEST
+from ..artifact import MANIFEST, load_artifact
 from ..errors import ArtifactError
 from ..text.captions import check_captions
 from . import Deployment, Runtime, onnx_runtime, openvino_runtime
@@ -101,8 +101,6 @@ def read_spec(folder: Path) -> dict:
 def verify_files(folder: Path) -> None:
     """Every file the bundle's ``manifest.json`` lists against its sha256 (16 ms for the edge bundle's 23 MB here):
     one line naming the first that is missing or differs."""
-    from ..artifact import load_artifact
-
     try:
         load_artifact(folder, verify=True)
     except ArtifactError as exc:

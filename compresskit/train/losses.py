@@ -96,7 +96,7 @@ class Perceiver:
 
     def __init__(self, px: int, maps: list[int] | None, rows: int | None, device: torch.device,
                  autocast: Callable[[], AbstractContextManager]):
-        from ..metrics.features import lite0
+        from ..metrics.features import lite0  # Lite0's weights and OpenVINO: only the perceptual terms need them
 
         self.lite0, self.maps, self.rows, self.autocast = lite0(px).to(device), maps, rows, autocast
 
