@@ -125,10 +125,8 @@ def _run_and_print(parsed, folder: Path, bench: bool, as_json: bool, wait: bool)
     from .api import run  # lazy: CLI start-up
 
     with contextlib.redirect_stdout(sys.stderr):  # libraries' own progress output (NNCF) stays off stdout
-        try:
-            report = run(parsed, folder, bench=bench, gate=False, progress=_on_event(folder), wait=wait)
-        finally:
-            ACTIVITY["now"] = None
+        report = run(parsed, folder, bench=bench, gate=False, progress=_on_event(folder), wait=wait)
+    ACTIVITY["now"] = None  # (not in a finally: an interruption's one line names what it stopped)
     if as_json:
         typer.echo((folder / ("report.json" if bench else "run.json")).read_text("utf-8"))
     else:
