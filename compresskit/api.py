@@ -55,7 +55,8 @@ def _quiet(event: Event) -> None:
 
 
 RUN_LOG = "run.log"
-THIRD_PARTY_LOGGERS = ("nncf", "openvino", "torch", "torch_pruning", "onnxruntime")
+THIRD_PARTY_LOGGERS = ("", "nncf", "openvino", "torch", "torch_pruning", "onnxruntime")  # "": the root logger
+# (onnxruntime's quantisation tools log their advice through it)
 
 
 @contextlib.contextmanager
