@@ -82,6 +82,8 @@ def _run_log(folder: Path, progress: Progress) -> Iterator[Progress]:
         def to_log(message, category, filename, lineno, file=None, line=None) -> None:
             write(f"{category.__name__} ({Path(filename).name}:{lineno}): {message}")
 
+        with contextlib.suppress(ImportError):  # NNCF adds its stdout handler when first imported: before we swap
+            import nncf.common.logging.logger  # noqa: F401  (every INT8 step and the bench's teacher_int8 import it)
         handler = logging.StreamHandler(log)
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
         saved = {}
