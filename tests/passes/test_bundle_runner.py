@@ -264,3 +264,22 @@ def test_a_device_with_only_numpy_tokenizers_and_openvino_draws_the_pixels_compr
     assert drawn.shape == (32, 8 * 32, 3), "one row, compresskit generate's 8 images per caption"
     assert np.array_equal(drawn, grid_pixels(_cli_grid_images(grid, n=8, rows=1))), "the same pixels"
     print(f"device venv {venv.name}: {size_mib:.0f} MiB of site-packages; test {time.perf_counter() - started:.1f} s")
+
+
+def test_a_bundle_of_a_format_this_runner_does_not_know_is_refused_in_one_line(fake_bundle, tmp_path, capsys):
+    spec = b'{"format": "compresskit.bundle/99"}'  # a newer bundle, checksums intact: only the format is unknown
+    (fake_bundle / "bundle.json").write_bytes(spec)
+    manifest = json.loads((fake_bundle / "manifest.json").read_text())
+    manifest["files"]["bundle.json"] = hashlib.sha256(spec).hexdigest()
+    (fake_bundle / "manifest.json").write_text(json.dumps(manifest))
+    out = tmp_path / "x.png"
+    code, lines = _run_main(capsys, "red apple", "--bundle", str(fake_bundle), "--out", str(out))
+    assert code == 2 and len(lines) == 1 and "is not a bundle this runner reads (compresskit.bundle/1" in lines[0], lines
+    assert not out.exists()
+
+
+def test_a_caption_that_is_not_utf8_is_refused_in_one_line_naming_it(fake_bundle, capsys):
+    caption = b"red \xff\xfe apple".decode("utf-8", "surrogateescape")  # what a shell hands Python for such bytes
+    code, lines = _run_main(capsys, caption, "--bundle", str(fake_bundle))
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("error: caption 0 (b'red \\xff\\xfe apple') is not valid UTF-8 text"), lines
