@@ -20,10 +20,11 @@ LAYERS = [  # top to bottom: (layer, the first name after ``compresskit.`` of it
     ("bench", {"bench"}),
     ("passes", {"passes", "registry"}),
     ("train/runtimes", {"train", "runtimes"}),
-    ("models", {"models", "artifact", "grid"}),
+    ("models", {"models", "grid"}),
     ("metrics", {"metrics"}),
     ("data/text", {"data", "text"}),
-    ("core", {"errors", "config_errors", "cache", "hardware", "threads", "lock", "forking", "lookup", "model_files"}),
+    ("core", {"errors", "config_errors", "cache", "hardware", "threads", "lock", "forking", "lookup", "model_files",
+              "artifact"}),
 ]
 RANK = {name: rank for rank, (_, names) in enumerate(LAYERS) for name in names}
 
