@@ -198,7 +198,7 @@ def test_nan_output_fails_the_candidate_quality_instead_of_scoring(shapes_genera
     spec = InputSpec(factory="tests.passes.user_generators:conv_transpose", kwargs={"width": 32, "z_dim": z_dim},
                      weights=str(tmp_path / "broken.safetensors"), z_dim=z_dim)
     # a run refuses such a model up front (prove_spec); here it stands for an artifact that turns NaN later
-    monkeypatch.setattr("compresskit.models.user.prove_spec", lambda model, spec: None)
+    monkeypatch.setattr("compresskit.runner.prove_spec", lambda model, spec: None)
     candidates = [Candidate("baseline", baseline, 0), Candidate("broken", input_artifact(spec, tmp_path / "a"), 1)]
     scores, errors, samples = measure_quality(candidates, eval_set(SHAPES), QualitySettings(batch_size=32), 1,
                                               ["a large red circle at the center"])
