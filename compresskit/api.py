@@ -26,6 +26,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from safetensors.torch import save_file
+from torch import nn
+
 from .artifact import load_artifact
 from .bench.crosscheck import benchmark_app_p50, static_shapes
 from .bench.gate import GateSpec, evaluate_gates, load_gates, parse_gates, verdict
@@ -119,7 +122,8 @@ def _steps_report(recipe: Recipe, result: RunResult) -> Report:
                   steps=[vars(r) for r in result.steps])
 
 
-def _raise_if_failed(report: Report, gate: bool) -> Report:
+def raise_if_failed(report: Report, gate: bool = True) -> Report:
+    """``report``, or GateFailed (one line naming the failed gates, the report attached) when ``gate`` and a gate failed."""
     if gate and report.verdict == "fail":
         failed = report.failed_gates
         raise GateFailed(f"{len(failed)} of {len(report.gates)} gates failed: "
@@ -168,7 +172,7 @@ def run(recipe: Recipe | str | Path | dict, out: str | Path | None = None, *, be
         if not bench:
             return _steps_report(parsed, result)
         report = bench_run(folder, progress=lambda message: emit(Event("log", message=message)))
-    return _raise_if_failed(report, gate)
+    return raise_if_failed(report, gate)
 
 
 def measure(run_dir: str | Path, *, threads: Sequence[int] | None = None, n: int | None = None,
@@ -210,7 +214,7 @@ def measure(run_dir: str | Path, *, threads: Sequence[int] | None = None, n: int
     emit = progress or _quiet
     with run_lock(run_dir, wait=wait):
         report = bench_run(run_dir, settings, specs, progress=lambda message: emit(Event("log", message=message)))
-    return _raise_if_failed(report, gate)
+    return raise_if_failed(report, gate)
 
 
 def gate(report: Report | str | Path, gates: str | Path | list[GateSpec | dict] | None = None, *,
@@ -236,7 +240,7 @@ def gate(report: Report | str | Path, gates: str | Path | list[GateSpec | dict] 
         raise ConfigError("the report's recipe has no gates; give a gates file (--gates GATES.yaml)")
     results = evaluate_gates(report if report.status != "failed" else {"candidates": []}, specs)
     checked = report.model_copy(update={"gates": results, "verdict": verdict(results)})
-    return _raise_if_failed(checked, raise_on_fail)
+    return raise_if_failed(checked, raise_on_fail)
 
 
 def time_artifact(artifact_dir: str | Path, *, threads: int = 2, rounds: int = 10, per_round: int = 20,
@@ -273,8 +277,6 @@ def _model_input(model: Any, folder: Path, factory: str | None, factory_kwargs: 
                  data: dict | None) -> dict:
     """The recipe ``input`` for ``model``: a shipped name or folder as it is; an in-memory module written to
     ``folder`` (a compresskit generator in its own format; any other module as safetensors + its factory)."""
-    import torch.nn as nn  # torch is needed only for an in-memory model
-
     spec: dict = {}
     if data is not None:
         spec["data"] = data
@@ -283,8 +285,6 @@ def _model_input(model: Any, folder: Path, factory: str | None, factory_kwargs: 
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, a shipped model name or a model folder; "
                           f"got {type(model).__name__}")
-    from safetensors.torch import save_file
-
 
     if isinstance(getattr(model, "config", None), GeneratorConfig) or is_user_model(model):
         save_model(folder, model.eval())

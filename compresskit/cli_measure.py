@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import ConfigError, GateFailed
+from .errors import ConfigError
 
 out = Console()
 err = Console(stderr=True)
@@ -71,10 +71,6 @@ def print_report(typed) -> None:
     out.print(f"verdict: [bold {colour}]{report.get('verdict')}[/]")
 
 
-def _progress(message: str) -> None:
-    err.print(f"  [dim]{message}[/]")
-
-
 def run_recipe(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
     out_dir: Annotated[Path | None, typer.Option("--out", help="Run folder [default: runs/<recipe name>].")] = None,
@@ -122,7 +118,7 @@ def _on_event(folder: Path):
 
 
 def _run_and_print(parsed, folder: Path, bench: bool, as_json: bool, wait: bool) -> None:
-    from .api import run  # lazy: CLI start-up
+    from .api import raise_if_failed, run  # lazy: CLI start-up
 
     with contextlib.redirect_stdout(sys.stderr):  # libraries' own progress output (NNCF) stays off stdout
         report = run(parsed, folder, bench=bench, gate=False, progress=_on_event(folder), wait=wait)
@@ -139,12 +135,7 @@ def _run_and_print(parsed, folder: Path, bench: bool, as_json: bool, wait: bool)
         if bench:
             print_report(report)
             err.print(f"report: {folder / 'report.md'} (+ report.json, pareto.png, samples.png)")
-    _exit_on_failed_gates(report)
-
-
-def _exit_on_failed_gates(report) -> None:
-    if report.verdict == "fail":
-        raise GateFailed(f"{len(report.failed_gates)} of {len(report.gates)} gates failed", report=report)
+    raise_if_failed(report)
 
 
 def bench(
@@ -160,7 +151,7 @@ def bench(
 ) -> None:
     """Measure a run's artifacts (speed, memory, size, quality) against its baseline; rewrite its report."""
     trust_factories(trust_factory)
-    from .api import measure  # lazy: CLI start-up
+    from .api import measure, raise_if_failed  # lazy: CLI start-up
 
     if threads:
         try:
@@ -170,12 +161,12 @@ def bench(
     with contextlib.redirect_stdout(sys.stderr):
         report = measure(run_dir, threads=counts if threads else None, n=n, split=split,
                          candidates=candidates.split(",") if candidates else None, gates=gates,
-                         progress=lambda event: _progress(event.message), wait=wait)
+                         progress=_on_event(run_dir), wait=wait)
     if as_json:
         typer.echo((run_dir / "report.json").read_text("utf-8"))
     else:
         print_report(report)
-    _exit_on_failed_gates(report)
+    raise_if_failed(report)
 
 
 def gate(
