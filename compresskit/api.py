@@ -132,7 +132,8 @@ def raise_if_failed(report: Report, gate: bool = True) -> Report:
 
 
 def run(recipe: Recipe | str | Path | dict, out: str | Path | None = None, *, bench: bool = True, gate: bool = True,
-        progress: Progress | None = None, wait: bool = False, trust_factory: Sequence[str] = ()) -> Report:
+        progress: Progress | None = None, wait: bool = False, trust_factory: Sequence[str] = (),
+        store: str | Path | None = None) -> Report:
     """Take a generator through a recipe's steps (finished steps are reused), measure the artifacts, check the gates.
 
     Args:
@@ -147,6 +148,9 @@ def run(recipe: Recipe | str | Path | dict, out: str | Path | None = None, *, be
             counters, the bench's phases as ``log`` events).
         wait: if another process holds the run folder, wait for it instead of raising ``RunFolderBusy``.
         trust_factory: user factories (``package.module[:callable]``) that model folders may name and run.
+        store: a folder of finished artifacts shared by many run folders [``$COMPRESSKIT_STORE``, else none]: a
+            step it holds is copied into ``out`` (and recorded as cached), a step computed here is published to
+            it; runs in parallel processes that share a prefix of steps compute each shared step once.
 
     Returns:
         The typed :class:`~compresskit.bench.schema.Report` (also written to ``out/report.json``).
@@ -164,7 +168,7 @@ def run(recipe: Recipe | str | Path | dict, out: str | Path | None = None, *, be
         raise ConfigError(f"the run folder {folder} is a file; give a folder for the run (it is created if missing)")
     with run_lock(folder, wait=wait), _run_log(folder, progress or _quiet) as emit:  # one owner per run folder
         try:
-            result = run_steps(parsed, folder, on_event=emit)
+            result = run_steps(parsed, folder, on_event=emit, store=Path(store) if store is not None else None)
         except CompresskitError:
             if (folder / "run.json").is_file():
                 failed_report(folder, parsed.gates)

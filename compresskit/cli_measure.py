@@ -80,6 +80,8 @@ def run_recipe(
         "Run with this many processes under torchrun: distill trains DDP over them, the rest runs on rank 0."))] = 1,
     wait: Annotated[bool, typer.Option("--wait", help="If another run holds the run folder, wait for it.")] = False,
     trust_factory: TrustFactory = None,
+    store: Annotated[Path | None, typer.Option("--store", metavar="DIR", help=(
+        "Share finished steps with other run folders through this artifact store [$COMPRESSKIT_STORE]."))] = None,
 ) -> None:
     """Take a generator through a recipe's passes (finished steps are reused), measure, and gate."""
     trust_factories(trust_factory)
@@ -93,12 +95,13 @@ def run_recipe(
         raise ConfigError(f"--out {folder} is a file; give a folder for the run (it is created if missing)")
     if nproc_per_node > 1 and not launched_by_torchrun():
         torchrun(nproc_per_node, ["run", str(recipe), "--out", str(folder), *([] if bench else ["--no-bench"]),
-                                  *(["--json"] if as_json else []), *(["--wait"] if wait else [])])
+                                  *(["--json"] if as_json else []), *(["--wait"] if wait else []),
+                                  *(["--store", str(store)] if store is not None else [])])
         return
     if launch_rank() != 0:  # a torchrun follower: its share of the steps, then done
-        run(parsed, folder)
+        run(parsed, folder, store=store)
         return
-    _run_and_print(parsed, folder, bench, as_json, wait)
+    _run_and_print(parsed, folder, bench, as_json, wait, store)
 
 
 def _on_event(folder: Path):
@@ -117,11 +120,12 @@ def _on_event(folder: Path):
     return show
 
 
-def _run_and_print(parsed, folder: Path, bench: bool, as_json: bool, wait: bool) -> None:
+def _run_and_print(parsed, folder: Path, bench: bool, as_json: bool, wait: bool, store: Path | None = None) -> None:
     from .api import raise_if_failed, run  # lazy: CLI start-up
 
     with contextlib.redirect_stdout(sys.stderr):  # libraries' own progress output (NNCF) stays off stdout
-        report = run(parsed, folder, bench=bench, gate=False, progress=_on_event(folder), wait=wait)
+        report = run(parsed, folder, bench=bench, gate=False, progress=_on_event(folder), wait=wait,
+                     store=store)
     ACTIVITY["now"] = None  # (not in a finally: an interruption's one line names what it stopped)
     if as_json:
         typer.echo((folder / ("report.json" if bench else "run.json")).read_text("utf-8"))

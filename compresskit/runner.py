@@ -11,6 +11,11 @@ A step whose artifact folder already exists and passes its checksums is reused, 
 that fails them is deleted and rebuilt. Ids chain (pass + config + parent id + versions), so a config
 change reruns that step and everything after it, and nothing before it. Each step writes into a
 temporary folder that is renamed into place only when the pass and its manifest are complete.
+
+With a store (``run(..., store=STORE)`` or ``$COMPRESSKIT_STORE``, ``passes/store.py``) a step the run folder
+lacks is copied from the store when it holds it (recorded as cached), else computed here and published there;
+a per-id lock makes parallel runs that share a prefix of steps compute each shared step once. A step that
+computes holds the machine for building (``lock.building``), so no latency is timed beside it.
 """
 
 from __future__ import annotations
@@ -33,13 +38,14 @@ from .artifact import Artifact, Format, load_artifact, sha256_file, write_manife
 from .cache import atomic_dir, atomic_file, stable_hash
 from .data.config import DEFAULT_DATA, DataConfig
 from .errors import CompresskitError
-from .lock import run_lock
+from .lock import building, run_lock
 from .models import io_spec, load_model, resolve_model_dir
 from .models.io import CONFIG_FILE, DISC_FILE, WEIGHTS_FILE
 from .models.trust import trust
 from .models.user import FactorySpec, build, load_weights_into, prove_spec, write_user_generator
 from .passes.base import PassContext
 from .passes.execute import pass_output_id, produce, reuse_artifact
+from .passes.store import ArtifactStore
 from .recipe import Recipe
 from .registry import pass_class
 from .threads import torch_threads
@@ -180,19 +186,24 @@ def run(
     run_dir: Path,
     *,
     on_event: Callable[[Event], None] | None = None,
+    store: Path | None = None,
 ) -> RunResult:
     """Execute every step (reusing intact finished ones) and write ``run.json``; raises on a failed step.
 
+    ``store``: a folder of finished artifacts shared by run folders (``$COMPRESSKIT_STORE`` when None; no store
+    when neither): a step found there is copied in, one computed here is published there.
     Under ``torchrun`` every rank calls this: rank 0 decides, runs and writes; a pass that declares
     ``distributed`` (distill) runs on every rank at once, any other on rank 0 while the rest wait.
     """
     with process_group() as world, torch_threads(world.threads(recipe.threads)):
         with run_lock(run_dir) if world.is_main else contextlib.nullcontext():  # one owner per run folder
-            return _run(recipe, run_dir, on_event, world)
+            return _run(recipe, run_dir, on_event, world, store)
 
 
-def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[Event], None] | None, world: World) -> RunResult:
+def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[Event], None] | None, world: World,
+         store: Path | None = None) -> RunResult:
     emit = on_event or (lambda event: None)
+    shared = ArtifactStore.opened(store, lambda message: emit(Event("log", message=message))) if world.is_main else None
     run_dir = Path(run_dir)
     artifacts_dir = run_dir / ARTIFACTS
     with main_first(world):  # rank 0 prepares the folder and the input artifact; the others then read it
@@ -221,7 +232,7 @@ def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[Event], None] | None
             started = time.perf_counter()
             step_ctx = ctx.for_step(current, cls.needs, run_dir / "scratch" / folder.name)
             try:
-                produced, cached = _step(cls, step, config, current, folder, output_id, step_ctx, world, emit)
+                produced, cached = _step(cls, step, current, folder, output_id, step_ctx, world, emit, shared)
             except CompresskitError as exc:
                 records.append(StepRecord(step.index + 1, step.name, current.id, output_id, str(folder), False,
                                           round(time.perf_counter() - started, 3), "failed", error=str(exc)))
@@ -250,24 +261,39 @@ def _link_final(run_dir: Path, final: Path) -> None:
     os.replace(tmp, link)
 
 
-def _step(cls, step, config: dict, current: Artifact, folder: Path, output_id: str, ctx: PassContext,
-          world: World, emit) -> tuple[Artifact, bool]:
-    """Reuse the step's intact artifact or run its pass; returns (artifact, cached).
+def _step(cls, step, current: Artifact, folder: Path, output_id: str, ctx: PassContext, world: World, emit,
+          shared: ArtifactStore | None = None) -> tuple[Artifact, bool]:
+    """Reuse the step's intact artifact (the run folder's, else a copy of the store's) or run its pass; returns
+    (artifact, cached). A pass that runs holds the machine for building; its artifact is then published to the store.
 
     Under torchrun rank 0 checks the cache and writes the artifact; the other ranks join a distributed
     pass with a throwaway output folder, wait for rank 0 otherwise, then read rank 0's artifact.
     """
-    produced = reuse_artifact(folder, lambda message: emit(Event("log", message=message))) if world.is_main else None
-    cached = world.broadcast(float(produced is not None)) == 1.0
-    if not cached:
-        if world.is_main:
-            produced = produce(cls, step.name, step.config, current, folder, output_id, ctx)
-        elif cls.distributed:
-            with tempfile.TemporaryDirectory() as discarded:
-                cls(step.config).run(current, Path(discarded), ctx.for_step(current, cls.needs, ctx.scratch))
-        world.barrier()
-        if world.is_main:
-            shutil.rmtree(ctx.scratch, ignore_errors=True)
+    def log(message: str) -> None:
+        emit(Event("log", message=message))
+
+    key = f"{step.name}-{output_id}"
+    with shared.claim(key) if shared is not None else contextlib.nullcontext():  # one builder per id (rank 0 only)
+        produced = reuse_artifact(folder, log) if world.is_main else None
+        if shared is not None and produced is None:
+            produced = shared.fetch(key, folder)
+            if produced is not None:
+                log(f"{key} copied from the store {shared.root}")
+        elif shared is not None and not shared.has(key):
+            shared.publish(folder, key)  # made here before the run had a store
+        cached = world.broadcast(float(produced is not None)) == 1.0
+        if not cached:
+            if world.is_main:
+                with building(log):
+                    produced = produce(cls, step.name, step.config, current, folder, output_id, ctx)
+            elif cls.distributed:
+                with building(), tempfile.TemporaryDirectory() as discarded:
+                    cls(step.config).run(current, Path(discarded), ctx.for_step(current, cls.needs, ctx.scratch))
+            world.barrier()
+            if world.is_main:
+                shutil.rmtree(ctx.scratch, ignore_errors=True)
+                if shared is not None:
+                    shared.publish(folder, key)
     return (produced if produced is not None else load_artifact(folder)), cached
 
 
