@@ -26,6 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import CompresskitError
+from ..lock import measuring
 from ..runtimes import Deployment
 
 QUIET_WINDOW_S = 0.005  # a window in which every worker together used < QUIET_SHARE of one core ...
@@ -149,13 +150,15 @@ class WorkerPool:
         return {name: self.workers[name].receive()["settings"] for name in what}
 
     def rounds(self, commands: dict[str, dict], *, rounds: int, seed: int) -> dict[str, list[dict]]:
-        """Each named worker runs its command once per round, alone, in a seeded random order per round."""
+        """Each named worker runs its command once per round, alone, in a seeded random order per round; the
+        machine is held for measuring meanwhile (``lock.measuring``: no other process builds while it times)."""
         pids = [w.pid for w in self.workers.values()]
         answers: dict[str, list[dict]] = {name: [] for name in commands}
-        for order in round_orders(list(commands), rounds, seed):
-            for name in order:
-                wait_until_quiet(pids)
-                answers[name].append(self.workers[name].ask(commands[name]))
+        with measuring():
+            for order in round_orders(list(commands), rounds, seed):
+                for name in order:
+                    wait_until_quiet(pids)
+                    answers[name].append(self.workers[name].ask(commands[name]))
         return answers
 
 
@@ -179,7 +182,7 @@ def time_alone(folder: Path, deploy: Deployment, *, warmup: int = 20, warmup_s: 
     """
     command = {"op": "latency", "key": "alone", "batch": deploy.batch or 1, "warmup": block_warmup,
                "warmup_s": block_warmup_s, "calls": per_round}
-    with WorkerPool(["alone"]) as pool:
+    with measuring(), WorkerPool(["alone"]) as pool:  # the machine alone, warm-up to the last round
         pool.load("alone", {"alone": (Path(folder), deploy)})
         pool.rounds({"alone": {**command, "warmup": warmup, "warmup_s": warmup_s, "calls": 1}}, rounds=1, seed=seed)
         answers = pool.rounds({"alone": command}, rounds=rounds, seed=seed)["alone"]

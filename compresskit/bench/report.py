@@ -26,7 +26,7 @@ from ..artifact import load_artifact
 from ..cache import atomic_file
 from ..errors import ArtifactError, ConfigError
 from ..hardware import machine_info, native_bf16
-from ..lock import run_lock
+from ..lock import building, measuring, run_lock
 from ..metrics.evaluate import eval_set
 from ..registry import pass_class
 from ..runtimes import OPENVINO_XML
@@ -252,18 +252,22 @@ def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context
         phases[phase] = round(time.perf_counter() - mark, 1)
         mark = time.perf_counter()
 
-    speed, applied = measure_speed(candidates, settings.speed, progress=progress, final_name=final_name)
+    with measuring(progress):  # timing: alone on the machine (other processes' builds finish first, new ones wait)
+        speed, applied = measure_speed(candidates, settings.speed, progress=progress, final_name=final_name)
     lap("speed")
     if settings.speed.crosscheck:
-        for name, record in _crosscheck(candidates, settings.speed, headline, final_name, progress).items():
+        with measuring(progress):
+            crosschecked = _crosscheck(candidates, settings.speed, headline, final_name, progress)
+        for name, record in crosschecked.items():
             speed[name][headline]["benchmark_app_ms_p50"] = record
         lap("crosscheck")
     captions = sample_captions(evalset, settings.sample_captions)
     scored = chosen_names(True if settings.quality.candidates is None else settings.quality.candidates, candidates,
                           final_name)
-    quality, quality_errors, samples = measure_quality(
-        [c for c in candidates if c is candidates[0] or c.name in scored], evalset, settings.quality, headline,
-        captions, progress)
+    with building(progress):  # every core busy rendering: never beside another process's timing
+        quality, quality_errors, samples = measure_quality(
+            [c for c in candidates if c is candidates[0] or c.name in scored], evalset, settings.quality, headline,
+            captions, progress)
     lap("quality")
     measured = {}
     probed = chosen_names(settings.speed.probe, candidates, final_name)
@@ -273,12 +277,15 @@ def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context
         metrics["size_mb"] = metric("size_mb", size_mb(c.artifact), how="payload files on disk (manifest excluded)")
         metrics.update(model_cost(c.artifact, torch_ancestors.get(c.name)))
         if c.name in probed:
-            metrics.update(measure_footprint(c, headline))
+            with measuring(progress):  # first-inference time is a timing too
+                metrics.update(measure_footprint(c, headline))
         measured[c.name] = metrics
     lap("size_and_footprint")
     if settings.speed.peak:
         progress("the runtimes' peak GMAC/s on one large convolution")
-        for name, rates in measure_compute_rates(candidates, measured, headline, settings.speed.peak_calls).items():
+        with measuring(progress):
+            rates_by_name = measure_compute_rates(candidates, measured, headline, settings.speed.peak_calls)
+        for name, rates in rates_by_name.items():
             measured[name].update(rates)
         lap("peak")
     entries = []
@@ -370,8 +377,9 @@ def _bench_run(run_dir: Path, settings: BenchSettings | None, gates: list[GateSp
     candidates = run_candidates(run_dir, settings)
     references, reference_errors = {}, {}
     if settings.speed.exported_teacher:
-        references, reference_errors = teacher_exports(run_dir, candidates[0].artifact, seed=summary["recipe"]["seed"],
-                                                       threads=max(settings.speed.threads), progress=progress)
+        with building(progress):
+            references, reference_errors = teacher_exports(run_dir, candidates[0].artifact, seed=summary["recipe"]["seed"],
+                                                           threads=max(settings.speed.threads), progress=progress)
     final_name = step_names([s["name"] for s in summary["steps"]])[-1]
     candidates, not_applicable = with_bf16(with_references(candidates, references), settings.speed.bf16, final_name,
                                            native_bf16("cpu"))

@@ -35,6 +35,7 @@ from ..artifact import Artifact, Format
 from ..cache import cache_root, stable_hash
 from ..errors import PassFailed
 from ..hardware import machine_info
+from ..lock import measuring
 from ..metrics.diversity import diversity_inputs
 from ..metrics.evaluate import eval_set, evaluate, model_data
 from ..metrics.noise import eval_noise
@@ -194,7 +195,9 @@ class SelectSubnet(Pass):
                     irs[subnet.key()] = int8_ir(extract(supernet, subnet), calibration, Path(tmp) / f"c{i}",
                                                 cfg.subset_size)
                     ctx.progress(i + 1, len(subnets), {"exported": subnet.key()})
-                latency = time_int8(irs, calibration[0], cfg.threads, cfg.rounds, cfg.calls, ctx.seed)
+                # timed alone on the machine: this step lets go of its build hold meanwhile (lock.measuring)
+                with measuring(ctx.log):
+                    latency = time_int8(irs, calibration[0], cfg.threads, cfg.rounds, cfg.calls, ctx.seed)
             table_path.parent.mkdir(parents=True, exist_ok=True)
             table_path.write_text(json.dumps(latency, indent=1) + "\n")
         budget = cfg.latency_budget_ms or latency["teacher_int8"] / cfg.speedup_vs_teacher_int8
