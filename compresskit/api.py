@@ -44,6 +44,7 @@ from .models.contract import is_user_model
 from .models.dfgan import GeneratorConfig
 from .models.io import save_model
 from .models.trust import trust_factories
+from .passes.store import ArtifactStore
 from .recipe import Recipe, load_recipe, parse_recipe
 from .runner import Event, RunResult
 from .runner import run as run_steps
@@ -175,7 +176,8 @@ def run(recipe: Recipe | str | Path | dict, out: str | Path | None = None, *, be
             raise
         if not bench:
             return _steps_report(parsed, result)
-        report = bench_run(folder, progress=lambda message: emit(Event("log", message=message)))
+        shared = ArtifactStore.opened(store, lambda message: emit(Event("log", message=message)))
+        report = bench_run(folder, progress=lambda message: emit(Event("log", message=message)), store=shared)
     return raise_if_failed(report, gate)
 
 

@@ -28,6 +28,7 @@ from ..errors import ArtifactError, ConfigError
 from ..hardware import machine_info, native_bf16
 from ..lock import building, measuring, run_lock
 from ..metrics.evaluate import eval_set
+from ..passes.store import ArtifactStore
 from ..registry import pass_class
 from ..runtimes import OPENVINO_XML
 from ..threads import torch_threads
@@ -358,16 +359,17 @@ def write_report(raw: dict, out_dir: Path) -> Report:
 
 
 def bench_run(run_dir: Path, settings: BenchSettings | None = None, gates: list[GateSpec] | None = None,
-              progress: Callable[[str], None] = lambda m: None) -> Report:
+              progress: Callable[[str], None] = lambda m: None, store: ArtifactStore | None = None) -> Report:
     """Measure a finished run folder (its recipe's bench settings and gates unless given), write its report
-    (report.json, report.md, plots) and return it."""
+    (report.json, report.md, plots) and return it; the teacher's plain exports come from ``store`` if it has them."""
     if not Path(run_dir).is_dir():
         raise ArtifactError(f"{run_dir} is not a folder; give a run folder made by `compresskit run`")
     with run_lock(Path(run_dir)):  # one owner per run folder (re-entrant: `compresskit run` already holds it)
-        return _bench_run(Path(run_dir), settings, gates, progress)
+        return _bench_run(Path(run_dir), settings, gates, progress, store)
 
 
-def _bench_run(run_dir: Path, settings: BenchSettings | None, gates: list[GateSpec] | None, progress) -> Report:
+def _bench_run(run_dir: Path, settings: BenchSettings | None, gates: list[GateSpec] | None, progress,
+               store: ArtifactStore | None = None) -> Report:
 
     summary = read_run_summary(run_dir)
     recipe = summary["recipe"]  # resolved and validated by the runner when the run was made
@@ -379,7 +381,8 @@ def _bench_run(run_dir: Path, settings: BenchSettings | None, gates: list[GateSp
     if settings.speed.exported_teacher:
         with building(progress):
             references, reference_errors = teacher_exports(run_dir, candidates[0].artifact, seed=summary["recipe"]["seed"],
-                                                           threads=max(settings.speed.threads), progress=progress)
+                                                           threads=max(settings.speed.threads), progress=progress,
+                                                           store=store)
     final_name = step_names([s["name"] for s in summary["steps"]])[-1]
     candidates, not_applicable = with_bf16(with_references(candidates, references), settings.speed.bf16, final_name,
                                            native_bf16("cpu"))
