@@ -35,6 +35,9 @@ _API = {
     "load_recipe": "compresskit.recipe",
     "load_gates": "compresskit.bench.gate",
     "compare": "compresskit.bench.compare",
+    "search": "compresskit.recipe_search",
+    "load_space": "compresskit.recipe_search",
+    "write_front": "compresskit.recipe_search",
     # models and data
     "Generator": "compresskit.models.contract",
     "load_model": "compresskit.models",
@@ -72,6 +75,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs (at run time: ``
     from .models import create_generator, load_model, save_model
     from .models.contract import Generator
     from .recipe import Recipe, load_recipe
+    from .recipe_search import load_space, search, write_front
     from .runner import Event
     from .text import TextEncoder, TokenFeatures
 

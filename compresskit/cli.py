@@ -454,6 +454,9 @@ def card(
 from .cli_measure import register  # noqa: E402  (run, bench, gate, compare live there)
 
 register(app)
+from .cli_search import search  # noqa: E402
+
+app.command()(search)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "compresskit"
 
 LAYERS = [  # top to bottom: (layer, the first name after ``compresskit.`` of its modules)
-    ("cli", {"cli", "cli_errors", "cli_measure", "__main__", "docs"}),
-    ("api", {"api", "runner", "recipe", "generate", "__init__"}),
+    ("cli", {"cli", "cli_errors", "cli_measure", "cli_search", "__main__", "docs"}),
+    ("api", {"api", "runner", "recipe", "generate", "__init__", "recipe_search"}),  # recipe_search's trials are api.run's
     ("bench", {"bench"}),
     ("passes", {"passes", "registry"}),
     ("train/runtimes", {"train", "runtimes"}),
