@@ -221,6 +221,31 @@ def test_a_search_runs_trials_reuses_their_shared_steps_and_writes_the_front(tmp
     assert again.complete == 2 and len(again.trials) == 2
 
 
+def test_two_local_jobs_share_one_study_and_time_alone(tmp_path):
+    raw = _space()
+    raw["steps"][1] = {"prune": {"ratio": {"range": [0.25, 0.75], "step": 0.25}, "importance": "l1", "round_to": 2}}
+    seen = []
+    summary = search(parse_space(raw, "space.yaml"), trials=3, jobs=2, out=tmp_path / "s", heartbeat=5,
+                     progress=seen.append)
+    assert summary.complete >= 3 and summary.failed == 0 and summary.running == 0
+    numbers = [t["number"] for t in summary.trials]
+    assert len(numbers) == len(set(numbers))
+    assert seen and seen[-1].complete == summary.complete  # the parent showed the workers' progress
+    # every trial's timing waited for builds running beside it: no trial timed while the other built a step
+    spans = {}
+    for t in summary.trials:
+        log = (Path(t["run_dir"]) / "run.log").read_text().splitlines()
+        stamps = [(line[:19], line[20:]) for line in log]
+        starts = {m.split(" (")[0]: a for a, m in stamps if m.startswith("step ") and m.endswith(" started")}
+        builds = [(starts[m.split(" done in")[0]], a) for a, m in stamps if m.startswith("step ") and " done in " in m]
+        timed = [a for a, m in stamps if m.startswith("speed at")]
+        spans[t["number"]] = (builds, timed)
+    for number, (_, timed) in spans.items():
+        for other, (builds, _) in spans.items():
+            if other != number:
+                assert not any(a < at < b for at in timed for a, b in builds), (number, other)
+
+
 def _search_cmd(space: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "compresskit", "search", str(space), "--out", str(out), "--heartbeat", "1", *extra]
 
