@@ -24,7 +24,7 @@ import yaml
 from compresskit.bench.schema import GateResult
 from compresskit.errors import RecipeError
 from compresskit.recipe import parse_recipe
-from compresskit.recipe_search import SearchError, parse_space, search, write_front
+from compresskit.recipe_search import SearchError, load_space, parse_space, search, write_front
 from compresskit.recipe_search.study import gate_constraints, open_study, storage_url, summarize
 
 LIGHT_BENCH = {"candidates": ["final"],
@@ -82,6 +82,13 @@ def test_bad_search_settings_and_plain_recipes_are_refused():
         parse_space(_with_step(2, {"export_onnx": {"opset": 17}}), "s.yaml")
     with pytest.raises(RecipeError, match="search.full names 'distill.schedule.steps'"):
         parse_space(_space(search={"full": {"distill.schedule.steps": 100}}), "s.yaml")
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "recipes" / "search").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_search_spaces_are_valid(path):
+    space = load_space(path)
+    assert space.params and space.settings.start  # each is judged against the recipe it would replace
 
 
 def test_cli_refuses_a_bad_space_with_one_line_and_exit_2(tmp_path):
