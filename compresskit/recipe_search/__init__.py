@@ -16,6 +16,7 @@ HTML over them (:mod:`compresskit.recipe_search.front`).
 
 from .front import write_front
 from .space import SearchSpace, load_space, parse_space
-from .study import SearchError, Summary, search
+from .storage import SearchError
+from .study import Summary, search
 
 __all__ = ["SearchError", "SearchSpace", "Summary", "load_space", "parse_space", "search", "write_front"]

@@ -29,16 +29,12 @@ from optuna.exceptions import ExperimentalWarning
 
 from .. import hardware
 from ..cache import atomic_file
-from ..errors import CompresskitError, ConfigError
+from ..errors import CompresskitError
 from .space import SearchSpace, load_space, parse_space
+from .storage import SearchError, open_storage, safe_url, storage_url
 
 HEARTBEAT_S = 30  # a running trial's heartbeat; after 3 missed beats another worker marks it failed
-STORAGE_SCHEMES = ("sqlite", "postgresql")
-TRIALS_DIR, STORE_DIR, STUDY_DB = "trials", "store", "study.db"
-
-
-class SearchError(ConfigError):
-    """A search that cannot start as asked (storage, study, machine): one line, exit 2."""
+TRIALS_DIR, STORE_DIR = "trials", "store"
 
 
 @dataclass
@@ -76,52 +72,6 @@ class Summary:
 
     def to_json(self) -> dict:
         return dict(vars(self))
-
-
-def storage_url(storage: str | None, out: Path) -> tuple[str, bool]:
-    """The storage URL (default: ``sqlite:///OUT/study.db``) and whether it is shared beyond this folder."""
-    if storage is None:
-        return f"sqlite:///{(out / STUDY_DB).resolve()}", False
-    scheme = storage.split(":", 1)[0].split("+", 1)[0]
-    if scheme not in STORAGE_SCHEMES or "://" not in storage:
-        raise SearchError(f"--storage {storage!r} is not a study storage URL; give sqlite:///PATH/study.db or "
-                          "postgresql://USER@HOST:PORT/DB")
-    return storage, scheme != "sqlite"
-
-
-def open_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
-    """Optuna's relational storage with a heartbeat, a stale trial's parameters queued once more."""
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    if url.startswith("sqlite"):
-        Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeat and retry: stable since Optuna 2.9
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-                **_retry_stale())
-    except ImportError as exc:
-        raise SearchError(f"the storage {url.split(':', 1)[0]} needs a driver ({exc}); for PostgreSQL: "
-                          "pip install 'compresskit[postgres]'") from None
-    except Exception as exc:  # sqlalchemy's OperationalError and kin: the server is not there, wrong password
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SearchError(f"cannot open the study storage {_safe(url)}: {first}") from None
-
-
-def _retry_stale() -> dict:
-    """A heartbeat-stale (killed) trial queued once more: Optuna >= 4.9's callback, or the older one."""
-    if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):
-        return {"heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
-    return {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
-
-
-def _safe(url: str) -> str:
-    """A URL without its password, for messages."""
-    if "://" in url and "@" in url.split("://", 1)[1]:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
-    return url
 
 
 def _sampler(space: SearchSpace, seed: int):
@@ -176,7 +126,7 @@ def open_study(space: SearchSpace, url: str, name: str, heartbeat: int, seed: in
         study = optuna.create_study(storage=storage, study_name=name, directions=directions,
                                     sampler=_sampler(space, seed), load_if_exists=True)
     except ValueError as exc:  # the study exists with other directions
-        raise SearchError(f"study {name!r} in {_safe(url)}: {exc}; give another --study name") from None
+        raise SearchError(f"study {name!r} in {safe_url(url)}: {exc}; give another --study name") from None
     objectives = [o.label for o in space.settings.objectives]
     mine = machine_key()
     attrs = study.user_attrs
@@ -314,7 +264,7 @@ def summarize(study: optuna.Study, url: str) -> Summary:
     states = optuna.trial.TrialState
     trials = study.get_trials(deepcopy=False)
     objectives = study.user_attrs.get("objectives", [])
-    summary = Summary(study.study_name, _safe(url), [d.name.lower() for d in study.directions], objectives)
+    summary = Summary(study.study_name, safe_url(url), [d.name.lower() for d in study.directions], objectives)
     for t in trials:
         summary.complete += t.state == states.COMPLETE
         summary.running += t.state == states.RUNNING
