@@ -38,6 +38,9 @@ from ..errors import ConfigError
 from ..lookup import unknown_name
 from .schema import SPEED_METRICS, GateResult, Report, known_metrics
 
+# the figures measured with a 95% interval (speedups: a bootstrap over the timed rounds), which a gate can find marginal
+INTERVAL_METRICS = ("speedup_vs_baseline", "speedup_vs_exported_teacher", "speedup_vs_teacher_int8",
+                    "e2e_speedup_vs_baseline")
 GOALS = ("threshold", "min_improvement", "percent_min_improvement", "max_degradation", "percent_max_degradation")
 
 
@@ -143,8 +146,10 @@ def _decided(interval: list[float], threshold: float) -> str:
 
 def evaluate_gates(report: dict | Report, gates: list[GateSpec]) -> list[GateResult]:
     """One result per gate: observed, baseline, resolved threshold, passed, and why when it failed. A speedup's
-    95% interval (``observed_interval``) rides along, with ``decided``: "clear" or "marginal" (see ``_decided``);
-    the verdict is the central value's either way."""
+    95% interval (``observed_interval``) rides along, with ``decided``: "clear" or "marginal" (see ``_decided``),
+    and ``remeasured``: how many times the bench timed it again because it straddled (``marginal_speed_gates``);
+    the verdict is the central value's: a clear interval gives the same verdict, and a marginal one, after its
+    re-measures, is decided on its central value and says so."""
     if isinstance(report, Report):
         report = report.to_json()
     results = []
@@ -169,8 +174,21 @@ def evaluate_gates(report: dict | Report, gates: list[GateSpec]) -> list[GateRes
                                   observed_stderr=stderrs[0], baseline=baseline, difference=difference,
                                   difference_stderr=difference_stderr, threshold=threshold, passed=passed,
                                   reason=reason, observed_interval=interval,
-                                  decided=_decided(interval, threshold) if interval else None))
+                                  decided=_decided(interval, threshold) if interval else None,
+                                  remeasured=found.get("remeasured", 0) if interval else None))
     return results
+
+
+def marginal_speed_gates(report: dict, gates: list[GateSpec], headline: int) -> list[tuple[str, str, int]]:
+    """(candidate name, speedup metric, threads) of every gate whose speedup interval straddles its threshold in
+    ``report`` (only its candidates' speed records are needed): what the bench times again before deciding."""
+    found = []
+    for gate, result in zip(gates, evaluate_gates(report, gates)):
+        if result.decided == "marginal":
+            key = (_name(report, gate.candidate), gate.metric, gate.threads or headline)
+            if key not in found:
+                found.append(key)
+    return found
 
 
 def verdict(results: list[GateResult]) -> str:

@@ -146,22 +146,26 @@ def _time_one_thread_count(candidates: list[Candidate], settings: SpeedSettings,
     return timed, runtime_settings
 
 
-def measure_speed(candidates: list[Candidate], settings: SpeedSettings, seed: int = 0,
-                  progress: Callable[[str], None] = lambda message: None,
-                  final_name: str | None = None) -> tuple[dict, dict]:
-    """({candidate name: {threads: {metric name: record}}}, {name: {threads: runtime settings}}); end to end
-    for the baseline (the reference of every end-to-end speedup) and the candidates ``settings.e2e`` names."""
-    names = {c.name for c in candidates}
-    e2e_names = list(dict.fromkeys([candidates[0].name, *chosen_names(settings.e2e, candidates, final_name)]))
-    how = _how(settings)
-    results: dict[str, dict[int, dict]] = {c.name: {} for c in candidates}
-    applied: dict[str, dict[int, dict]] = {c.name: {} for c in candidates}
-    for threads in settings.threads:
-        progress(f"speed at {threads} thread(s): {len(candidates)} worker processes")
-        timed, runtime_settings = _time_one_thread_count(candidates, settings, threads, seed, e2e_names)
+class SpeedRun:
+    """What ``measure_speed`` timed (``results``: {name: {threads: {metric: record}}}, ``applied``: the runtime
+    settings), with the raw per-call timings kept, so a gate whose interval straddles its threshold can have its
+    candidate and reference timed again (``remeasure``) and its speedup taken over all their rounds."""
+
+    def __init__(self, candidates: list[Candidate], settings: SpeedSettings, seed: int, e2e_names: list[str]):
+        self.candidates, self.settings, self.seed, self.e2e_names = candidates, settings, seed, e2e_names
+        self.timed: dict[int, dict[str, dict]] = {}
+        self.results: dict[str, dict[int, dict]] = {c.name: {} for c in candidates}
+        self.applied: dict[str, dict[int, dict]] = {c.name: {} for c in candidates}
+
+    def measure(self, threads: int) -> None:
+        timed, runtime_settings = _time_one_thread_count(self.candidates, self.settings, threads, self.seed,
+                                                         self.e2e_names)
+        self.timed[threads] = timed
+        names = {c.name for c in self.candidates}
+        how = _how(self.settings)
         p50 = {n: percentiles(t["latency"])["p50"] for n, t in timed.items()}
-        for c in candidates:
-            applied[c.name][threads] = runtime_settings[c.name]
+        for c in self.candidates:
+            self.applied[c.name][threads] = runtime_settings[c.name]
             p = percentiles(timed[c.name]["latency"])
             common = {"threads": threads, "batch": 1, "spread": {"iqr_ms": p["iqr"], "std_ms": p["std"]}, "how": how}
             record = {f"latency_ms_{q}": metric(f"latency_ms_{q}", p[q], p["n"], **common) for q in ("p50", "p90", "p99")}
@@ -169,25 +173,70 @@ def measure_speed(candidates: list[Candidate], settings: SpeedSettings, seed: in
                         "speedup_vs_teacher_int8": TEACHER_INT8 if TEACHER_INT8 in names else None}
             for metric_name, reference in speedups.items():
                 if reference is not None:
-                    interval = ratio_interval(timed[reference]["latency"], timed[c.name]["latency"], settings.per_round,
-                                              seed=seed)
+                    interval = ratio_interval(timed[reference]["latency"], timed[c.name]["latency"],
+                                              self.settings.per_round, seed=self.seed)
                     value = p50[reference] / p["p50"]
                     record[metric_name] = metric(metric_name, value, p["n"], threads=threads,
                                                  reference=reference, interval=holding(interval, value),
                                                  how="ratio of batch-1 p50s measured in this run; " + INTERVAL_HOW)
             if "e2e" in timed[c.name]:
-                record.update(_e2e_records(timed[c.name]["e2e"], timed[candidates[0].name]["e2e"], settings, threads,
-                                           how, seed))
+                record.update(_e2e_records(timed[c.name]["e2e"], timed[self.candidates[0].name]["e2e"], self.settings,
+                                           threads, how, self.seed))
             by_batch = {b: float(np.median(v)) for b, v in timed[c.name].items() if isinstance(b, int)}
             if by_batch:
                 largest = max(by_batch)
                 record["throughput_ips"] = metric(
-                    "throughput_ips", by_batch[largest], settings.throughput_rounds, threads=threads, batch=largest,
+                    "throughput_ips", by_batch[largest], self.settings.throughput_rounds, threads=threads, batch=largest,
                     by_batch={str(b): round(v, 2) for b, v in by_batch.items()},
                     how=f"static batch, throughput hint (OpenVINO: async requests over its streams); median of "
-                        f"{settings.throughput_rounds} rounds x {settings.throughput_per_round} calls, isolated as above")
-            results[c.name][threads] = record
-    return results, applied
+                        f"{self.settings.throughput_rounds} rounds x {self.settings.throughput_per_round} calls, "
+                        f"isolated as above")
+            self.results[c.name][threads] = record
+
+    def remeasure(self, speedups: list[tuple[str, str]], threads: int, attempt: int) -> None:
+        """Time again, together and as before (``rounds`` more rounds at batch 1), each (candidate, speedup
+        metric)'s candidate and reference, then take each such speedup and its interval over every round the two
+        were timed in together; every other figure of the report stays what the first measurement gave."""
+        by_name = {c.name: c for c in self.candidates}
+        records = self.results
+        pairs = [(name, metric_name, records[name][threads][metric_name]["reference"]) for name, metric_name in speedups]
+        names = list(dict.fromkeys(n for name, _, reference in pairs for n in (name, reference)))
+        e2e = [n for n in names if any(m.startswith("e2e_") for name, m, ref in pairs if n in (name, ref))]
+        once = self.settings.model_copy(update={"batch_sizes": [1]})
+        timed, _ = _time_one_thread_count([by_name[n] for n in names], once, threads, self.seed + 1000 * attempt, e2e)
+        pooled = self.timed[threads]
+        for n in names:
+            for kind in ("latency", "e2e"):
+                if kind in timed[n]:
+                    pooled[n][kind] = pooled[n].get(kind, []) + timed[n][kind]
+        per_round = self.settings.per_round
+        for name, metric_name, reference in pairs:
+            kind = "e2e" if metric_name.startswith("e2e_") else "latency"
+            rounds = min(len(pooled[reference][kind]), len(pooled[name][kind])) // per_round
+            ref_ms, ms = pooled[reference][kind][:rounds * per_round], pooled[name][kind][:rounds * per_round]
+            value = float(np.median(ref_ms) / np.median(ms))
+            interval = ratio_interval(ref_ms, ms, per_round, seed=self.seed)
+            old = records[name][threads][metric_name]
+            records[name][threads][metric_name] = metric(
+                metric_name, value, len(ms), threads=threads, reference=reference, interval=holding(interval, value),
+                remeasured=attempt, rounds=rounds, first_measurement={"value": old["value"], "interval": old["interval"]},
+                how=f"ratio of batch-1 p50s over the {rounds} rounds both were timed in together (its interval "
+                    f"straddled a gate's threshold: timed again {attempt} time(s), {self.settings.rounds} rounds each); "
+                    + INTERVAL_HOW)
+
+
+def measure_speed(candidates: list[Candidate], settings: SpeedSettings, seed: int = 0,
+                  progress: Callable[[str], None] = lambda message: None,
+                  final_name: str | None = None) -> SpeedRun:
+    """Time every candidate at each thread count (``SpeedRun.results``: {name: {threads: {metric: record}}},
+    ``.applied``: {name: {threads: runtime settings}}); end to end for the baseline (the reference of every
+    end-to-end speedup) and the candidates ``settings.e2e`` names."""
+    e2e_names = list(dict.fromkeys([candidates[0].name, *chosen_names(settings.e2e, candidates, final_name)]))
+    speed = SpeedRun(candidates, settings, seed, e2e_names)
+    for threads in settings.threads:
+        progress(f"speed at {threads} thread(s): {len(candidates)} worker processes")
+        speed.measure(threads)
+    return speed
 
 
 def holding(interval: tuple[float, float], value: float, digits: int = 4) -> list[float]:

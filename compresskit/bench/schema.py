@@ -170,6 +170,7 @@ class GateResult(BaseModel):
     reason: str | None = None
     observed_interval: list[float] | None = None
     decided: Literal["clear", "marginal"] | None = None  # the interval on one side of the threshold, or across it
+    remeasured: int | None = None  # times the bench timed a straddling speedup again before deciding
 
 
 class Report(BaseModel):

@@ -20,6 +20,10 @@ class SpeedSettings(BaseModel):
     per_round: int = Field(20, ge=1, le=10_000)  # timed batch-1 calls per round
     block_warmup: int = Field(2, ge=0, le=1_000)  # untimed calls before each timed block (wakes the pools) ...
     block_warmup_s: float = Field(0.05, ge=0, le=60)  # ... for at least this long (refills the caches)
+    # a speed gate whose 95% interval straddles its threshold: its candidate and reference are timed again
+    # (``rounds`` more rounds, together) up to this many times, until the interval clears; then the central value
+    # decides, and the gate table says marginal
+    remeasure: int = Field(2, ge=0, le=20)
     throughput_rounds: int = Field(5, ge=1, le=10_000)
     throughput_per_round: int = Field(4, ge=1, le=10_000)  # calls per round at each larger batch
     e2e_caption: str = Field("red apple", min_length=1)
