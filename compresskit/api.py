@@ -63,16 +63,28 @@ THIRD_PARTY_LOGGERS = ("", "nncf", "openvino", "torch", "torch_pruning", "onnxru
 # (onnxruntime's quantisation tools log their advice through it)
 
 
+class _LogStream:
+    """The text stream the third-party loggers' handler writes run.log through (``append``: one write each)."""
+
+    def __init__(self, append: Callable[[str], None]):
+        self.write, self.flush = append, lambda: None
+
+
 @contextlib.contextmanager
 def _run_log(folder: Path, progress: Progress) -> Iterator[Progress]:
     """Append the run's events to ``folder/run.log`` with timestamps, and send third-party chatter there too
     (Python warnings such as torch's TracerWarnings, and the loggers of nncf, openvino, torch ...) instead of the
     user's console. Yields the progress callback that also logs."""
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / RUN_LOG, "a", encoding="utf-8") as log:
+    # unbuffered, each line one write; a line the disk has no room for is dropped (a log never stops a run: the
+    # artifact that cannot be written says so), and nothing is left in a buffer to fail at close
+    with open(folder / RUN_LOG, "ab", buffering=0) as log:
+        def append(text: str) -> None:
+            with contextlib.suppress(OSError):
+                log.write(text.encode("utf-8", "replace"))
+
         def write(line: str) -> None:
-            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
-            log.flush()
+            append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
         def logged(event: Event) -> None:
             if event.kind == "start":
@@ -88,7 +100,8 @@ def _run_log(folder: Path, progress: Progress) -> Iterator[Progress]:
 
         with contextlib.suppress(ImportError):  # NNCF adds its stdout handler when first imported: before we swap
             import nncf.common.logging.logger  # noqa: F401  (every INT8 step and the bench's teacher_int8 import it)
-        handler = logging.StreamHandler(log)
+        handler = logging.StreamHandler(_LogStream(append))
+        handler.handleError = lambda record: None  # type: ignore[method-assign]  # as above: never a traceback
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
         saved = {}
         for name in THIRD_PARTY_LOGGERS:

@@ -1,6 +1,7 @@
 """The CLI's entry point: every error one line with an exit code, interruptions named, library notes shown.
 
-2: bad input (compresskit's own errors, usage errors, option types and ranges); 1: a failed run or gate;
+2: bad input (compresskit's own errors, usage errors, option types and ranges) or a full disk (nothing
+half-written is kept; free space and rerun); 1: a failed run or gate;
 130 / 143: interrupted by Ctrl-C / SIGTERM, with one line naming what was interrupted.
 """
 
@@ -9,12 +10,14 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import CompresskitError
+from .diskspace import disk_full_message, is_disk_full
+from .errors import CompresskitError, DiskFull
 
 err = Console(stderr=True)
 
@@ -96,6 +99,14 @@ def run_app(app: typer.Typer, argv: list[str] | None = None) -> None:
     except (KeyboardInterrupt, typer.Abort, click_abort):
         err.print(escape(_interrupted("Ctrl-C")), highlight=False, soft_wrap=True)
         raise SystemExit(130) from None
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        message = (disk_full_message(f"{Path(exc.filename).name}", Path(exc.filename).parent, 0) if exc.filename else
+                   f"disk full: a write failed ({exc.strerror}); free space on the disk of the folder you write to, "
+                   "then rerun the same command")
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        raise SystemExit(DiskFull.exit_code) from None
     except click_error as exc:  # usage errors, bad option values and ranges: one line, exit 2
         if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `compresskit` / `compresskit data`: the help text
             exc.show()

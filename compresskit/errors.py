@@ -66,3 +66,8 @@ class DistributedJobFailed(CompresskitError):
     """A torchrun job stopped because one of its processes failed or died."""
 
     exit_code = 1
+
+
+class DiskFull(CompresskitError):
+    """The disk filled while something was written: that was removed, what was finished is kept; free space and
+    rerun (``diskspace.disk_full_said``)."""

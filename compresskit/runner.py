@@ -15,7 +15,8 @@ temporary folder that is renamed into place only when the pass and its manifest 
 With a store (``run(..., store=STORE)`` or ``$COMPRESSKIT_STORE``, ``passes/store.py``) a step the run folder
 lacks is copied from the store when it holds it (recorded as cached), else computed here and published there;
 a per-id lock makes parallel runs that share a prefix of steps compute each shared step once. A step that
-computes holds the machine for building (``lock.building``), so no latency is timed beside it.
+computes holds the machine for building (``lock.building``), so no latency is timed beside it. A full disk stops
+the run with one line (``diskspace``); the rerun goes on from the step it stopped in.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ import yaml
 from .artifact import Artifact, Format, load_artifact, sha256_file, write_manifest
 from .cache import atomic_dir, atomic_file, stable_hash
 from .data.config import DEFAULT_DATA, DataConfig
-from .errors import CompresskitError
+from .diskspace import disk_full_said
+from .errors import CompresskitError, DiskFull
 from .lock import building, run_lock
 from .models import io_spec, load_model, resolve_model_dir
 from .models.io import CONFIG_FILE, DISC_FILE, WEIGHTS_FILE
@@ -211,9 +213,10 @@ def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[Event], None] | None
             artifacts_dir.mkdir(parents=True, exist_ok=True)
             for stale in artifacts_dir.glob(".*.tmp"):  # a dead run's half-written step (we hold the lock): removed
                 shutil.rmtree(stale, ignore_errors=True)
-            with atomic_file(run_dir / "recipe.yaml") as tmp:
+            with disk_full_said("the run's recipe.yaml", run_dir), atomic_file(run_dir / "recipe.yaml") as tmp:
                 tmp.write_text(yaml.safe_dump(recipe.resolved(), sort_keys=False), encoding="utf-8")
-        root = input_artifact(recipe.input, artifacts_dir)
+        with disk_full_said("the input's copy", artifacts_dir):
+            root = input_artifact(recipe.input, artifacts_dir)
     ctx = PassContext(run_dir=run_dir, seed=recipe.seed, threads=world.threads(recipe.threads), teacher=root,
                       log=lambda message: emit(Event("log", message=message)),
                       progress=lambda done, total, stats: emit(Event("progress", done=done, total=total, stats=stats)))
@@ -222,6 +225,7 @@ def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[Event], None] | None
                                   "(set input.data in the recipe to choose)"))
     records: list[StepRecord] = []
     current = root
+    failure: BaseException | None = None
     try:
         for step in recipe.steps:
             cls = pass_class(step.name)
@@ -232,7 +236,8 @@ def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[Event], None] | None
             started = time.perf_counter()
             step_ctx = ctx.for_step(current, cls.needs, run_dir / "scratch" / folder.name)
             try:
-                produced, cached = _step(cls, step, current, folder, output_id, step_ctx, world, emit, shared)
+                with disk_full_said(f"step {step.index + 1} ({step.name})", artifacts_dir):
+                    produced, cached = _step(cls, step, current, folder, output_id, step_ctx, world, emit, shared)
             except CompresskitError as exc:
                 records.append(StepRecord(step.index + 1, step.name, current.id, output_id, str(folder), False,
                                           round(time.perf_counter() - started, 3), "failed", error=str(exc)))
@@ -242,9 +247,17 @@ def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[Event], None] | None
                                       produced.meta))
             emit(Event("done", step=step.index + 1, name=step.name, id=output_id, record=records[-1]))
             current = produced
+    except BaseException as exc:
+        failure = exc
+        raise
     finally:
         if world.is_main:
-            _write_run_json(run_dir, recipe, root, records)
+            try:
+                with disk_full_said("the run's summary run.json", run_dir):
+                    _write_run_json(run_dir, recipe, root, records)
+            except DiskFull:
+                if failure is None:  # else the step's own error is the one to say (run.json keeps its last state)
+                    raise
     if world.is_main:
         _link_final(run_dir, current.path)
     return RunResult(run_dir, root, records, current)

@@ -23,7 +23,7 @@ LAYERS = [  # top to bottom: (layer, the first name after ``compresskit.`` of it
     ("models", {"models", "grid"}),
     ("metrics", {"metrics"}),
     ("data/text", {"data", "text"}),
-    ("core", {"errors", "config_errors", "cache", "hardware", "threads", "lock", "forking", "lookup", "model_files",
+    ("core", {"errors", "config_errors", "cache", "diskspace", "hardware", "threads", "lock", "forking", "lookup", "model_files",
               "artifact"}),
 ]
 RANK = {name: rank for rank, (_, names) in enumerate(LAYERS) for name in names}

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..artifact import Artifact
-from ..errors import CompresskitError
+from ..errors import CompresskitError, DiskFull
 from ..passes.base import PassContext
 from ..passes.execute import pass_output_id, produce, reuse_artifact
 from ..passes.store import ArtifactStore
@@ -55,6 +55,8 @@ def teacher_exports(run_dir: Path, teacher: Artifact, *, seed: int = 0, threads:
                     progress(f"exporting the teacher: {name} ({pass_name}, default settings)")
                     try:
                         found = produce(cls, pass_name, config, current, target, output_id, ctx)
+                    except DiskFull:
+                        raise  # not the teacher's failure: the bench stops, said in one line
                     except CompresskitError as exc:
                         errors[name] = f"{pass_name} of the teacher failed: {exc}"
                         errors.update({later: f"not built: {name} failed" for later, _ in EXPORT_CHAIN[position + 1:]})

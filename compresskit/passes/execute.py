@@ -16,6 +16,7 @@ from pathlib import Path
 from .. import __version__
 from ..artifact import Artifact, artifact_id, load_artifact, sha256_file, write_manifest
 from ..cache import atomic_dir
+from ..diskspace import disk_full_said, is_disk_full
 from ..errors import ArtifactError, CompresskitError, PassFailed
 from ..models.io import DISC_FILE
 from .base import PassContext, PassResult
@@ -47,15 +48,18 @@ def produce(cls, name: str, config, src: Artifact, folder: Path, output_id: str,
 
     The new artifact inherits ``src``'s io spec, dataset and lineage (plus this step): the pass cannot drop
     them. Whatever a pass raises that is not a CompresskitError (a bug, a user model Torch-Pruning cannot
-    handle) becomes one PassFailed line naming the step, so the run records a failed step, not a traceback.
+    handle) becomes one PassFailed line naming the step, so the run records a failed step, not a traceback; a
+    full disk becomes one DiskFull line (the temporary folder is removed, the step's checkpoints are kept).
     """
     ctx = ctx.for_step(src, cls.needs, ctx.scratch)
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder) as tmp, disk_full_said(f"{name}'s artifact {folder.name}", folder.parent, tmp, ctx.scratch):
         try:
             result = cls(config).run(src, tmp, ctx)
         except CompresskitError:
             raise
         except Exception as exc:  # noqa: BLE001 - one line naming the pass, instead of a traceback
+            if is_disk_full(exc):
+                raise  # disk_full_said says it in one line
             where = traceback.extract_tb(exc.__traceback__)[-1]
             first_line = (str(exc).strip().splitlines() or [""])[0][:300]
             raise PassFailed(f"{name} crashed: {type(exc).__name__}: {first_line} (at {Path(where.filename).name}:"
