@@ -44,6 +44,7 @@ from ..errors import PassFailed
 from ..hardware import resolved_bf16
 from ..runtimes import ONNX_FILE, OPENVINO_XML, standalone_generate
 from ..runtimes.bundle import BUNDLE_FILE, BUNDLE_FORMAT, load_tokenizer
+from ..runtimes.openvino_ir import stable_names
 from .base import Pass, PassConfig, PassContext, PassMetric, PassResult
 
 PAD_TO_MULTIPLE_OF = 8
@@ -199,6 +200,7 @@ class Bundle(Pass):
             whole = out_dir / "whole" / text_file
             ov.save_model(model, str(whole), compress_to_fp16=False)
             model, lookup = split_word_embeddings(core.read_model(str(whole)), tokenizer.get_vocab_size(), out_dir)
+            stable_names(model)  # OpenVINO's auto names count per process: the same bundle, byte for byte, on a rerun
             ov.save_model(model, str(out_dir / text_file), compress_to_fp16=False)
             del model
             shutil.rmtree(whole.parent)

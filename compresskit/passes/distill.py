@@ -361,7 +361,8 @@ class _Session:
         teacher = self.teacher.cpu().to(memory_format=torch.contiguous_format)
         if self.world.is_main:
             save_model(out_dir, student)
-            (out_dir / "distill_history.json").write_text(json.dumps(history, indent=1) + "\n")
+            # keys sorted, as the checkpoint stores them: a resumed run writes the same bytes as an uninterrupted one
+            (out_dir / "distill_history.json").write_text(json.dumps(history, indent=1, sort_keys=True) + "\n")
         s_size = {"params": count_params(student), "macs": macs_per_image(student)}
         t_size = {"params": count_params(teacher), "macs": macs_per_image(teacher)}
         best = next(h for h in history if h["step"] == stop.best_step)

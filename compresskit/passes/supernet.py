@@ -274,7 +274,7 @@ class Supernet(Pass):
             "teacher": t_config.model_dump(), "steps": schedule.steps, "text_layers": cfg.text.layers,
             "text_steps": cfg.text.steps, "text_lr": cfg.text.lr}}
         save_model(out_dir, supernet, meta)
-        (out_dir / "supernet_history.json").write_text(json.dumps(history, indent=1) + "\n")
+        (out_dir / "supernet_history.json").write_text(json.dumps(history, indent=1, sort_keys=True) + "\n")
         last = history[-1]
         return PassResult(
             metrics={"val_l1_largest": last["largest_l1"], "val_l1_smallest": last["smallest_l1"],

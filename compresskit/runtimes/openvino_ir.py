@@ -1,4 +1,4 @@
-"""OpenVINO IR helpers the passes that write IR share (``export_openvino``, ``quantize_nncf``, ``select_subnet``)."""
+"""OpenVINO IR helpers the passes that write IR share (``export_openvino``, ``quantize_nncf``, ``select_subnet``, ``bundle``)."""
 
 from __future__ import annotations
 
