@@ -68,15 +68,16 @@ def test_a_second_run_folder_copies_the_shared_prefix_and_computes_what_differs(
     assert load_artifact(second.final.path).parent_id == shared.output_id
 
 
-def _run_in_process(model: str, run_dir: str, store: str, start) -> None:
+def _run_in_process(model: str, run_dir: str, store: str, start, onnx: dict) -> None:
     start.wait(timeout=120)  # both processes reach the steps together
-    run(parse_recipe(recipe(Path(model)), "r.yaml"), Path(run_dir), store=Path(store))
+    run(parse_recipe(recipe(Path(model), **onnx), "r.yaml"), Path(run_dir), store=Path(store))
 
 
 def test_two_processes_started_together_compute_each_shared_step_once(tiny_model, tmp_path):
+    """Two different recipes sharing a prefix (the input, sanitize), started together on one store."""
     store, start = tmp_path / "store", SPAWN.Barrier(2)
-    processes = [SPAWN.Process(target=_run_in_process, args=(str(tiny_model), str(tmp_path / name), str(store), start))
-                 for name in ("one", "two")]
+    processes = [SPAWN.Process(target=_run_in_process, args=(str(tiny_model), str(tmp_path / name), str(store), start,
+                                                              onnx)) for name, onnx in (("one", {}), ("two", {"opset": 18}))]
     for process in processes:
         process.start()
     for process in processes:
@@ -87,6 +88,9 @@ def test_two_processes_started_together_compute_each_shared_step_once(tiny_model
     assert [p.exitcode for p in processes] == [0, 0]
 
     one, two = steps_of(tmp_path / "one"), steps_of(tmp_path / "two")
+    (last_one, last_two), one, two = (one[-1], two[-1]), one[:-1], two[:-1]
+    assert last_one["output_id"] != last_two["output_id"] and not last_one["cached"] and not last_two["cached"], \
+        "the steps that differ are each computed by their own run"
     for a, b in zip(one, two):
         assert a["output_id"] == b["output_id"]
         assert sorted([a["cached"], b["cached"]]) == [False, True], f"{a['name']} computed by exactly one process"
