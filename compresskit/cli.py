@@ -20,7 +20,7 @@ from rich.table import Table
 
 from . import __version__
 from .cli_measure import TrustFactory, trust_factories
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 app = typer.Typer(
     help="Shrink trained text-to-image generators for edge CPUs, and prove it with numbers.",
@@ -110,7 +110,10 @@ def data(
 
         pick = _preview_indices(dataset.captions, 32)
         labels = [f"{dataset.captions[i]} ({dataset.styles[i]}, {dataset.splits[i]})" for i in pick]
-        summary["grid"] = str(save_grid(grid, dataset.images[pick], labels, label_lines=3))
+        try:
+            summary["grid"] = str(save_grid(grid, dataset.images[pick], labels, label_lines=3))
+        except OSError as exc:  # written to a temporary file first: nothing half-written is left
+            raise DataError(f"cannot write {grid} ({exc.strerror or exc}); choose a path in a folder you can write") from None
     if as_json:
         _print_json(summary)
     else:
@@ -211,6 +214,8 @@ def train(
 
     cfg = load_train_config(config)
     out = out or Path("runs") / "train" / cfg.name
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the training run (it is created if missing)")
     if nproc_per_node > 1 and not launched_by_torchrun():
         from .train.loop import existing_checkpoint  # lazy: CLI start-up
 

@@ -104,6 +104,8 @@ def compare(run_dirs: list[Path], out_dir: Path) -> dict:
     """Write the comparison files into ``out_dir``; returns compare.json's content."""
     if not run_dirs:
         raise ArtifactError("give at least one run folder to compare")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ArtifactError(f"-o {out_dir} is a file; give a folder for the comparison (it is created if missing)")
     loaded: list[Report] = [load_report(d) for d in run_dirs]  # typed and checked; rendered from their JSON form
     reports = [(_run_label(r.to_json(), d), r.to_json()) for r, d in zip(loaded, run_dirs)]
     labels = [label for label, _ in reports]
@@ -111,7 +113,10 @@ def compare(run_dirs: list[Path], out_dir: Path) -> dict:
         reports = [(Path(d).name, r) for d, (_, r) in zip(run_dirs, reports)]
     merged = merged_candidates(reports)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArtifactError(f"cannot create {out_dir} ({exc.strerror or exc}); choose a folder you can write") from None
     points = pareto_points(merged, label=lambda c: c["label"])
     pareto_plot(points, out_dir / "pareto.png", "latency vs KID across runs",
                 references={c["label"] for c in merged if c["role"] != "candidate"})

@@ -78,6 +78,8 @@ def load_train_config(path: str | Path) -> TrainConfig:
         raw = yaml.safe_load(path.read_text("utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}; give the path of a training YAML") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text; give the path of a training YAML") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, dict):
