@@ -23,30 +23,26 @@ NEARLY_FULL = 1 << 20  # a write that failed while its disk had less free than t
 _SAID = ("no space left on device", "disk quota exceeded", "storagefull", "not enough space on the disk")
 
 
-def is_disk_full(exc: BaseException | None) -> bool:
-    """True when ``exc`` or one of its causes is a full disk or quota, whichever library raised it."""
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and its causes (explicit or implicit), each once."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, DiskFull) or (isinstance(exc, OSError) and exc.errno in ERRNOS):
-            return True
-        if any(phrase in str(exc).lower() for phrase in _SAID):
-            return True
+        yield exc
         exc = exc.__cause__ or exc.__context__
-    return False
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """True when ``exc`` or one of its causes is a full disk or quota, whichever library raised it."""
+    return any(isinstance(e, DiskFull) or (isinstance(e, OSError) and e.errno in ERRNOS)
+               or any(phrase in str(e).lower() for phrase in _SAID) for e in _chain(exc))
 
 
 def _failed_stream(exc: BaseException | None) -> bool:
     """OpenVINO's C++ writers report a full disk as a failed stream ("basic_ios::clear: iostream error") and remove
     their partial file, so the disk no longer looks full afterwards; a stream that fails while writing is the
     disk (full, a quota, an I/O error), never a pass's logic."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if "iostream error" in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+    return any("iostream error" in str(e) for e in _chain(exc))
 
 
 def free_bytes(path: Path) -> int | None:
@@ -99,7 +95,6 @@ def disk_full_said(what: str, folder: Path, *written: Path | None) -> Iterator[N
     except DiskFull:
         raise
     except Exception as exc:
-        free = free_bytes(Path(folder))
         if is_disk_full(exc):
             raise DiskFull(disk_full_message(what, Path(folder), written_bytes(*written))) from exc
         if isinstance(exc, CompresskitError) and not isinstance(exc, PassFailed):
@@ -108,6 +103,7 @@ def disk_full_said(what: str, folder: Path, *written: Path | None) -> Iterator[N
         while root.__cause__ is not None:  # what the library said, not compresskit's "crashed" wrapper
             root = root.__cause__
         said = (str(root).strip().splitlines() or [""])[0][:200]
+        free = free_bytes(Path(folder))
         if (free is not None and free < NEARLY_FULL) or _failed_stream(exc):
             raise DiskFull(disk_full_message(what, Path(folder), written_bytes(*written))
                            + f" (the writer said {type(root).__name__}: {said})") from exc
