@@ -382,3 +382,14 @@ def test_two_workers_through_postgresql_one_killed_make_one_study(tmp_path, post
     assert hosts <= {"a", "b"} and "b" in hosts
     for t in trials["COMPLETE"]:
         assert Path(t.user_attrs["run_dir"], "report.json").is_file()
+
+
+def test_workers_opening_a_fresh_postgresql_study_together_all_get_it(postgres):
+    """Workers started together on an empty database race to create Optuna's tables: every one must open it."""
+    code = ("import sys; from compresskit.recipe_search.storage import open_storage; "
+            "open_storage(sys.argv[1], heartbeat=60); print('opened')")
+    procs = [subprocess.Popen([sys.executable, "-c", code, postgres], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(6)]
+    results = [proc.communicate(timeout=120) for proc in procs]
+    for proc, (out, err) in zip(procs, results):
+        assert proc.returncode == 0 and out.strip() == "opened", err

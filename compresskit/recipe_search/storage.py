@@ -3,7 +3,9 @@ URL that workers on many machines share, with heartbeats so that a killed worker
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -36,7 +38,7 @@ def open_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
     if url.startswith("sqlite"):
         Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _schema_lock(url):
             warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeat and retry: stable since Optuna 2.9
             return optuna.storages.RDBStorage(
                 url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
@@ -47,6 +49,31 @@ def open_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
     except Exception as exc:  # sqlalchemy's OperationalError and kin: the server is not there, wrong password
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SearchError(f"cannot open the study storage {safe_url(url)}: {first}") from None
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str) -> Iterator[None]:
+    """On PostgreSQL, one worker at a time opens the storage: Optuna creates its tables on first use, and workers
+    started together on an empty database would race to create them (a duplicate-key error for all but one).
+    A session-level advisory lock, held while the storage is opened, makes the others wait, then find the tables."""
+    if url.startswith("sqlite"):
+        yield
+        return
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": _LOCK_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
+    finally:
+        engine.dispose()
+
+
+_LOCK_KEY = 0x636B5354  # "ckST": compresskit's study-schema lock, one number shared by every worker
 
 
 def _retry_stale() -> dict:
