@@ -18,7 +18,7 @@ PREREQUISITES = {"torch": [], "onnx": [{"export_onnx": {}}], "openvino": [{"expo
 FAST = {"quantize_nncf": {"subset_size": 8}, "quantize_ort": {"subset_size": 8}, "bundle": {"validation_size": 8},
         "distill": {"schedule": {"steps": 4, "batch_size": 4, "captions": 16}, "validation": {"size": 8, "every": 2}},
         "supernet": {"schedule": {"steps": 2, "batch_size": 4, "captions": 16}, "validation": {"size": 8, "every": 2},
-                     "width_choices": [0.25, 0.5]},
+                     "width_choices": [0.25, 0.5], "convs_choices": [1]},  # 2 sub-networks for select_subnet
         # a budget every candidate meets (tiny candidates against a tiny teacher), the least timing and scoring
         "select_subnet": {"speedup_vs_teacher_int8": 0.1, "candidates": 0, "rounds": 1, "calls": 2, "subset_size": 8,
                           "val_n": 60, "max_scored": 1}}
