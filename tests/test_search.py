@@ -26,6 +26,7 @@ from compresskit.errors import RecipeError
 from compresskit.recipe import parse_recipe
 from compresskit.recipe_search import SearchError, load_space, parse_space, search, write_front
 from compresskit.recipe_search.study import gate_constraints, open_study, storage_url, summarize
+from compresskit.recipe_search.storage import open_storage
 
 LIGHT_BENCH = {"candidates": ["final"],
                "speed": {"threads": [1], "batch_sizes": [1], "rounds": 2, "per_round": 3, "warmup": 1, "warmup_s": 0,
@@ -370,8 +371,12 @@ def test_two_workers_through_postgresql_one_killed_make_one_study(tmp_path, post
                 os.killpg(proc.pid, signal.SIGKILL)
     study = optuna.load_study(study_name="shared", storage=postgres)
     trials = _trials(study)
-    if "RUNNING" in trials:  # the survivor may have stopped before the grace period passed: a new worker fails it
+    if "RUNNING" in trials:
+        # the survivor may have finished its 4 trials before the killed trial's grace period (3 beats of 1 s) ran
+        # out; the next worker to open the study fails it. That worker opens the storage as `search` does, with the
+        # heartbeat: a storage without one (a plain URL) leaves stale trials alone.
         time.sleep(3.5)
+        study = optuna.load_study(study_name="shared", storage=open_storage(postgres, heartbeat=1))
         optuna.storages.fail_stale_trials(study)
         trials = _trials(study)
     numbers = [t.number for t in study.get_trials()]
