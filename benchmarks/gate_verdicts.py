@@ -6,7 +6,8 @@
 Per gate: the verdict of each bench under the bench's rule (a speed-up whose 95% interval straddles its threshold
 is timed again, ``bench.speed.remeasure`` times, then decided on its central value and marked marginal) and
 under the rule before it (the first measurement's central value alone: ``first_measurement`` of a re-measured
-figure), and each rule's flip rate: the share of bench pairs whose verdicts differ.
+figure), and under ``marginal: fail`` (a gate still straddling after its re-measures fails as not shown), and
+each rule's flip rate: the share of bench pairs whose verdicts differ.
 """
 
 from __future__ import annotations
@@ -44,12 +45,14 @@ def _flip_rate(verdicts: list[bool]) -> float:
 
 def table(reports: list[dict]) -> str:
     rows = ["| gate | threshold | values (first measurement → after re-measures) | verdicts, rule before | flip rate "
-            "| verdicts, bench's rule | marginal | flip rate |", "|---|---|---|---|---|---|---|---|"]
+            "| verdicts, bench's rule | marginal | flip rate | verdicts, marginal = fail | flip rate |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for index, gate in enumerate(reports[0]["gates"]):
         gates = [r["gates"][index] for r in reports]
         first = [_first_value(r, g) for r, g in zip(reports, gates)]
         before = [_passes(v, g) for v, g in zip(first, gates)]
         after = [g["passed"] for g in gates]
+        strict = [g["passed"] and g.get("decided") != "marginal" for g in gates]
         values = ", ".join(("-" if v is None else f"{v:.3g}") + ("" if not g.get("remeasured") else
                            f"→{g['observed']:.3g}") for v, g in zip(first, gates))
         marginal = sum(g.get("decided") == "marginal" for g in gates)
@@ -58,7 +61,8 @@ def table(reports: list[dict]) -> str:
         op = ">=" if gate["direction"] == "higher" else "<="
         threshold = "-" if gate.get("threshold") is None else f"{op} {gate['threshold']:.4g}"
         rows.append(f"| {gate['metric']}{threads} ({gate['candidate']}) | {threshold} | {values} | {mark(before)} | "
-                    f"{_flip_rate(before):.0%} | {mark(after)} | {marginal} of {len(gates)} | {_flip_rate(after):.0%} |")
+                    f"{_flip_rate(before):.0%} | {mark(after)} | {marginal} of {len(gates)} | {_flip_rate(after):.0%} | "
+                    f"{mark(strict)} | {_flip_rate(strict):.0%} |")
     return "\n".join(rows)
 
 

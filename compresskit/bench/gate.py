@@ -52,6 +52,9 @@ class GateSpec(BaseModel):
     value: float = Field(allow_inf_nan=False, ge=-1e15, le=1e15)
     candidate: str = "final"
     threads: int | None = Field(None, ge=1, le=1024)
+    # a speedup whose interval still straddles the threshold after its re-measures: decided on its central value
+    # ("central"), or failed as not shown to pass ("fail": a release gate that passes only what it proved)
+    marginal: Literal["central", "fail"] = "central"
 
     @field_validator("metric")
     @classmethod
@@ -166,25 +169,32 @@ def evaluate_gates(report: dict | Report, gates: list[GateSpec]) -> list[GateRes
         elif threshold is None or not math.isfinite(threshold):
             reason = f"baseline has no finite {gate.metric} to compare with"
         passed = reason is None and (observed >= threshold if higher else observed <= threshold)
+        interval = found.get("interval") if reason is None else None
+        decided = _decided(interval, threshold) if interval else None
+        if passed and decided == "marginal" and gate.marginal == "fail":
+            passed = False
+            reason = (f"not shown: its 95% interval {interval} still straddles {threshold:g} (the gate's marginal rule "
+                      "is fail)")
         stderrs = [_finite(found.get("stderr")), _finite(base.get("stderr"))]
         difference = observed - baseline if observed is not None and baseline is not None else None
         difference_stderr = (math.hypot(*stderrs) if difference is not None and None not in stderrs else None)
-        interval = found.get("interval") if reason is None else None
         results.append(GateResult(**gate.model_dump(), direction="higher" if higher else "lower", observed=observed,
                                   observed_stderr=stderrs[0], baseline=baseline, difference=difference,
                                   difference_stderr=difference_stderr, threshold=threshold, passed=passed,
                                   reason=reason, observed_interval=interval,
-                                  decided=_decided(interval, threshold) if interval else None,
+                                  decided=decided,
                                   remeasured=found.get("remeasured", 0) if interval else None))
     return results
 
 
-def marginal_speed_gates(report: dict, gates: list[GateSpec], headline: int) -> list[tuple[str, str, int]]:
+def marginal_speed_gates(report: dict, gates: list[GateSpec], headline: int,
+                         every: bool = False) -> list[tuple[str, str, int]]:
     """(candidate name, speedup metric, threads) of every gate whose speedup interval straddles its threshold in
-    ``report`` (only its candidates' speed records are needed): what the bench times again before deciding."""
+    ``report`` (only its candidates' speed records are needed): what the bench times again before deciding;
+    ``every``: of every gate with an interval, straddling or not."""
     found = []
     for gate, result in zip(gates, evaluate_gates(report, gates)):
-        if result.decided == "marginal":
+        if result.decided == "marginal" or (every and result.decided == "clear"):
             key = (_name(report, gate.candidate), gate.metric, gate.threads or headline)
             if key not in found:
                 found.append(key)

@@ -79,9 +79,10 @@ def gate_rows(gates: list) -> tuple[list[str], list[list[str]]]:
         threads = f" @{g['threads']}t" if g.get("threads") else ""
         result = "PASS" if g["passed"] else f"FAIL ({g['reason']})" if g["reason"] else "FAIL"
         again = g.get("remeasured") or 0
-        if g.get("decided") == "marginal":
-            result += (f" (marginal: the interval still straddles the threshold after {again} re-measure(s); decided "
-                       "on the central value)" if again else " (marginal: the interval straddles the threshold)")
+        rule = "failed as not shown" if g.get("marginal") == "fail" else "decided on the central value"
+        if g.get("decided") == "marginal" and not (g.get("marginal") == "fail" and g["reason"]):
+            result += (f" (marginal: the interval still straddles the threshold after {again} re-measure(s); {rule})"
+                       if again else " (marginal: the interval straddles the threshold)")
         elif again:
             result += f" (clear after {again} re-measure(s))"
         observed = _with_stderr(g["observed"], g.get("observed_stderr"))

@@ -41,7 +41,7 @@ from .peak import HOW as PEAK_HOW
 from .peak import measure_peaks, peak_kind
 from .schema import metric
 from .settings import SpeedSettings
-from .speed import percentiles, probe, ratio_interval
+from .speed import launches_ratio_interval, percentiles, probe, ratio_interval
 
 TEACHER_INT8 = "teacher_int8"
 
@@ -153,14 +153,16 @@ class SpeedRun:
 
     def __init__(self, candidates: list[Candidate], settings: SpeedSettings, seed: int, e2e_names: list[str]):
         self.candidates, self.settings, self.seed, self.e2e_names = candidates, settings, seed, e2e_names
-        self.timed: dict[int, dict[str, dict]] = {}
+        # threads -> name -> "latency"/"e2e" -> {launch: per-call ms}: 0 the first measurement, k its k-th re-measure
+        self.launches: dict[int, dict[str, dict[str, dict[int, list[float]]]]] = {}
         self.results: dict[str, dict[int, dict]] = {c.name: {} for c in candidates}
         self.applied: dict[str, dict[int, dict]] = {c.name: {} for c in candidates}
 
     def measure(self, threads: int) -> None:
         timed, runtime_settings = _time_one_thread_count(self.candidates, self.settings, threads, self.seed,
                                                          self.e2e_names)
-        self.timed[threads] = timed
+        self.launches[threads] = {n: {kind: {0: t[kind]} for kind in ("latency", "e2e") if kind in t}
+                                  for n, t in timed.items()}
         names = {c.name for c in self.candidates}
         how = _how(self.settings)
         p50 = {n: percentiles(t["latency"])["p50"] for n, t in timed.items()}
@@ -194,9 +196,10 @@ class SpeedRun:
             self.results[c.name][threads] = record
 
     def remeasure(self, speedups: list[tuple[str, str]], threads: int, attempt: int) -> None:
-        """Time again, together and as before (``rounds`` more rounds at batch 1), each (candidate, speedup
-        metric)'s candidate and reference, then take each such speedup and its interval over every round the two
-        were timed in together; every other figure of the report stays what the first measurement gave."""
+        """Time again, together and as before (``rounds`` more rounds at batch 1, in fresh worker processes), each
+        (candidate, speedup metric)'s candidate and reference; then take each such speedup over every launch the
+        two were timed in together, its interval from a bootstrap over those launches and their rounds
+        (``launches_ratio_interval``); every other figure of the report stays what the first measurement gave."""
         by_name = {c.name: c for c in self.candidates}
         records = self.results
         pairs = [(name, metric_name, records[name][threads][metric_name]["reference"]) for name, metric_name in speedups]
@@ -204,25 +207,33 @@ class SpeedRun:
         e2e = [n for n in names if any(m.startswith("e2e_") for name, m, ref in pairs if n in (name, ref))]
         once = self.settings.model_copy(update={"batch_sizes": [1]})
         timed, _ = _time_one_thread_count([by_name[n] for n in names], once, threads, self.seed + 1000 * attempt, e2e)
-        pooled = self.timed[threads]
+        launches = self.launches[threads]
         for n in names:
             for kind in ("latency", "e2e"):
                 if kind in timed[n]:
-                    pooled[n][kind] = pooled[n].get(kind, []) + timed[n][kind]
+                    launches.setdefault(n, {}).setdefault(kind, {})[attempt] = timed[n][kind]
         per_round = self.settings.per_round
         for name, metric_name, reference in pairs:
             kind = "e2e" if metric_name.startswith("e2e_") else "latency"
-            rounds = min(len(pooled[reference][kind]), len(pooled[name][kind])) // per_round
-            ref_ms, ms = pooled[reference][kind][:rounds * per_round], pooled[name][kind][:rounds * per_round]
+            ref_by, cand_by = launches[reference][kind], launches[name][kind]
+            shared = sorted(set(ref_by) & set(cand_by))  # launches the two were timed in together
+            paired = []
+            for k in shared:
+                rounds = min(len(ref_by[k]), len(cand_by[k])) // per_round
+                paired.append((ref_by[k][:rounds * per_round], cand_by[k][:rounds * per_round]))
+            ref_ms = [x for r, _ in paired for x in r]
+            ms = [x for _, c in paired for x in c]
             value = float(np.median(ref_ms) / np.median(ms))
-            interval = ratio_interval(ref_ms, ms, per_round, seed=self.seed)
+            interval = launches_ratio_interval(paired, per_round, seed=self.seed)
             old = records[name][threads][metric_name]
+            first = old.get("first_measurement") or {"value": old["value"], "interval": old["interval"]}
+            rounds = len(ms) // per_round
             records[name][threads][metric_name] = metric(
                 metric_name, value, len(ms), threads=threads, reference=reference, interval=holding(interval, value),
-                remeasured=attempt, rounds=rounds, first_measurement={"value": old["value"], "interval": old["interval"]},
-                how=f"ratio of batch-1 p50s over the {rounds} rounds both were timed in together (its interval "
-                    f"straddled a gate's threshold: timed again {attempt} time(s), {self.settings.rounds} rounds each); "
-                    + INTERVAL_HOW)
+                remeasured=attempt, rounds=rounds, launches=len(paired), first_measurement=first,
+                how=f"ratio of batch-1 p50s over the {rounds} rounds of the {len(paired)} worker launches both were "
+                    f"timed in together (timed again {attempt} time(s), {self.settings.rounds} rounds each, before a "
+                    "gate decided); interval: a bootstrap over those launches, then their rounds (95%)")
 
 
 def measure_speed(candidates: list[Candidate], settings: SpeedSettings, seed: int = 0,

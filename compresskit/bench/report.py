@@ -52,7 +52,7 @@ from .names import BF16_SUFFIX, step_names
 from .plots import pareto_front, pareto_plot, pareto_points, samples_grid
 from .quality import measure_quality
 from .schema import REPORT_JSON, SCHEMA_VERSION, Report, known_metrics, metric, validated_report
-from .settings import BenchSettings
+from .settings import BenchSettings, SpeedSettings
 
 REPORT_MD, PARETO_PNG, SAMPLES_PNG, SAMPLES_NPZ, FRONTIER_PNG = (
     "report.md", "pareto.png", "samples.png", "samples.npz", "frontier.png")
@@ -244,22 +244,27 @@ def _crosscheck(candidates: list[Candidate], settings, threads: int, final_name:
 
 
 def _remeasure_marginal(timing, candidates: list[Candidate], gates, headline: int, final_number: int | None,
-                        times: int, progress) -> None:
-    """Time again (up to ``times`` times) the candidate and reference of every speed gate whose interval straddles
-    its threshold, until it clears; what is left straddling is decided on its central value, marked marginal."""
+                        speed: SpeedSettings, progress) -> None:
+    """Time again (up to ``speed.remeasure`` times) the candidate and reference of every speed gate whose interval
+    straddles its threshold, until it clears; what is left straddling is decided by the gate's ``marginal`` rule.
+    Every speed gate is timed in at least ``speed.min_launches`` worker launches, straddling or not."""
     speed_gates = [g for g in gates if g.metric in INTERVAL_METRICS]
-    for attempt in range(1, times + 1):
+    for attempt in range(1, max(speed.remeasure, speed.min_launches - 1) + 1):
         entries = [{"name": c.name, "final": c.role == "candidate" and c.step == final_number and c.precision == "f32",
                     "metrics": timing.results[c.name].get(headline, {}),
                     "by_threads": {str(t): r for t, r in timing.results[c.name].items()}} for c in candidates]
-        marginal = marginal_speed_gates({"candidates": entries}, speed_gates, headline)
-        if not marginal:
+        report = {"candidates": entries}
+        wanted = marginal_speed_gates(report, speed_gates, headline) if attempt <= speed.remeasure else []
+        if attempt < speed.min_launches:
+            wanted += [key for key in marginal_speed_gates(report, speed_gates, headline, every=True) if key not in wanted]
+        if not wanted:
             return
-        for threads in dict.fromkeys(t for _, _, t in marginal):
-            pairs = [(name, metric_name) for name, metric_name, t in marginal if t == threads]
-            progress(f"timing again ({attempt}/{times}) at {threads} thread(s): "
+        for threads in dict.fromkeys(t for _, _, t in wanted):
+            pairs = [(name, metric_name) for name, metric_name, t in wanted if t == threads]
+            progress(f"timing again ({attempt}) at {threads} thread(s): "
                      + ", ".join(f"{name} {metric_name}" for name, metric_name in pairs)
-                     + " (its interval straddles the gate's threshold)")
+                     + f" (a speed gate is timed in at least {speed.min_launches} launch(es), or its interval "
+                       "straddles the gate's threshold)")
             timing.remeasure(pairs, threads, attempt)
 
 
@@ -276,7 +281,7 @@ def _measure(candidates, settings, out_dir, *, evalset, torch_ancestors, context
 
     with measuring(progress):  # timing: alone on the machine (other processes' builds finish first, new ones wait)
         timing = measure_speed(candidates, settings.speed, progress=progress, final_name=final_name)
-        _remeasure_marginal(timing, candidates, gates, headline, final_number, settings.speed.remeasure, progress)
+        _remeasure_marginal(timing, candidates, gates, headline, final_number, settings.speed, progress)
     speed, applied = timing.results, timing.applied
     lap("speed")
     if settings.speed.crosscheck:

@@ -24,6 +24,9 @@ class SpeedSettings(BaseModel):
     # (``rounds`` more rounds, together) up to this many times, until the interval clears; then the central value
     # decides, and the gate table says marginal
     remeasure: int = Field(2, ge=0, le=20)
+    # every speed gate's candidate and reference are timed in at least this many worker launches (the first
+    # measurement and re-measures), straddling or not: two processes can differ by more than one's rounds vary
+    min_launches: int = Field(1, ge=1, le=21)
     throughput_rounds: int = Field(5, ge=1, le=10_000)
     throughput_per_round: int = Field(4, ge=1, le=10_000)  # calls per round at each larger batch
     e2e_caption: str = Field("red apple", min_length=1)

@@ -5,7 +5,7 @@ import pytest
 
 from compresskit.bench.gate import GateSpec, evaluate_gates
 from compresskit.bench.markdown import gate_rows
-from compresskit.bench.speed import ratio_interval
+from compresskit.bench.speed import launches_ratio_interval, ratio_interval
 
 
 def _rounds(medians: list[float], per_round: int, jitter: float, seed: int) -> list[float]:
@@ -50,7 +50,7 @@ def test_a_reported_interval_holds_its_central_value_after_rounding():
     assert low == 1.99 and high >= 2.00002
 
 
-def _timing(monkeypatch, per_round: int, first: dict, later: list[dict]):
+def _timing(monkeypatch, per_round: int, first: dict, later: list[dict], **settings):
     """A SpeedRun whose timings come from ``first`` (every candidate), then ``later[k]`` on the k-th re-measure."""
     from types import SimpleNamespace
 
@@ -70,7 +70,7 @@ def _timing(monkeypatch, per_round: int, first: dict, later: list[dict]):
     candidates = [SimpleNamespace(name=n, role=roles.get(n, "candidate"), step=0 if n in roles else i, precision="f32",
                                   artifact=SimpleNamespace(format="torch" if n == "baseline" else "openvino"))
                   for i, n in enumerate(names)]
-    settings = SpeedSettings(threads=[2], batch_sizes=[1], rounds=10, per_round=per_round, e2e=False)
+    settings = SpeedSettings(threads=[2], batch_sizes=[1], rounds=10, per_round=per_round, e2e=False, **settings)
     monkeypatch.setattr(measure, "reference_name", lambda c, names: None)
     timing = measure.SpeedRun(candidates, settings, 0, [])
     timing.measure(2)
@@ -90,7 +90,7 @@ def test_a_straddling_speed_gate_is_timed_again_with_its_reference_until_its_int
              GateSpec(metric="speedup_vs_baseline", goal="threshold", value=25)]       # 40 / 0.98: clear at once
     before = timing.results["bundle"][2]["speedup_vs_teacher_int8"]
     assert before["interval"][0] < 4.1 < before["interval"][1], "the first measurement straddles the threshold"
-    _remeasure_marginal(timing, candidates, gates, 2, 3, times=2, progress=lambda m: None)
+    _remeasure_marginal(timing, candidates, gates, 2, 3, timing.settings, progress=lambda m: None)
     after = timing.results["bundle"][2]["speedup_vs_teacher_int8"]
     assert sorted(calls[1][0]) == ["bundle", "teacher_int8"] and calls[1][1] == [1], "only the gate's pair, at batch 1"
     assert after["remeasured"] >= 1 and after["rounds"] == 10 * (1 + after["remeasured"])
@@ -115,7 +115,7 @@ def test_a_gate_still_straddling_after_its_re_measures_is_decided_on_its_central
              "quantize_nncf": _rounds([1.0] * 10, 20, 0.01, 3), "bundle": _rounds([1.0] * 10, 20, 0.01, 4)}
     timing, candidates, calls = _timing(monkeypatch, 20, noisy, [noisy, noisy, noisy])
     gate = GateSpec(metric="speedup_vs_teacher_int8", goal="threshold", value=4.4)
-    _remeasure_marginal(timing, candidates, [gate], 2, 3, times=2, progress=lambda m: None)
+    _remeasure_marginal(timing, candidates, [gate], 2, 3, timing.settings, progress=lambda m: None)
     assert len(calls) == 3, "timed again at most `remeasure` times"
     record = timing.results["bundle"][2]["speedup_vs_teacher_int8"]
     report = {"candidates": [{"name": c.name, "final": c.name == "bundle", "metrics": timing.results[c.name][2]}
@@ -124,3 +124,46 @@ def test_a_gate_still_straddling_after_its_re_measures_is_decided_on_its_central
     assert (result.decided, result.remeasured) == ("marginal", 2)
     assert result.passed == (record["value"] >= 4.4), "decided on the central value"
     assert "marginal" in gate_rows([result])[1][0][-1] and "after 2 re-measure" in gate_rows([result])[1][0][-1]
+
+
+def test_the_interval_over_several_launches_holds_the_spread_between_them():
+    """Two worker processes of the same pair can differ by more than either one's rounds vary: the interval over
+    both launches covers both, where each alone is narrow and misses the other."""
+    a = (_rounds([10.0] * 10, 20, 0.05, 1), _rounds([1.0] * 10, 20, 0.01, 2))  # this launch: 10x
+    b = (_rounds([10.0] * 10, 20, 0.05, 3), _rounds([0.8] * 10, 20, 0.01, 4))  # the next one: 12.5x
+    alone_a, alone_b = ratio_interval(*a, 20, seed=0), ratio_interval(*b, 20, seed=0)
+    assert alone_a[1] < 10.5 and alone_b[0] > 12.0, "each launch alone: a narrow interval that misses the other"
+    low, high = launches_ratio_interval([a, b], 20, seed=0)
+    assert low < 10.1 and high > 12.4
+    assert launches_ratio_interval([a], 20, seed=0) == alone_a, "one launch: the rounds' bootstrap"
+    assert launches_ratio_interval([a, b], 20, seed=0) == (low, high), "seeded"
+
+
+def test_every_speed_gate_is_timed_in_at_least_min_launches_worker_launches(monkeypatch):
+    from compresskit.bench.report import _remeasure_marginal
+
+    steady = {"baseline": _rounds([40.0] * 10, 20, 0.1, 1), "teacher_int8": _rounds([4.0] * 10, 20, 0.01, 2),
+              "quantize_nncf": _rounds([1.0] * 10, 20, 0.01, 3), "bundle": _rounds([0.5] * 10, 20, 0.01, 4)}
+    slower = {**steady, "bundle": _rounds([0.6] * 10, 20, 0.01, 5)}  # the second launch of the bundle runs slower
+    timing, candidates, calls = _timing(monkeypatch, 20, steady, [slower, slower], min_launches=2)
+    gates = [GateSpec(metric="speedup_vs_teacher_int8", goal="threshold", value=4),  # 8x, then 6.7x: clear both times
+             GateSpec(metric="params", goal="threshold", value=1e9)]               # no interval: never timed
+    _remeasure_marginal(timing, candidates, gates, 2, 3, timing.settings, progress=lambda m: None)
+    assert len(calls) == 2 and sorted(calls[1][0]) == ["bundle", "teacher_int8"], "clear, and still timed once more"
+    record = timing.results["bundle"][2]["speedup_vs_teacher_int8"]
+    assert (record["launches"], record["remeasured"], record["rounds"]) == (2, 1, 20)
+    assert record["interval"][0] < 6.8 and record["interval"][1] > 7.9, "the interval holds both launches"
+    assert record["first_measurement"]["value"] == pytest.approx(8.0, rel=0.01)
+
+
+@pytest.mark.parametrize("value,interval,passed", [(4.6, [4.4, 4.8], True), (4.1, [3.9, 4.3], False),
+                                                   (3.95, [3.8, 4.1], False)])
+def test_a_gate_whose_marginal_rule_is_fail_passes_only_what_its_interval_shows(value, interval, passed):
+    gate = GateSpec(metric="speedup_vs_teacher_int8", goal="threshold", value=4, marginal="fail")
+    result = evaluate_gates(_report(value, interval), [gate])[0]
+    assert result.passed == passed
+    if (value, passed) == (4.1, False):
+        assert result.decided == "marginal" and result.reason.startswith("not shown: its 95% interval")
+        assert "FAIL (not shown" in gate_rows([result])[1][0][-1]
+    central = evaluate_gates(_report(value, interval), [gate.model_copy(update={"marginal": "central"})])[0]
+    assert central.passed == (value >= 4), "the default: the central value decides"
