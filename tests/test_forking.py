@@ -24,7 +24,8 @@ GARBAGE = textwrap.dedent("""
     w = ops.constant(np.random.default_rng(0).standard_normal((16, 16, 3, 3)).astype(np.float32))
     y = ops.convolution(ops.convolution(x, w, [1, 1], [1, 1], [1, 1], [1, 1]), w, [1, 1], [1, 1], [1, 1], [1, 1])
     compiled = ov.Core().compile_model(ov.Model([y], [x]), "CPU",
-                                       {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 2})
+                                       {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 2,
+                                        "INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
     for _ in range(50):
         request.infer({"x": np.ones((1, 16, 32, 32), np.float32)})

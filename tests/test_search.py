@@ -25,8 +25,8 @@ from compresskit.bench.schema import GateResult
 from compresskit.errors import RecipeError
 from compresskit.recipe import parse_recipe
 from compresskit.recipe_search import SearchError, load_space, parse_space, search, write_front
-from compresskit.recipe_search.study import gate_constraints, open_study, storage_url, summarize
 from compresskit.recipe_search.storage import open_storage
+from compresskit.recipe_search.study import gate_constraints, open_study, storage_url, summarize
 
 LIGHT_BENCH = {"candidates": ["final"],
                "speed": {"threads": [1], "batch_sizes": [1], "rounds": 2, "per_round": 3, "warmup": 1, "warmup_s": 0,
