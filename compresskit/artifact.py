@@ -7,9 +7,10 @@
 ``lineage`` (input, then one ``{"pass", "id"}`` per step) are set by the runner from the step's input, never
 by a pass, so no pass can drop them. ``meta`` holds the pass's reported figures.
 
-``id`` is a hash chain: pass name + canonical config + parent id + versions (of compresskit and the
-libraries the pass uses), so the same recipe over the same input gives the same ids, and a config change
-changes the id of that step and of every step after it. Loading an artifact checks every file against the
+``id`` is a hash chain: pass name + canonical config + the recipe's seed (every pass draws its noise,
+calibration rows or batches from it) + parent id + versions (of compresskit and the libraries the pass uses),
+so the same recipe over the same input gives the same ids, and a config or seed change changes the id of that
+step and of every step after it. Loading an artifact checks every file against the
 manifest before anything reads it.
 """
 
@@ -73,8 +74,9 @@ class Artifact:
         return self.path / name
 
 
-def artifact_id(pass_name: str, config: dict, parent_id: str | None, versions: dict) -> str:
-    return stable_hash({"pass": pass_name, "config": config, "parent": parent_id, "versions": versions}, length=16)
+def artifact_id(pass_name: str, config: dict, parent_id: str | None, versions: dict, seed: int) -> str:
+    return stable_hash({"pass": pass_name, "config": config, "seed": seed, "parent": parent_id, "versions": versions},
+                       length=16)
 
 
 def _payload_files(folder: Path) -> list[Path]:

@@ -230,7 +230,7 @@ def _run(recipe: Recipe, run_dir: Path, on_event: Callable[[Event], None] | None
         for step in recipe.steps:
             cls = pass_class(step.name)
             config = step.config.model_dump(mode="json")
-            output_id = pass_output_id(cls, step.name, config, current.id, root)
+            output_id = pass_output_id(cls, step.name, config, current.id, root, seed=recipe.seed)
             folder = artifacts_dir / f"{step.index + 1:02d}-{step.name}-{output_id}"
             emit(Event("start", step=step.index + 1, name=step.name, id=output_id))
             started = time.perf_counter()

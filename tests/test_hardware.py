@@ -161,10 +161,10 @@ def test_the_precision_auto_resolves_to_enters_the_artifact_id(monkeypatch):
 
     def ids(native: bool) -> tuple[str, ...]:
         monkeypatch.setattr(hardware, "native_bf16", lambda device_type="cpu": (native, "test"))
-        return (pass_output_id(Distill, "distill", {"schedule": {"steps": 10}}, "parent"),
-                pass_output_id(Distill, "distill", {"schedule": {"steps": 10}, "bf16": False}, "parent"),
-                pass_output_id(Bundle, "bundle", {"text_layers": 2}, "parent"),
-                pass_output_id(Bundle, "bundle", {}, "parent"))
+        return (pass_output_id(Distill, "distill", {"schedule": {"steps": 10}}, "parent", seed=0),
+                pass_output_id(Distill, "distill", {"schedule": {"steps": 10}, "bf16": False}, "parent", seed=0),
+                pass_output_id(Bundle, "bundle", {"text_layers": 2}, "parent", seed=0),
+                pass_output_id(Bundle, "bundle", {}, "parent", seed=0))
     with_bf16, without = ids(True), ids(False)
     assert with_bf16[0] != without[0] and with_bf16[2] != without[2]  # a shared cache keeps both students
     assert with_bf16[1] == without[1] and with_bf16[3] == without[3]  # fp32 forced / no training: one id

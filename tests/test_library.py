@@ -121,3 +121,22 @@ def test_third_party_chatter_goes_to_the_run_log_not_the_console(tmp_path, capsy
     assert logging.getLogger("nncf").handlers == [] or all(
         getattr(h, "stream", None) is not None and not getattr(h.stream, "closed", False)
         for h in logging.getLogger("nncf").handlers), "the loggers get their own handlers back"
+
+
+def test_a_seed_change_reruns_the_steps_it_draws_from_instead_of_reusing_another_seeds_artifacts(tiny, tmp_path):
+    folder = compresskit.save_model(tmp_path / "teacher", tiny, meta={"data": SHAPES})
+    recipe = {"name": "seeded", "input": {"model": str(folder)}, "threads": 1,
+              "steps": [{"distill": {"student": {"kind": "slim", "width": 0.5},
+                                     "schedule": {"steps": 3, "batch_size": 4, "captions": 16},
+                                     "validation": {"size": 8, "every": 3}}}]}
+
+    def distill(seed: int) -> tuple[str, bool, bytes]:
+        report = compresskit.run({**recipe, "seed": seed}, tmp_path / "run", bench=False)
+        (step,) = report.steps
+        weights = next((tmp_path / "run" / "artifacts").glob(f"*-{step['output_id']}")) / "model.safetensors"
+        return step["output_id"], step["cached"], weights.read_bytes()
+
+    first, second, first_again = distill(0), distill(1), distill(0)
+    assert first[0] != second[0] and not second[1], "seed 1 must not reuse the student that seed 0 trained"
+    assert first[2] != second[2], "another seed draws other noise and batches"
+    assert first_again[:1] == first[:1] and first_again[1] and first_again[2] == first[2], "the same seed reuses"

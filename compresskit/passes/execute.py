@@ -32,15 +32,18 @@ def library_versions(libraries: tuple[str, ...]) -> dict:
     return found
 
 
-def pass_output_id(cls, name: str, config: dict, parent_id: str, teacher: Artifact | None = None) -> str:
-    """The id of what pass ``name`` (class ``cls``) makes from ``parent_id`` with ``config`` (a hash chain); a
-    step that reads the teacher's discriminator (``cls.reads_teacher_discriminator``) adds that file's hash."""
+def pass_output_id(cls, name: str, config: dict, parent_id: str, teacher: Artifact | None = None, *,
+                   seed: int) -> str:
+    """The id of what pass ``name`` (class ``cls``) makes from ``parent_id`` with ``config`` under the recipe's
+    ``seed`` (a hash chain); a step that reads the teacher's discriminator (``cls.reads_teacher_discriminator``)
+    adds that file's hash."""
     validated = cls.Config.model_validate(config)
     machine = cls.machine_key(validated)
     reads = teacher is not None and cls.reads_teacher_discriminator(validated)
     disc = teacher.path / DISC_FILE if reads else None
     extra = {"teacher_discriminator": sha256_file(disc) if disc.is_file() else None} if reads else {}
-    return artifact_id(name, config, parent_id, {"pass": cls.version, **library_versions(cls.libraries), **machine, **extra})
+    return artifact_id(name, config, parent_id, {"pass": cls.version, **library_versions(cls.libraries), **machine, **extra},
+                       seed)
 
 
 def produce(cls, name: str, config, src: Artifact, folder: Path, output_id: str, ctx: PassContext) -> Artifact:
