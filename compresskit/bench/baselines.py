@@ -45,7 +45,7 @@ def teacher_exports(run_dir: Path, teacher: Artifact, *, seed: int = 0, threads:
         for position, (name, pass_name) in enumerate(EXPORT_CHAIN):
             cls = pass_class(pass_name)
             config = cls.Config()  # default settings: what a user gets in one line
-            output_id = pass_output_id(cls, pass_name, config.model_dump(mode="json"), current.id)
+            output_id = pass_output_id(cls, pass_name, config.model_dump(mode="json"), current.id, seed=seed)
             target, key = folder / f"{name}-{output_id}", f"{pass_name}-{output_id}"
             with store.claim(key) if store is not None else contextlib.nullcontext():
                 found = reuse_artifact(target)
