@@ -166,6 +166,53 @@ def test_an_int8_text_encoder_is_quantised_and_keeps_the_sentence_vector(tiny_ge
     assert not runs_int8(bundle), "the generator's peak is its own precision's, whatever the text encoder's"
 
 
+@pytest.mark.parametrize("vnni", [False, True])
+def test_text_encoder_auto_is_int8_with_int8_dot_products_and_fp32_without_and_says_which(vnni, monkeypatch):
+    from compresskit import hardware
+    from compresskit.passes.bundle import Bundle as BundlePass
+    from compresskit.passes.bundle import _auto_text_precision
+    from compresskit.passes.execute import pass_output_id
+
+    for name in hardware.ISA_LIMIT_VARS:  # the suite itself may run capped
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(hardware, "isa", lambda flags=None: {"avx2": True, "avx512": vnni, "vnni": vnni,
+                                                             "avx512_bf16": False, "amx": False})
+    precision, why = _auto_text_precision("openvino")
+    assert precision == ("int8" if vnni else "fp32")
+    assert ("has INT8 dot-product instructions (AVX512-VNNI)" if vnni else "no INT8 dot-product instructions (AVX2)") in why
+    assert _auto_text_precision("onnxruntime")[0] == "fp32"
+    auto_id = pass_output_id(BundlePass, "bundle", {"text_encoder": "auto"}, "parent", seed=0)
+    monkeypatch.setattr(hardware, "isa", lambda flags=None: {"avx2": True, "avx512": not vnni, "vnni": not vnni,
+                                                             "avx512_bf16": False, "amx": False})
+    assert pass_output_id(BundlePass, "bundle", {"text_encoder": "auto"}, "parent", seed=0) != auto_id, \
+        "a shared cache keeps the INT8 and the fp32 bundle apart"
+    assert (pass_output_id(BundlePass, "bundle", {"text_encoder": "int8"}, "parent", seed=0)
+            == pass_output_id(BundlePass, "bundle", {"text_encoder": "int8"}, "parent", seed=0))
+
+
+def test_text_encoder_auto_bundles_fp32_on_a_cpu_without_vnni(tiny_generator_dir, tmp_path, monkeypatch):
+    from compresskit import hardware
+
+    for name in hardware.ISA_LIMIT_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # an AVX512-VNNI CPU capped to AVX2 counts as AVX2
+    monkeypatch.setattr(hardware, "isa", lambda flags=None: {"avx2": True, "avx512": True, "vnni": True,
+                                                             "avx512_bf16": False, "amx": False})
+    assert hardware.fast_int8() == (False, "AVX512-VNNI capped by ONEDNN_MAX_CPU_ISA=AVX2")
+    steps = [{"export_onnx": {}}, {"export_openvino": {}}, {"bundle": {"text_encoder": "auto", "validation_size": 8}}]
+    logged: list[str] = []
+    result = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run",
+                 on_event=lambda event: logged.append(event.message or ""))
+    bundle = result.final
+    spec = json.loads((bundle.path / BUNDLE_FILE).read_text())
+    assert spec["text_encoder"]["precision"] == "fp32" and b"FakeQuantize" not in (bundle.path / "text_encoder.xml").read_bytes()
+    assert np.load(bundle.path / "word_embeddings.npy").dtype == np.float32
+    assert any("text_encoder auto: fp32 (this CPU has no INT8 dot-product instructions" in line for line in logged)
+    assert Bundle(bundle.path).generate(["cat face"]).shape == (1, 32, 32, 3)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
+    assert hardware.fast_int8() == (True, "AVX512-VNNI")
+
+
 def test_a_shallower_text_encoder_is_distilled_on_the_train_captions_and_bundled(tiny_generator_dir, tmp_path):
     import onnx
 
