@@ -173,8 +173,9 @@ def evaluate_gates(report: dict | Report, gates: list[GateSpec]) -> list[GateRes
         decided = _decided(interval, threshold) if interval else None
         if passed and decided == "marginal" and gate.marginal == "fail":
             passed = False
-            reason = (f"not shown: its 95% interval {interval} still straddles {threshold:g} (the gate's marginal rule "
-                      "is fail)")
+            low, high = interval
+            reason = (f"not shown: its 95% interval [{low:.4g}, {high:.4g}] still straddles {threshold:g} (the gate's "
+                      "marginal rule is fail)")
         stderrs = [_finite(found.get("stderr")), _finite(base.get("stderr"))]
         difference = observed - baseline if observed is not None and baseline is not None else None
         difference_stderr = (math.hypot(*stderrs) if difference is not None and None not in stderrs else None)

@@ -80,7 +80,9 @@ def gate_rows(gates: list) -> tuple[list[str], list[list[str]]]:
         result = "PASS" if g["passed"] else f"FAIL ({g['reason']})" if g["reason"] else "FAIL"
         again = g.get("remeasured") or 0
         rule = "failed as not shown" if g.get("marginal") == "fail" else "decided on the central value"
-        if g.get("decided") == "marginal" and not (g.get("marginal") == "fail" and g["reason"]):
+        if g.get("decided") == "marginal" and g.get("marginal") == "fail" and g["reason"]:
+            result += f" (after {again} re-measure(s))" if again else ""  # the reason says it straddles
+        elif g.get("decided") == "marginal":
             result += (f" (marginal: the interval still straddles the threshold after {again} re-measure(s); {rule})"
                        if again else " (marginal: the interval straddles the threshold)")
         elif again:

@@ -164,6 +164,8 @@ def test_a_gate_whose_marginal_rule_is_fail_passes_only_what_its_interval_shows(
     assert result.passed == passed
     if (value, passed) == (4.1, False):
         assert result.decided == "marginal" and result.reason.startswith("not shown: its 95% interval")
-        assert "FAIL (not shown" in gate_rows([result])[1][0][-1]
+        assert "FAIL (not shown: its 95% interval [3.9, 4.3] still straddles 4" in gate_rows([result])[1][0][-1]
+        again = gate_rows([result.model_copy(update={"remeasured": 2})])[1][0][-1]
+        assert again.endswith("(after 2 re-measure(s))") and "clear" not in again, "a straddling gate is not 'clear'"
     central = evaluate_gates(_report(value, interval), [gate.model_copy(update={"marginal": "central"})])[0]
     assert central.passed == (value >= 4), "the default: the central value decides"
