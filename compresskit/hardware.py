@@ -120,9 +120,9 @@ def fast_int8() -> tuple[bool, str]:
     features = isa()
     label = isa_label(features)
     found = features["vnni"] or features["amx"]
-    cap = next((os.environ[name] for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA") if os.environ.get(name)), "")
-    if found and cap and not any(word in cap.upper() for word in _CAPS_WITH_INT8_DOT):
-        return False, f"{label} capped by ONEDNN_MAX_CPU_ISA={cap}"
+    caps = {k: v for k, v in isa_limits().items() if k != "ATEN_CPU_CAPABILITY"}  # oneDNN's, which OpenVINO honours
+    if found and any(not any(word in v.upper() for word in _CAPS_WITH_INT8_DOT) for v in caps.values()):
+        return False, f"{label} capped by {', '.join(f'{k}={v}' for k, v in caps.items())}"
     return found, label
 
 
