@@ -141,8 +141,9 @@ class Distill(Pass):
                                                             "teacher's, on the validation pairs"),
                "params_ratio": PassMetric("", "lower", "student parameters / teacher parameters"),
                "macs_ratio": PassMetric("", "lower", "student MACs per image / teacher MACs per image")}
-    version = "5"  # 2: any generator (the model contract); factory students; 3: val-split validation, diversity;
-    # 4: diversity_target, diversity_rows; 5: bf16 auto (hardware-decided), channels_last
+    version = "6"  # 2: any generator (the model contract); factory students; 3: val-split validation, diversity;
+    # 4: diversity_target, diversity_rows; 5: bf16 auto (hardware-decided), channels_last; 6: the feature MSE in
+    # closed form (the same loss, other fp32 rounding)
     distributed = True
 
     @classmethod

@@ -10,7 +10,9 @@ inputs (``text``[, ``tokens``, ``token_mask``]). The pass sums them with the wei
 * ``PerceptualDiversityLoss``: ``DiversityLoss`` measured with the perceptual distance, on the same rows (the
   diversity metric compares samples by Lite0 features; pixel spread can hold while that falls);
 * ``FeatureLoss``: MSE between named intermediate layers, the student's through learnable 1x1 adapters
-  (``feature_adapters``; ``sliced``: a sub-network's narrower maps read the adapter's first input channels);
+  (``feature_adapters``; ``sliced``: a sub-network's narrower maps read the adapter's first input channels),
+  computed in closed form from small Gram matrices (``adapted_mse``) rather than by materialising the adapted
+  maps at the teacher's widths;
 * ``DiversityLoss``: keeps the teacher's variety across noise. Rows 2k and 2k+1 of a batch share a caption (two
   noises); the term is ``max(0, 1 - spread(student) / (target * spread(teacher)))`` with spread the mean
   |image(z1) - image(z2)| of those pairs (``pair_spread``): zero while the student varies at least ``target``
@@ -48,11 +50,61 @@ class Drawn:
     features: dict[str, torch.Tensor] = field(default_factory=dict)
     perceived: list[torch.Tensor] | None = None
     perceive: Callable[[torch.Tensor], list[torch.Tensor]] | None = None
+    _targets: dict[str, MapTarget] = field(default_factory=dict, repr=False)
 
     def view(self) -> list[torch.Tensor]:
         if self.perceived is None:
             self.perceived = self.perceive(self.images)
         return self.perceived
+
+    def target(self, layer: str) -> MapTarget:
+        """The feature map ``layer`` as a regression target (its rows and sums, computed once: a kept teacher
+        batch serves ``teacher_reuse`` steps)."""
+        if layer not in self._targets:
+            self._targets[layer] = MapTarget.of(self.features[layer])
+        return self._targets[layer]
+
+
+def channel_rows(maps: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N*H*W, C), one row per position: a view of a channels-last map, else a copy."""
+    return maps.permute(0, 2, 3, 1).reshape(-1, maps.shape[1])
+
+
+@dataclass
+class MapTarget:
+    """A teacher's feature map as rows ``t`` (positions x channels, fp32) with their sum and sum of squares."""
+
+    rows: torch.Tensor
+    total: torch.Tensor
+    squares: torch.Tensor
+
+    @classmethod
+    def of(cls, maps: torch.Tensor) -> MapTarget:
+        with torch.no_grad():
+            rows = channel_rows(maps.detach().float())
+            return cls(rows, rows.sum(0), rows.pow(2).sum(dtype=torch.float64))
+
+
+def adapted_mse(maps: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, target: MapTarget) -> torch.Tensor:
+    """``F.mse_loss(F.conv2d(maps, weight, bias), teacher_maps)`` without the adapted maps: with the student's
+    rows s_m (M positions x Cs), the adapter A (Ct x Cs), b and the teacher's rows t_m,
+
+        sum_m |A s_m + b - t_m|^2 = <A G, A> + 2 <A, b u^T - K> + M |b|^2 - 2 b . sum_m t_m + sum_m |t_m|^2
+
+    with G = S^T S, u = S^T 1, K = T^T S. The big products (K and, backward, T A) read the teacher's maps once
+    each and write only Ct x Cs or M x Cs numbers, where the direct form writes and re-reads M x Ct maps four
+    times: the feature term of the edge recipe's step in about half the time (benchmarks/RESULTS.md,
+    2026-12-07, night), the same value and gradients to fp32 rounding (tests/train/test_losses.py). In fp32 always:
+    the expansion subtracts large sums, which bf16 would not carry."""
+    with torch.autocast(maps.device.type, enabled=False):
+        s = channel_rows(maps.float())
+        a, b = weight.float().flatten(1), bias.float()
+        m = s.shape[0]
+        gram, u, k = s.t() @ s, s.sum(0), target.rows.t() @ s
+        cross = (a * (b[:, None] * u[None, :] - k)).sum()
+        constant = (target.squares - 2 * (b.double() @ target.total.double())).float()
+        total = (a @ gram * a).sum() + 2 * cross + m * b.pow(2).sum() + constant
+        return total / (m * a.shape[0])
 
 
 class Taps:
@@ -152,14 +204,13 @@ class FeatureLoss:
         self.adapters, self.layers, self.sliced = adapters, layers, sliced
 
     def __call__(self, student: Drawn, teacher: Drawn, batch: Batch) -> torch.Tensor:
-        return sum(F.mse_loss(self._adapted(n, student.features[n].float()), teacher.features[n].float())
-                   for n in self.layers) / len(self.layers)
-
-    def _adapted(self, layer: str, maps: torch.Tensor) -> torch.Tensor:
-        adapter = self.adapters[adapter_key(layer)]
-        if self.sliced:  # a sub-network's map: its channels are the supernet's first ones
-            return F.conv2d(maps, adapter.weight[:, :maps.shape[1]], adapter.bias)
-        return adapter(maps)
+        total = 0
+        for n in self.layers:
+            maps, adapter = student.features[n], self.adapters[adapter_key(n)]
+            # a sub-network's map (sliced): its channels are the supernet's first ones
+            weight = adapter.weight[:, :maps.shape[1]] if self.sliced else adapter.weight
+            total = total + adapted_mse(maps, weight, adapter.bias, teacher.target(n))
+        return total / len(self.layers)
 
 
 def feature_widths(model: nn.Module, names: list[str], example: tuple, which: str) -> dict[str, int]:
