@@ -76,6 +76,7 @@ class Worker:
 
     def __init__(self, name: str):
         self.name = name
+        self._quitting = False
         self._stderr = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen([sys.executable, "-m", "compresskit.bench.worker"], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1)
@@ -110,12 +111,21 @@ class Worker:
         last = ([line for line in self._stderr.read().splitlines() if line.strip()] or ["no output"])[-1]
         raise WorkerFailed(f"the worker measuring {self.name} exited (code {self.process.returncode}): {last.strip()[:300]}")
 
+    def quit(self) -> None:
+        """Ask the worker to exit (``close`` waits for it); once."""
+        if not self._quitting and self.process.poll() is None:
+            self._quitting = True
+            try:
+                self.send({"op": "quit"})
+            except WorkerFailed:
+                pass  # it died: close reaps it
+
     def close(self) -> None:
         if self.process.poll() is None:
             try:
-                self.send({"op": "quit"})
+                self.quit()
                 self.process.wait(timeout=10)
-            except (WorkerFailed, subprocess.TimeoutExpired):
+            except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
         self._stderr.close()
@@ -140,6 +150,8 @@ class WorkerPool:
         self.close()
 
     def close(self) -> None:
+        for worker in self.workers.values():  # every worker leaves at once, then each is waited for
+            worker.quit()
         for worker in self.workers.values():
             worker.close()
 

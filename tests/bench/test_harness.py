@@ -64,6 +64,16 @@ def test_a_worker_that_cannot_load_says_why_in_one_line(tmp_path):
         pool.load("k", {"ghost": (tmp_path, LATENCY_1T)})
 
 
+def test_closing_a_pool_ends_every_worker_cleanly_and_reaps_one_that_died(exported):
+    pool = WorkerPool(["a", "b", "dead"])
+    with pool:
+        pool.load("k", {"a": (exported["small_openvino"], LATENCY_1T), "b": (exported["small_onnx"], LATENCY_1T)})
+        pool.workers["dead"].process.kill()
+    codes = {name: worker.process.returncode for name, worker in pool.workers.items()}
+    assert codes["a"] == 0 and codes["b"] == 0, codes  # quit: flushed and left (os._exit(0)), not killed
+    assert codes["dead"] not in (None, 0), codes  # reaped, no error raised for it
+
+
 def _p50_of(folder, co_candidates: dict, rounds: int = 6) -> float:
     names = ["timed", *co_candidates]
     command = {"op": "latency", "key": "k", "batch": 1, "warmup": 2, "calls": 25}
