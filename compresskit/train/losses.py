@@ -34,6 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import PassFailed
+from ..hardware import autocast
 from .kit import hinge_d_loss, hinge_g_loss
 
 Batch = dict[str, torch.Tensor]  # the teacher's caption inputs of the batch's rows, by input name
@@ -96,7 +97,7 @@ def adapted_mse(maps: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, ta
     times: the feature term of the edge recipe's step in about half the time (benchmarks/RESULTS.md,
     2026-12-07, night), the same value and gradients to fp32 rounding (tests/train/test_losses.py). In fp32 always:
     the expansion subtracts large sums, which bf16 would not carry."""
-    with torch.autocast(maps.device.type, enabled=False):
+    with autocast(maps.device, False):  # a region without autocast, inside one or not
         s = channel_rows(maps.float())
         a, b = weight.float().flatten(1), bias.float()
         m = s.shape[0]
