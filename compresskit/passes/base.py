@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from ..artifact import Artifact, Format
+from ..artifact import Artifact, Format, load_artifact
 from ..errors import PassFailed
 from .calibration import calibration_inputs, dataset_captions, unseen_attribute_inputs
 
@@ -156,6 +156,14 @@ class PassContext:
                  f"(sentence vector{' and token states' if tokens else ''}; cached)")
         return shallow_encoder_onnx(captions, layers=layers, steps=steps, lr=lr, seed=self.seed, tokens=tokens,
                                     progress=self.progress)
+
+    def ancestor(self, artifact: Artifact) -> Artifact | None:
+        """The artifact ``artifact`` was made from (its ``parent_id``), where this run folder holds it (checksums
+        verified); None when it is not here (an artifact given alone)."""
+        if artifact.parent_id is None:
+            return None
+        found = sorted((Path(self.run_dir) / "artifacts").glob(f"*-{artifact.parent_id}"))
+        return load_artifact(found[0]) if found else None
 
     def for_step(self, source: Artifact, needs: tuple[str, ...], scratch: Path | None = None) -> PassContext:
         return replace(self, source=source, needs=tuple(needs), scratch=scratch)

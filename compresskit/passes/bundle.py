@@ -13,6 +13,10 @@ it in the same runtime:
   sentence vectors, over ``validation_size`` validation-split captions, dropped by at most ``max_drop``.
   Calibration: ``subset_size`` train captions, tokenised as the bundle does. (The generator's images from
   these vectors are what the bench then scores: R-precision, KID, diversity, attributes.)
+* ``generator: auto``: the input generator where the CPU has INT8 dot products, else — for an INT8 IR made by
+  ``quantize_nncf`` from an fp32 IR that this run folder holds — that fp32 IR: without VNNI the edge recipe's
+  INT8 student ran 0.48-0.57 ms against 0.31-0.45 ms fp32 (benchmark_app, AMD EPYC capped to AVX2), and fp32
+  loses nothing of the student's quality. ``generator: input`` (default) bundles the input as it is;
 * ``text_layers: K`` (1-5): a shallower MiniLM in its place, its first K layers distilled to the full model's
   sentence vector on the dataset's train captions (``text.shallow``; ``text_steps``, ``text_lr``), exported
   in the same graph form; then fp32 or INT8 as above. The reported cosine is always to the full six-layer
@@ -57,6 +61,7 @@ WORD_EMBEDDINGS_INPUT = "inputs_embeds"
 
 class BundleConfig(PassConfig):
     text_encoder: Literal["fp32", "int8", "auto"] = "fp32"
+    generator: Literal["input", "auto"] = "input"  # auto: an INT8 IR's fp32 parent where the CPU lacks INT8 dot products
     subset_size: int = Field(300, ge=1, le=10_000)  # int8: calibration captions (train split)
     validation_size: int = Field(200, ge=4, le=10_000)  # captions of the val split the cosine is taken over
     max_drop: float = Field(0.002, gt=0, le=1)  # int8: allowed drop of the mean cosine to fp32 MiniLM
@@ -73,6 +78,27 @@ def _auto_text_precision(backend: str) -> tuple[str, str]:
     if found:
         return "int8", f"this CPU has INT8 dot-product instructions ({hardware})"
     return "fp32", f"this CPU has no INT8 dot-product instructions ({hardware}): INT8 would run slower than fp32"
+
+
+def _generator(src: Artifact, ctx: PassContext, asked: str) -> tuple[Artifact, str]:
+    """The generator to bundle, and its precision ("int8" | "fp32"): ``src``, or for ``generator: auto`` on a CPU
+    without INT8 dot products the fp32 OpenVINO IR that ``src`` (an NNCF INT8 IR) was quantised from."""
+    int8 = src.producer.get("pass") in ("quantize_nncf", "quantize_ort")
+    precision = "int8" if int8 else "fp32"
+    if asked != "auto" or not int8:
+        return src, precision
+    found, hardware = fast_int8()
+    if found or src.format != "openvino":
+        ctx.log(f"bundle: generator auto: int8 ({hardware if found else 'not an OpenVINO IR'})")
+        return src, precision
+    parent = ctx.ancestor(src)
+    if parent is None or parent.format != "openvino" or src.producer.get("pass") != "quantize_nncf":
+        ctx.log(f"bundle: generator auto: int8 (this CPU has no INT8 dot-product instructions ({hardware}), but the "
+                "fp32 IR it was quantised from is not in this run folder)")
+        return src, precision
+    ctx.log(f"bundle: generator auto: fp32, the IR {src.id} was quantised from ({parent.id}): this CPU has no INT8 "
+            f"dot-product instructions ({hardware}), where INT8 runs no faster than fp32")
+    return parent, "fp32"
 
 
 def _tokenized(tokenizer, captions: list[str]) -> list[dict[str, np.ndarray]]:
@@ -151,9 +177,10 @@ class Bundle(Pass):
     Config = BundleConfig
     accepts = ("openvino", "onnx")
     produces = "bundle"
-    # 5: generate.py, the bundle's own runner (bump when the runner's output changes); 4: text_layers; 3: word
-    # embeddings out of the graph, captions padded to a multiple of 8; 2: own length; 1: 128
-    version = "5"
+    # 6: generator: auto, the generator's precision in bundle.json; 5: generate.py, the bundle's own runner (bump
+    # when the runner's output changes); 4: text_layers; 3: word embeddings out of the graph, captions padded to a
+    # multiple of 8; 2: own length; 1: 128
+    version = "6"
     libraries = ("openvino", "nncf", "onnxruntime", "tokenizers")
     needs = ("captions",)
     metrics = {"text_cosine_vs_fp32": PassMetric("", "higher", "mean cosine of the bundle's sentence vectors to "
@@ -165,7 +192,8 @@ class Bundle(Pass):
         # the shallow text encoder trains in bf16 where native, else fp32 (compresskit.hardware): different weights;
         # text_encoder auto is INT8 or fp32 by the CPU
         key = {"text_bf16": resolved_bf16("auto")} if config.text_layers else {}
-        return key | ({"text_int8": fast_int8()[0]} if config.text_encoder == "auto" else {})
+        key |= {"text_int8": fast_int8()[0]} if config.text_encoder == "auto" else {}
+        return key | ({"generator_int8": fast_int8()[0]} if config.generator == "auto" else {})
 
     def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> PassResult:
         import openvino as ov
@@ -184,6 +212,7 @@ class Bundle(Pass):
         if precision == "auto":
             precision, why = _auto_text_precision(backend)
             ctx.log(f"bundle: text_encoder auto: {precision} ({why})")
+        generator, generator_precision = _generator(src, ctx, cfg.generator)
         if precision == "int8" and backend != "openvino":
             raise PassFailed("bundle: text_encoder: int8 is built with NNCF for OpenVINO; bundle an OpenVINO "
                              "generator (after export_openvino) or use text_encoder: fp32")
@@ -226,14 +255,14 @@ class Bundle(Pass):
             shutil.rmtree(whole.parent)
             cosine = self._bundled_cosine(out_dir, text_file, lookup, val_items, reference)
             for suffix in (".xml", ".bin"):
-                shutil.copyfile(src.file(OPENVINO_XML).with_suffix(suffix), out_dir / f"generator{suffix}")
+                shutil.copyfile(generator.file(OPENVINO_XML).with_suffix(suffix), out_dir / f"generator{suffix}")
         spec = {"format": BUNDLE_FORMAT, "tokenizer": TOKENIZER_FILE, "max_tokens": MAX_TOKENS,
                 "pad_id": tokenizer.token_to_id("[PAD]"), "pad_token": "[PAD]",
                 "pad_to_multiple_of": PAD_TO_MULTIPLE_OF,
                 "text_encoder": {"file": text_file, "backend": backend, "precision": precision,
                                  "layers": cfg.text_layers or 6, "outputs": ["pooled", "hidden"],
                                  "word_embeddings": lookup},
-                "generator": {"file": generator_file, "backend": backend, "io": src.io,
+                "generator": {"file": generator_file, "backend": backend, "precision": generator_precision, "io": src.io,
                               "input_order": input_names(src.io)}}
         (out_dir / BUNDLE_FILE).write_text(json.dumps(spec, indent=1) + "\n")
         # the runner a device uses without compresskit (the step's manifest checksums it with the other files)
@@ -241,6 +270,8 @@ class Bundle(Pass):
         size = sum(p.stat().st_size for p in out_dir.iterdir() if p.is_file()) / 2**20
         return PassResult(metrics={"text_cosine_vs_fp32": cosine, "bundle_size_mb": size},
                           details={"text_encoder": precision, "text_encoder_asked": cfg.text_encoder,
+                                   "generator": generator_precision, "generator_asked": cfg.generator,
+                                   "generator_artifact": generator.id,
                                    "text_layers": cfg.text_layers or 6,
                                    "backend": backend, "validation_captions": len(val_items)})
 

@@ -14,6 +14,7 @@ from compresskit.artifact import load_artifact
 from compresskit.errors import ArtifactError
 from compresskit.recipe import parse_recipe
 from compresskit.runner import run
+from compresskit.runtimes import OPENVINO_XML
 from compresskit.runtimes.bundle import BUNDLE_FILE, Bundle
 from tests.passes.conftest import recipe_dict
 
@@ -211,6 +212,46 @@ def test_text_encoder_auto_bundles_fp32_on_a_cpu_without_vnni(tiny_generator_dir
     assert Bundle(bundle.path).generate(["cat face"]).shape == (1, 32, 32, 3)
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
     assert hardware.fast_int8() == (True, "AVX512-VNNI")
+
+
+@pytest.mark.parametrize("vnni", [True, False])
+def test_generator_auto_bundles_the_int8_irs_fp32_parent_on_a_cpu_without_int8_dot_products(
+        tiny_generator_dir, tmp_path, monkeypatch, vnni):
+    from compresskit import hardware
+
+    for name in hardware.ISA_LIMIT_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(hardware, "isa", lambda flags=None: {"avx2": True, "avx512": vnni, "vnni": vnni,
+                                                             "avx512_bf16": False, "amx": False})
+    steps = [{"export_onnx": {}}, {"export_openvino": {}}, {"quantize_nncf": {"subset_size": 8}},
+             {"bundle": {"generator": "auto", "validation_size": 8}}]
+    logged: list[str] = []
+    result = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run",
+                 on_event=lambda event: logged.append(event.message or ""))
+    fp32_ir, int8_ir, bundle = result.steps[1], result.steps[2], result.final
+    chosen = int8_ir if vnni else fp32_ir
+    assert (bundle.path / "generator.xml").read_bytes() == chosen.file(OPENVINO_XML).read_bytes()
+    assert (bundle.path / "generator.bin").read_bytes() == chosen.file(OPENVINO_XML).with_suffix(".bin").read_bytes()
+    spec = json.loads((bundle.path / BUNDLE_FILE).read_text())
+    assert spec["generator"]["precision"] == ("int8" if vnni else "fp32")
+    assert bundle.meta["generator_artifact"] == chosen.id
+    assert any(f"generator auto: {'int8' if vnni else 'fp32'}" in line for line in logged)
+    assert Bundle(bundle.path).generate(["cat face"]).shape == (1, 32, 32, 3)
+
+
+def test_generator_auto_keeps_the_int8_ir_when_its_fp32_parent_is_not_in_the_run_folder(tmp_path, monkeypatch):
+    from compresskit.artifact import Artifact
+    from compresskit.passes import bundle as bundle_pass
+    from compresskit.passes.base import PassContext
+    from compresskit.passes.bundle import _generator
+
+    monkeypatch.setattr(bundle_pass, "fast_int8", lambda: (False, "AVX2"))
+    int8 = Artifact(tmp_path / "05-quantize_nncf-b", "b", "a", "openvino", {"pass": "quantize_nncf"}, {}, {})
+    logged: list[str] = []
+    ctx = PassContext(run_dir=tmp_path, log=logged.append)
+    assert _generator(int8, ctx, "auto") == (int8, "int8")
+    assert "is not in this run folder" in logged[-1]
+    assert _generator(int8, ctx, "input") == (int8, "int8")
 
 
 def test_a_shallower_text_encoder_is_distilled_on_the_train_captions_and_bundled(tiny_generator_dir, tmp_path):
