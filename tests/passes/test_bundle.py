@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -228,7 +229,8 @@ def test_generator_auto_bundles_the_int8_irs_fp32_parent_on_a_cpu_without_int8_d
     logged: list[str] = []
     result = run(parse_recipe(recipe_dict(tiny_generator_dir, *steps), "r.yaml"), tmp_path / "run",
                  on_event=lambda event: logged.append(event.message or ""))
-    fp32_ir, int8_ir, bundle = result.steps[1], result.steps[2], result.final
+    fp32_ir, int8_ir = (load_artifact(Path(step.path)) for step in result.steps[1:3])
+    bundle = result.final
     chosen = int8_ir if vnni else fp32_ir
     assert (bundle.path / "generator.xml").read_bytes() == chosen.file(OPENVINO_XML).read_bytes()
     assert (bundle.path / "generator.bin").read_bytes() == chosen.file(OPENVINO_XML).with_suffix(".bin").read_bytes()
