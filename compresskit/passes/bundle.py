@@ -92,7 +92,7 @@ def _generator(src: Artifact, ctx: PassContext, asked: str) -> tuple[Artifact, s
         ctx.log(f"bundle: generator auto: int8 ({hardware if found else 'not an OpenVINO IR'})")
         return src, precision
     parent = ctx.ancestor(src)
-    if parent is None or parent.format != "openvino" or src.producer.get("pass") != "quantize_nncf":
+    if parent is None or parent.format != "openvino":
         ctx.log(f"bundle: generator auto: int8 (this CPU has no INT8 dot-product instructions ({hardware}), but the "
                 "fp32 IR it was quantised from is not in this run folder)")
         return src, precision
@@ -192,8 +192,9 @@ class Bundle(Pass):
         # the shallow text encoder trains in bf16 where native, else fp32 (compresskit.hardware): different weights;
         # text_encoder auto is INT8 or fp32 by the CPU
         key = {"text_bf16": resolved_bf16("auto")} if config.text_layers else {}
-        key |= {"text_int8": fast_int8()[0]} if config.text_encoder == "auto" else {}
-        return key | ({"generator_int8": fast_int8()[0]} if config.generator == "auto" else {})
+        int8 = fast_int8()[0]
+        key |= {"text_int8": int8} if config.text_encoder == "auto" else {}
+        return key | ({"generator_int8": int8} if config.generator == "auto" else {})
 
     def run(self, src: Artifact, out_dir: Path, ctx: PassContext) -> PassResult:
         import openvino as ov
