@@ -56,3 +56,25 @@ def test_a_short_distillation_runs_whatever_its_length(steps):
 
     student = distill_shallow_encoder(["red apple", "cat face", "sun"], layers=1, steps=steps, batch_size=4)
     assert len(student.encoder.layer) == 1 and not student.training
+
+
+def test_the_distillation_trains_without_dropout_and_still_learns(monkeypatch):
+    """Dropout off (the targets are fixed vectors: nothing to regularise against), and gradients still flow."""
+    import compresskit.text.shallow as shallow
+
+    seen, cut = [], shallow.cut_encoder
+
+    def recording_cut(bert, layers):
+        student = cut(bert, layers)
+        for module in student.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.register_forward_hook(lambda m, args, out: seen.append(m.training))
+        seen.append(("start", [p.detach().clone() for p in student.encoder.parameters()]))
+        return student
+
+    monkeypatch.setattr(shallow, "cut_encoder", recording_cut)
+    student = shallow.distill_shallow_encoder(["red apple", "cat face", "sun"], layers=1, steps=3, batch_size=4)
+    flags = [flag for flag in seen if isinstance(flag, bool)]
+    assert flags and not any(flags)  # every dropout module ran, and ran inactive
+    start = seen[0][1]
+    assert any(not torch.equal(a, b) for a, b in zip(start, student.encoder.parameters()))
