@@ -10,8 +10,9 @@ vector) and learns, with AdamW and a one-cycle schedule, to give the full model'
 vector (loss 1 - cosine) for batches of the train captions, and with ``tokens`` its last token states too (for
 a generator that reads them; ``token_state_error``). The word/position embeddings stay MiniLM's own
 (frozen), so the bundle's embedding table is unchanged and only the layers are trained, without dropout.
-Forward and backward run under bfloat16 autocast where the CPU computes bf16 natively (``compresskit.hardware``; the weights stay
-float32): 2.2x faster a step on an AVX512-BF16 EPYC, same cosine; fp32 elsewhere (emulated bf16 is 26-47x slower).
+Forward and backward run under bfloat16 autocast where the CPU computes bf16 natively (``compresskit.hardware``;
+the weights stay float32): 2.2x faster a step on an AVX512-BF16 EPYC, same cosine; fp32 elsewhere (emulated bf16
+is 26-47x slower).
 What the cut costs is judged where it matters, in the generator's images (``benchmarks/text_encoder_layers.py``,
 and the bench of a bundle built with ``text_layers``).
 """
