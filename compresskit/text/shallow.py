@@ -116,7 +116,6 @@ def distill_shallow_encoder(captions: Sequence[str], *, layers: int = 3, steps: 
     ids = [tokenizer(caption, truncation=True, max_length=MAX_TOKENS)["input_ids"] for caption in captions]
     lengths = torch.tensor([len(row) for row in ids])
     rng = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # dropout
     mean_loss = 0.0
     for step in range(steps):
         rows = torch.randint(len(captions), (batch_size,), generator=rng)
@@ -144,7 +143,7 @@ def distill_shallow_encoder(captions: Sequence[str], *, layers: int = 3, steps: 
         mean_loss += (step_loss - mean_loss) / min(step + 1, 50)
         if progress and ((step + 1) % 100 == 0 or step + 1 == steps):
             progress(step + 1, steps, {"loss": round(mean_loss, 5)})
-    return student.eval()
+    return student  # in eval mode since the start (no dropout)
 
 
 def shallow_encoder_onnx(captions: Sequence[str], *, layers: int, steps: int, lr: float, batch_size: int = 64,
